@@ -1,0 +1,1 @@
+//! Benchmarks users run (replay, labs, reports).

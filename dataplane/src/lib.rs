@@ -1,0 +1,13 @@
+//! vipgate's per-packet path. Nothing here allocates, locks or makes a
+//! syscall per packet; nothing here knows Kubernetes or tokio.
+
+/// Addresses (16-byte, v4-mapped), protocols and 5-tuples.
+pub mod addr;
+/// Connection tracking: bounded table, TCP state machine, timeouts, eviction.
+pub mod conntrack;
+/// Stable, seeded hashes shared by every gateway (Maglev, flow picks).
+pub mod hash;
+/// Maglev consistent-hash tables (Eisenbud et al., NSDI 2016) with weights.
+pub mod maglev;
+/// Desired state of a Service port: what `control` hands the dataplane.
+pub mod service;
