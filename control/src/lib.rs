@@ -2,9 +2,9 @@
 
 /// Errors of the control side.
 pub mod error;
-/// Loading Service and EndpointSlice objects from a YAML/JSON dump.
-pub mod objects;
 /// The pure function from Kubernetes objects to `ServiceSpec`s.
 pub mod model;
+/// Loading Service and EndpointSlice objects from a YAML/JSON dump.
+pub mod objects;
 
 pub use error::{Error, Result};

@@ -7,7 +7,11 @@ pub mod addr;
 pub mod conntrack;
 /// Stable, seeded hashes shared by every gateway (Maglev, flow picks).
 pub mod hash;
+/// Burst packet I/O: the backend trait and its implementations.
+pub mod io;
 /// Maglev consistent-hash tables (Eisenbud et al., NSDI 2016) with weights.
 pub mod maglev;
 /// Desired state of a Service port: what `control` hands the dataplane.
 pub mod service;
+/// Packet verdicts and drop reasons.
+pub mod verdict;

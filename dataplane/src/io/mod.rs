@@ -1,0 +1,181 @@
+//! Burst I/O: one trait over AF_XDP, AF_PACKET and in-memory backends, so
+//! tests, benchmarks and the gateway run the same worker code.
+//!
+//! Frames live in one contiguous region the backend owns (an AF_XDP UMEM, an
+//! arena of fixed-size buffers). A [`Batch`] holds descriptors into that
+//! region; the worker rewrites frames in place through [`Batch::frame_mut`]
+//! and sets a verdict for each, and the backend transmits or recycles them.
+//! Batches are caller-owned and reused: nothing is allocated per burst.
+
+/// Packets preloaded in memory (replay and per-core benchmarks).
+pub mod memory;
+
+use crate::verdict::Verdict;
+
+/// Upper bound on a burst. DPDK and AF_XDP samples use 32-64; 256 leaves room
+/// for the replay path, which amortises more per burst.
+pub const MAX_BURST: usize = 256;
+
+/// One frame in the backend's region.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct FrameDesc {
+    /// Byte offset of the frame's first byte from the region base.
+    pub offset: u64,
+    /// Frame length in bytes.
+    pub len: u32,
+    /// Bytes available from `offset` (the frame may grow up to this, e.g.
+    /// when a reject answer is longer than the packet it answers).
+    pub cap: u32,
+    /// Backend-specific tag (e.g. the rx port, or a replay sequence number).
+    pub tag: u32,
+}
+
+/// A reusable burst of frames with their verdicts.
+pub struct Batch {
+    base: *mut u8,
+    region_len: usize,
+    len: usize,
+    descs: [FrameDesc; MAX_BURST],
+    verdicts: [Verdict; MAX_BURST],
+}
+
+// SAFETY: a Batch is a set of descriptors plus a pointer to a region that
+// its backend keeps alive; it moves to a worker thread together with that
+// backend and is used from one thread at a time.
+unsafe impl Send for Batch {}
+
+impl Default for Batch {
+    fn default() -> Self {
+        Batch::new()
+    }
+}
+
+impl Batch {
+    pub fn new() -> Batch {
+        Batch {
+            base: std::ptr::null_mut(),
+            region_len: 0,
+            len: 0,
+            descs: [FrameDesc::default(); MAX_BURST],
+            verdicts: [Verdict::Pass; MAX_BURST],
+        }
+    }
+
+    /// Points the batch at a backend's frame region and empties it.
+    ///
+    /// # Safety
+    /// `base..base + region_len` must stay valid for reads and writes, and
+    /// not be accessed by anything else, while frames of this batch are used.
+    pub unsafe fn reset(&mut self, base: *mut u8, region_len: usize) {
+        self.base = base;
+        self.region_len = region_len;
+        self.len = 0;
+    }
+
+    #[inline]
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    #[inline]
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    #[inline]
+    pub fn is_full(&self) -> bool {
+        self.len == MAX_BURST
+    }
+
+    /// Adds a frame. Returns false (and adds nothing) when the batch is full
+    /// or the descriptor lies outside the region.
+    #[inline]
+    pub fn push(&mut self, desc: FrameDesc) -> bool {
+        let end = desc.offset as usize + desc.cap.max(desc.len) as usize;
+        if self.len == MAX_BURST || end > self.region_len {
+            return false;
+        }
+        self.descs[self.len] = desc;
+        self.verdicts[self.len] = Verdict::Pass;
+        self.len += 1;
+        true
+    }
+
+    #[inline]
+    pub fn clear(&mut self) {
+        self.len = 0;
+    }
+
+    #[inline]
+    pub fn descs(&self) -> &[FrameDesc] {
+        &self.descs[..self.len]
+    }
+
+    #[inline]
+    pub fn desc_mut(&mut self, i: usize) -> &mut FrameDesc {
+        &mut self.descs[..self.len][i]
+    }
+
+    #[inline]
+    pub fn verdicts(&self) -> &[Verdict] {
+        &self.verdicts[..self.len]
+    }
+
+    #[inline]
+    pub fn set_verdict(&mut self, i: usize, v: Verdict) {
+        self.verdicts[..self.len][i] = v;
+    }
+
+    /// Frame `i`'s bytes (its current length).
+    #[inline]
+    pub fn frame(&self, i: usize) -> &[u8] {
+        let d = self.descs[..self.len][i];
+        // SAFETY: `push` checked the descriptor lies inside the region that
+        // `reset`'s contract keeps valid and exclusive.
+        unsafe { std::slice::from_raw_parts(self.base.add(d.offset as usize), d.len as usize) }
+    }
+
+    /// Frame `i`'s whole buffer (capacity) for in-place rewriting; its
+    /// length is `descs()[i].len`, changed with [`Batch::set_len`].
+    #[inline]
+    pub fn frame_mut(&mut self, i: usize) -> &mut [u8] {
+        let d = self.descs[..self.len][i];
+        let cap = d.cap.max(d.len) as usize;
+        // SAFETY: as in `frame`; descriptors of a batch never overlap (each
+        // backend hands out distinct buffers), so no two `&mut` alias.
+        unsafe { std::slice::from_raw_parts_mut(self.base.add(d.offset as usize), cap) }
+    }
+
+    /// Sets frame `i`'s length (at most its capacity).
+    #[inline]
+    pub fn set_len(&mut self, i: usize, len: usize) {
+        let d = &mut self.descs[..self.len][i];
+        d.len = len.min(d.cap.max(d.len) as usize) as u32;
+    }
+}
+
+/// Transmit outcome of one burst.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct TxStats {
+    /// Frames handed to the device/ring.
+    pub sent: u32,
+    /// Frames with a Tx verdict that did not fit (ring full): counted, never silent.
+    pub dropped: u32,
+}
+
+/// A burst packet I/O backend (one per worker and interface queue).
+pub trait PacketIo {
+    /// Receives up to `max` (<= MAX_BURST) frames into `batch`, replacing its
+    /// content. Returns how many. Must not block for long: a worker polls.
+    fn rx_burst(&mut self, batch: &mut Batch, max: usize) -> usize;
+
+    /// Transmits every frame of `batch` whose verdict is `Tx(_)`, and gives
+    /// all frames of the batch back to the backend. Frames with a `Pass`
+    /// verdict are handed to the kernel where the backend can do that
+    /// (AF_XDP cannot after the fact: such frames are steered out by the XDP
+    /// program in the first place). Empties the batch.
+    fn tx_burst(&mut self, batch: &mut Batch) -> TxStats;
+
+    /// A short name for logs ("af_xdp", "af_packet", "memory").
+    fn kind(&self) -> &'static str;
+}

@@ -1,0 +1,74 @@
+//! What becomes of every packet, and why packets are dropped.
+//!
+//! A drop reason is a counter index: the hot path never formats or allocates.
+
+/// The fate of one frame after the pipeline has seen it.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub enum Verdict {
+    /// Transmit the (rewritten) frame on the port with this index. In replay
+    /// there is one port (0); a gateway routing between a client-side and a
+    /// backend-side interface has two.
+    Tx(u8),
+    /// Not ours: hand it to the kernel unchanged (ARP, SSH, non-service traffic).
+    Pass,
+    /// Dropped, counted under the reason.
+    Drop(DropReason),
+}
+
+/// Why a packet was dropped. The discriminant indexes the drop counters.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+#[repr(u8)]
+pub enum DropReason {
+    /// Truncated or inconsistent headers.
+    Malformed = 0,
+    /// TTL / hop limit would reach zero.
+    TtlExceeded,
+    /// New flow refused: conntrack full of live established flows.
+    ConntrackFull,
+    /// IP fragment to a VIP: cannot be NATed without reassembly.
+    Fragment,
+    /// ICMP error about a flow we do not track.
+    IcmpUntracked,
+    /// The next hop's MAC address is not known yet.
+    NoNeighbour,
+    /// The transmit ring was full.
+    TxFull,
+}
+
+impl DropReason {
+    pub const COUNT: usize = 7;
+    pub const ALL: [DropReason; DropReason::COUNT] = [
+        DropReason::Malformed,
+        DropReason::TtlExceeded,
+        DropReason::ConntrackFull,
+        DropReason::Fragment,
+        DropReason::IcmpUntracked,
+        DropReason::NoNeighbour,
+        DropReason::TxFull,
+    ];
+
+    /// The name used in counters, JSON and reports.
+    pub fn name(self) -> &'static str {
+        match self {
+            DropReason::Malformed => "malformed",
+            DropReason::TtlExceeded => "ttl_exceeded",
+            DropReason::ConntrackFull => "conntrack_full",
+            DropReason::Fragment => "fragment",
+            DropReason::IcmpUntracked => "icmp_untracked",
+            DropReason::NoNeighbour => "no_neighbour",
+            DropReason::TxFull => "tx_full",
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn all_lists_every_reason_at_its_index() {
+        for (i, r) in DropReason::ALL.iter().enumerate() {
+            assert_eq!(*r as usize, i, "{}", r.name());
+        }
+    }
+}
