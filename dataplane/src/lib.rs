@@ -15,3 +15,11 @@ pub mod maglev;
 pub mod service;
 /// Packet verdicts and drop reasons.
 pub mod verdict;
+/// Packet classification, checksums and in-place rewrites.
+pub mod wire;
+/// One generation's service table: keys to Maglev rings.
+pub mod table;
+/// Per-worker counters.
+pub mod counters;
+// The per-packet pipeline: classify, conntrack, Maglev pick, NAT.
+// pub mod pipeline; (enabled once conntrack lands)

@@ -9,6 +9,8 @@
 
 /// Packets preloaded in memory (replay and per-core benchmarks).
 pub mod memory;
+/// pcap / pcapng files to and from memory.
+pub mod pcap;
 
 use crate::verdict::Verdict;
 

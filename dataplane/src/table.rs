@@ -1,0 +1,252 @@
+//! The service table of one generation: Service keys to their Maglev rings,
+//! built from `ServiceSpec`s. Immutable once built; a new set of specs
+//! builds a new table, reusing the entries of services that did not change,
+//! so only changed services pay for a Maglev rebuild.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
+
+use ahash::RandomState;
+
+use crate::addr::{Addr, Proto, Tuple};
+use crate::hash::{client_hash, flow_hash, DEFAULT_SEED};
+use crate::maglev::{table_size, Maglev, DEFAULT_MAX_TABLE_SIZE};
+use crate::service::{Affinity, BackendSpec, ServiceKey, ServiceSpec};
+
+/// How Maglev tables are built. Every gateway of a cluster must use the same
+/// values, or they pick different backends for the same flow.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct TableConfig {
+    /// Upper bound on a service's ring size (a prime from the fixed list).
+    pub max_table_size: u32,
+    /// Seed of the stable hashes (flow picks and permutations).
+    pub seed: u64,
+}
+
+impl Default for TableConfig {
+    fn default() -> Self {
+        TableConfig {
+            max_table_size: DEFAULT_MAX_TABLE_SIZE,
+            seed: DEFAULT_SEED,
+        }
+    }
+}
+
+/// One Service port, ready for lookups.
+#[derive(Debug)]
+pub struct ServiceEntry {
+    pub spec: ServiceSpec,
+    /// The backends taking new flows; the Maglev ring indexes this list.
+    pub active: Vec<BackendSpec>,
+    pub maglev: Maglev,
+    /// (addr, port) of `active`, sorted: membership checks for UDP flows,
+    /// which re-balance when their backend leaves.
+    active_sorted: Vec<(Addr, u16)>,
+}
+
+impl ServiceEntry {
+    fn build(spec: ServiceSpec, cfg: &TableConfig) -> ServiceEntry {
+        let active = spec.active_backends();
+        let m = table_size(active.len(), cfg.max_table_size);
+        let maglev = Maglev::build(&active, m, cfg.seed);
+        let mut active_sorted: Vec<(Addr, u16)> = active.iter().map(|b| (b.addr, b.port)).collect();
+        active_sorted.sort_unstable();
+        ServiceEntry {
+            spec,
+            active,
+            maglev,
+            active_sorted,
+        }
+    }
+
+    /// The backend for a new flow whose original tuple is `t`, or None when
+    /// the service has no backend taking new flows.
+    #[inline]
+    pub fn pick(&self, t: &Tuple, seed: u64) -> Option<&BackendSpec> {
+        let h = match self.spec.affinity {
+            Affinity::None => flow_hash(t, seed),
+            Affinity::ClientIp { .. } => client_hash(&t.src, seed),
+        };
+        self.maglev.pick(h).map(|i| &self.active[i])
+    }
+
+    /// Whether (addr, port) still takes new flows of this service.
+    #[inline]
+    pub fn is_active(&self, addr: &Addr, port: u16) -> bool {
+        self.active_sorted.binary_search(&(*addr, port)).is_ok()
+    }
+}
+
+/// What a build reused and rebuilt (for logs and the sync benchmark).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct BuildStats {
+    pub services: usize,
+    pub rebuilt: usize,
+    pub reused: usize,
+}
+
+/// All services of one generation.
+#[derive(Debug)]
+pub struct ServiceTable {
+    generation: u64,
+    cfg: TableConfig,
+    services: HashMap<ServiceKey, Arc<ServiceEntry>, RandomState>,
+    /// Every VIP address, for "is this addressed to us at all" checks
+    /// (fragments, ICMP to a VIP).
+    vips: HashSet<Addr, RandomState>,
+}
+
+impl ServiceTable {
+    /// An empty table (generation 0).
+    pub fn empty(cfg: TableConfig) -> ServiceTable {
+        ServiceTable {
+            generation: 0,
+            cfg,
+            services: HashMap::default(),
+            vips: HashSet::default(),
+        }
+    }
+
+    /// Builds the next generation from `specs`, reusing `previous`'s entries
+    /// whose spec is unchanged (same backends, states and weights).
+    /// Duplicate keys: the first spec wins.
+    pub fn build(specs: Vec<ServiceSpec>, previous: &ServiceTable) -> (ServiceTable, BuildStats) {
+        let cfg = previous.cfg;
+        let mut stats = BuildStats::default();
+        let mut services: HashMap<ServiceKey, Arc<ServiceEntry>, RandomState> = HashMap::default();
+        services.reserve(specs.len());
+        let mut vips = HashSet::default();
+        for spec in specs {
+            if services.contains_key(&spec.key) {
+                continue;
+            }
+            vips.insert(spec.key.vip);
+            let entry = match previous.services.get(&spec.key) {
+                Some(old) if old.spec == spec => {
+                    stats.reused += 1;
+                    Arc::clone(old)
+                }
+                _ => {
+                    stats.rebuilt += 1;
+                    Arc::new(ServiceEntry::build(spec, &cfg))
+                }
+            };
+            services.insert(entry.spec.key, entry);
+        }
+        stats.services = services.len();
+        let table = ServiceTable {
+            generation: previous.generation + 1,
+            cfg,
+            services,
+            vips,
+        };
+        (table, stats)
+    }
+
+    /// Builds generation 1 from scratch.
+    pub fn from_specs(specs: Vec<ServiceSpec>, cfg: TableConfig) -> ServiceTable {
+        ServiceTable::build(specs, &ServiceTable::empty(cfg)).0
+    }
+
+    #[inline]
+    pub fn lookup(&self, vip: &Addr, port: u16, proto: Proto) -> Option<&ServiceEntry> {
+        self.services
+            .get(&ServiceKey { vip: *vip, port, proto })
+            .map(|e| &**e)
+    }
+
+    #[inline]
+    pub fn is_vip(&self, addr: &Addr) -> bool {
+        self.vips.contains(addr)
+    }
+
+    pub fn generation(&self) -> u64 {
+        self.generation
+    }
+
+    pub fn config(&self) -> &TableConfig {
+        &self.cfg
+    }
+
+    pub fn len(&self) -> usize {
+        self.services.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.services.is_empty()
+    }
+
+    /// All entries, sorted by key (for listings and steering maps).
+    pub fn entries(&self) -> Vec<&ServiceEntry> {
+        let mut v: Vec<&ServiceEntry> = self.services.values().map(|e| &**e).collect();
+        v.sort_by_key(|e| e.spec.key);
+        v
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::service::BackendState;
+
+    fn spec(vip_last: u8, backends: &[u8]) -> ServiceSpec {
+        ServiceSpec {
+            key: ServiceKey {
+                vip: Addr::from_v4([198, 19, 0, vip_last]),
+                port: 80,
+                proto: Proto::Tcp,
+            },
+            name: format!("default/svc{vip_last}:http"),
+            backends: backends
+                .iter()
+                .map(|b| BackendSpec {
+                    addr: Addr::from_v4([198, 18, 1, *b]),
+                    port: 8080,
+                    weight: 1,
+                    state: BackendState::Ready,
+                })
+                .collect(),
+            affinity: Affinity::None,
+        }
+    }
+
+    #[test]
+    fn unchanged_services_are_reused() {
+        let t1 = ServiceTable::from_specs(vec![spec(1, &[1, 2]), spec(2, &[3])], TableConfig::default());
+        let (t2, stats) = ServiceTable::build(vec![spec(1, &[1, 2]), spec(2, &[3, 4])], &t1);
+        assert_eq!(stats, BuildStats { services: 2, rebuilt: 1, reused: 1 });
+        assert_eq!(t2.generation(), 2);
+        let a = t1.lookup(&Addr::from_v4([198, 19, 0, 1]), 80, Proto::Tcp).unwrap();
+        let b = t2.lookup(&Addr::from_v4([198, 19, 0, 1]), 80, Proto::Tcp).unwrap();
+        assert!(std::ptr::eq(a, b), "unchanged entry must be shared, not rebuilt");
+    }
+
+    #[test]
+    fn lookup_misses_other_ports_and_protocols() {
+        let t = ServiceTable::from_specs(vec![spec(1, &[1])], TableConfig::default());
+        let vip = Addr::from_v4([198, 19, 0, 1]);
+        assert!(t.lookup(&vip, 80, Proto::Tcp).is_some());
+        assert!(t.lookup(&vip, 81, Proto::Tcp).is_none());
+        assert!(t.lookup(&vip, 80, Proto::Udp).is_none());
+        assert!(t.is_vip(&vip));
+        assert!(!t.is_vip(&Addr::from_v4([198, 19, 0, 2])));
+    }
+
+    #[test]
+    fn pick_is_stable_and_active_membership_holds() {
+        let t = ServiceTable::from_specs(vec![spec(1, &[1, 2, 3])], TableConfig::default());
+        let e = t.lookup(&Addr::from_v4([198, 19, 0, 1]), 80, Proto::Tcp).unwrap();
+        let tuple = Tuple {
+            src: Addr::from_v4([198, 18, 0, 9]),
+            dst: Addr::from_v4([198, 19, 0, 1]),
+            sport: 40000,
+            dport: 80,
+            proto: Proto::Tcp,
+        };
+        let b1 = *e.pick(&tuple, DEFAULT_SEED).unwrap();
+        let b2 = *e.pick(&tuple, DEFAULT_SEED).unwrap();
+        assert_eq!(b1, b2);
+        assert!(e.is_active(&b1.addr, b1.port));
+        assert!(!e.is_active(&Addr::from_v4([198, 18, 1, 99]), 8080));
+    }
+}

@@ -1,0 +1,11 @@
+//! Wire-level helpers on top of `smoltcp::wire`: classification, incremental
+//! checksums, in-place NAT rewrites and generated answers (RST, ICMP).
+
+/// Internet checksums: RFC 1624 incremental updates and RFC 1071 sums.
+pub mod checksum;
+/// The classify step: validate headers once, record offsets and fields.
+pub mod parse;
+/// In-place NAT rewrites: endpoints, TTL, ICMP errors about NATed flows.
+pub mod nat;
+/// Generated answers for Services without endpoints: TCP RST, ICMP unreachable.
+pub mod reject;

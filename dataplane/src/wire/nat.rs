@@ -1,0 +1,162 @@
+//! In-place NAT rewrites with incremental checksum updates (RFC 1624).
+//!
+//! Every function here takes a frame already validated by
+//! [`parse`](super::parse::parse), so the offsets it uses are in bounds.
+
+use super::checksum::{get_u16, rewrite, update_word, CsumField};
+use super::parse::{Parsed, Quoted, IPPROTO_ICMPV6, IPPROTO_TCP, IPPROTO_UDP};
+use crate::addr::Addr;
+
+/// Which end of a packet a rewrite changes.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub enum End {
+    Src,
+    Dst,
+}
+
+/// The checksums covering the addresses of a packet: the IPv4 header
+/// checksum, and the L4 checksum whose pseudo-header includes them.
+/// Returns them in a fixed array (no allocation) and how many are valid.
+#[inline]
+fn addr_csums(v6: bool, l3_off: usize, proto: u8, l4_off: usize, end: usize) -> ([CsumField; 2], usize) {
+    let mut out = [CsumField::At(0); 2];
+    let mut n = 0;
+    if !v6 {
+        out[n] = CsumField::At(l3_off + 10);
+        n += 1;
+    }
+    if let Some(c) = l4_csum(v6, proto, l4_off, end) {
+        out[n] = c;
+        n += 1;
+    }
+    (out, n)
+}
+
+/// The L4 checksum field covering ports and (by pseudo-header) addresses,
+/// if it lies before `end`. ICMPv4 has no pseudo-header, so it is absent.
+#[inline]
+fn l4_csum(v6: bool, proto: u8, l4_off: usize, end: usize) -> Option<CsumField> {
+    let c = match (proto, v6) {
+        (IPPROTO_TCP, _) => CsumField::At(l4_off + 16),
+        (IPPROTO_UDP, false) => CsumField::UdpV4At(l4_off + 6),
+        (IPPROTO_UDP, true) => CsumField::UdpV6At(l4_off + 6),
+        (IPPROTO_ICMPV6, true) => CsumField::At(l4_off + 2),
+        _ => return None,
+    };
+    let off = match c {
+        CsumField::At(o) | CsumField::UdpV4At(o) | CsumField::UdpV6At(o) => o,
+    };
+    (off + 2 <= end).then_some(c)
+}
+
+/// Rewrites one end (address and TCP/UDP port) of a TCP/UDP packet.
+#[inline]
+pub fn rewrite_endpoint(frame: &mut [u8], p: &Parsed, end: End, addr: &Addr, port: u16) {
+    let (csums, n) = addr_csums(p.v6, p.l3_off, p.proto, p.l4_off, p.ip_end);
+    let (addr_off, port_off) = match end {
+        End::Src => (p.src_off(), p.l4_off),
+        End::Dst => (p.dst_off(), p.l4_off + 2),
+    };
+    rewrite(frame, addr_off, addr.wire_bytes(), &csums[..n]);
+    // The IPv4 header checksum does not cover ports: only the L4 one.
+    let l4 = if p.v6 { &csums[..n] } else { &csums[1..n] };
+    rewrite(frame, port_off, &port.to_be_bytes(), l4);
+}
+
+/// Decrements the TTL / hop limit. The caller has checked it is > 1.
+#[inline]
+pub fn decrement_ttl(frame: &mut [u8], p: &Parsed) {
+    let off = p.ttl_off();
+    if p.v6 {
+        frame[off] -= 1;
+        return;
+    }
+    // TTL shares a 16-bit word with the protocol byte.
+    let old = get_u16(frame, off);
+    frame[off] -= 1;
+    let new = get_u16(frame, off);
+    let c = update_word(get_u16(frame, p.l3_off + 10), old, new);
+    frame[p.l3_off + 10..p.l3_off + 12].copy_from_slice(&c.to_be_bytes());
+}
+
+#[inline]
+fn csum_off(c: CsumField) -> usize {
+    match c {
+        CsumField::At(o) | CsumField::UdpV4At(o) | CsumField::UdpV6At(o) => o,
+    }
+}
+
+/// Translates an ICMP error about a NATed flow. `end` names which end of
+/// the QUOTED packet carries the translated endpoint (`Dst` for errors from
+/// a backend about client -> backend, `Src` for errors to a VIP about a
+/// reply VIP -> client); the outer header's opposite end (outer src for
+/// `Dst`, outer dst for `Src`) is rewritten too when it holds `from`.
+pub fn translate_icmp_error(frame: &mut [u8], outer: &Parsed, q: &Quoted, end: End, from: &Addr, to: &Addr, to_port: u16) {
+    // Outer header: the address the client or backend must see.
+    let outer_end = match end {
+        End::Dst => End::Src,
+        End::Src => End::Dst,
+    };
+    let outer_addr = match outer_end {
+        End::Src => outer.src,
+        End::Dst => outer.dst,
+    };
+    if outer_addr == *from {
+        let off = match outer_end {
+            End::Src => outer.src_off(),
+            End::Dst => outer.dst_off(),
+        };
+        let (csums, n) = addr_csums(outer.v6, outer.l3_off, outer.proto, outer.l4_off, outer.ip_end);
+        rewrite(frame, off, to.wire_bytes(), &csums[..n]);
+    }
+
+    // Quoted header: its IPv4 checksum and L4 checksum (if quoted) cover it;
+    // the ICMP checksum covers all of it.
+    let icmp = CsumField::At(outer.l4_off + 2);
+    let (addr_off, port_off) = match end {
+        End::Src => (q.l3_off + if q.v6 { 8 } else { 12 }, q.l4_off),
+        End::Dst => (q.l3_off + if q.v6 { 24 } else { 16 }, q.l4_off + 2),
+    };
+    let mut inner = [CsumField::At(0); 2];
+    let mut n = 0;
+    if !q.v6 {
+        inner[n] = CsumField::At(q.l3_off + 10);
+        n += 1;
+    }
+    let l4 = if q.proto == IPPROTO_TCP || q.proto == IPPROTO_UDP {
+        l4_csum(q.v6, q.proto, q.l4_off, q.end)
+    } else {
+        None
+    };
+    if let Some(c) = l4 {
+        inner[n] = c;
+        n += 1;
+    }
+    // The field change goes into the ICMP checksum first; then each quoted
+    // checksum is updated and its own change folded into the ICMP one.
+    rewrite(frame, addr_off, to.wire_bytes(), &[icmp]);
+    let old_addr = from.wire_bytes();
+    let new_addr = to.wire_bytes();
+    apply_quoted_csums(frame, outer, &inner[..n], old_addr, new_addr);
+    if q.proto == IPPROTO_TCP || q.proto == IPPROTO_UDP {
+        let old_port = get_u16(frame, port_off).to_be_bytes();
+        let new_port = to_port.to_be_bytes();
+        rewrite(frame, port_off, &new_port, &[icmp]);
+        let l4_only = if q.v6 { &inner[..n] } else { &inner[1..n] };
+        apply_quoted_csums(frame, outer, l4_only, &old_port, &new_port);
+    }
+}
+
+/// Applies the change old -> new (already written) to each quoted checksum
+/// and folds each checksum's own change into the ICMP checksum.
+fn apply_quoted_csums(frame: &mut [u8], outer: &Parsed, quoted: &[CsumField], old: &[u8], new: &[u8]) {
+    let icmp = outer.l4_off + 2;
+    for c in quoted {
+        let off = csum_off(*c);
+        let before = get_u16(frame, off);
+        c.apply(frame, old, new);
+        let after = get_u16(frame, off);
+        let ic = update_word(get_u16(frame, icmp), before, after);
+        frame[icmp..icmp + 2].copy_from_slice(&ic.to_be_bytes());
+    }
+}

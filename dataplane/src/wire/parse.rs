@@ -1,0 +1,347 @@
+//! The classify step: one pass over a frame's headers that validates lengths
+//! and records the offsets and fields the pipeline needs. After a successful
+//! parse, every offset stored in [`Parsed`] lies inside the frame, so the
+//! rewrite code can index without further checks.
+//!
+//! smoltcp's checked views validate the outer IPv4/IPv6/TCP/UDP headers. A
+//! packet quoted inside an ICMP error is usually truncated (its IP total
+//! length exceeds what is quoted), which those views reject by design, so
+//! [`parse_quoted`] checks the few bytes it needs by hand.
+
+use smoltcp::wire::{Ipv4Packet, Ipv6Packet, TcpPacket, UdpPacket};
+
+use crate::addr::Addr;
+
+pub const ETHERTYPE_IPV4: u16 = 0x0800;
+pub const ETHERTYPE_IPV6: u16 = 0x86dd;
+pub const ETHERTYPE_VLAN: u16 = 0x8100;
+pub const ETH_HDR_LEN: usize = 14;
+pub const VLAN_TAG_LEN: usize = 4;
+
+pub const IPPROTO_ICMP: u8 = 1;
+pub const IPPROTO_TCP: u8 = 6;
+pub const IPPROTO_UDP: u8 = 17;
+pub const IPPROTO_ICMPV6: u8 = 58;
+
+/// IPv6 extension headers we walk over to find L4; a chain longer than this
+/// is treated as not ours (DoS guard, as in Katran's parser).
+const MAX_IPV6_EXT_HEADERS: usize = 8;
+
+/// Why a frame cannot be classified.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub enum ParseError {
+    /// Not IPv4/IPv6 (ARP, LLDP, ...): the kernel's business.
+    NotIp,
+    /// Truncated or inconsistent headers.
+    Malformed,
+}
+
+/// What the L4 header says, for the protocols the pipeline acts on.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub enum L4 {
+    Tcp {
+        sport: u16,
+        dport: u16,
+        flags: u8,
+        seq: u32,
+        ack: u32,
+        /// Data offset in bytes.
+        hdr_len: u8,
+    },
+    Udp {
+        sport: u16,
+        dport: u16,
+    },
+    /// ICMP / ICMPv6 echo request or reply.
+    IcmpEcho { id: u16, request: bool },
+    /// ICMP / ICMPv6 error quoting another packet (at `l4_off + 8`).
+    IcmpError { kind: u8, code: u8 },
+    /// Any other L4 (or other ICMP messages); never NATed.
+    Other,
+}
+
+/// Offsets and fields of one frame.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub struct Parsed {
+    /// Offset of the IP header (14, or 18 with a VLAN tag).
+    pub l3_off: usize,
+    pub v6: bool,
+    /// Offset of the L4 header.
+    pub l4_off: usize,
+    /// End of the IP packet per its length field (Ethernet padding excluded).
+    pub ip_end: usize,
+    /// L4 protocol number (after IPv6 extension headers).
+    pub proto: u8,
+    pub src: Addr,
+    pub dst: Addr,
+    /// Part of a fragmented datagram: no reliable ports.
+    pub fragment: bool,
+    /// TTL or hop limit.
+    pub ttl: u8,
+    pub l4: L4,
+}
+
+impl Parsed {
+    /// Offset of the IPv4 TTL / IPv6 hop-limit byte.
+    #[inline]
+    pub fn ttl_off(&self) -> usize {
+        self.l3_off + if self.v6 { 7 } else { 8 }
+    }
+
+    /// Offset of the source address.
+    #[inline]
+    pub fn src_off(&self) -> usize {
+        self.l3_off + if self.v6 { 8 } else { 12 }
+    }
+
+    /// Offset of the destination address.
+    #[inline]
+    pub fn dst_off(&self) -> usize {
+        self.l3_off + if self.v6 { 24 } else { 16 }
+    }
+
+    /// Bytes of L4 header and payload.
+    #[inline]
+    pub fn l4_len(&self) -> usize {
+        self.ip_end - self.l4_off
+    }
+}
+
+/// Reads the (possibly VLAN-tagged) ethertype; returns it and the L3 offset.
+#[inline]
+pub fn ethertype(frame: &[u8]) -> Result<(u16, usize), ParseError> {
+    if frame.len() < ETH_HDR_LEN {
+        return Err(ParseError::Malformed);
+    }
+    let et = u16::from_be_bytes([frame[12], frame[13]]);
+    if et != ETHERTYPE_VLAN {
+        return Ok((et, ETH_HDR_LEN));
+    }
+    if frame.len() < ETH_HDR_LEN + VLAN_TAG_LEN {
+        return Err(ParseError::Malformed);
+    }
+    Ok((
+        u16::from_be_bytes([frame[16], frame[17]]),
+        ETH_HDR_LEN + VLAN_TAG_LEN,
+    ))
+}
+
+/// Classifies one Ethernet frame.
+#[inline]
+pub fn parse(frame: &[u8]) -> Result<Parsed, ParseError> {
+    let (et, l3_off) = ethertype(frame)?;
+    let mut p = match et {
+        ETHERTYPE_IPV4 => parse_ipv4(frame, l3_off)?,
+        ETHERTYPE_IPV6 => parse_ipv6(frame, l3_off)?,
+        _ => return Err(ParseError::NotIp),
+    };
+    if !p.fragment {
+        p.l4 = parse_l4(&frame[p.l4_off..p.ip_end], p.proto)?;
+    }
+    Ok(p)
+}
+
+fn parse_ipv4(frame: &[u8], l3_off: usize) -> Result<Parsed, ParseError> {
+    let ip = Ipv4Packet::new_checked(&frame[l3_off..]).map_err(|_| ParseError::Malformed)?;
+    if ip.version() != 4 {
+        return Err(ParseError::Malformed);
+    }
+    let hdr_len = usize::from(ip.header_len());
+    let total = usize::from(ip.total_len());
+    Ok(Parsed {
+        l3_off,
+        v6: false,
+        l4_off: l3_off + hdr_len,
+        ip_end: l3_off + total,
+        proto: ip.next_header().into(),
+        src: Addr::from_v4(ip.src_addr().octets()),
+        dst: Addr::from_v4(ip.dst_addr().octets()),
+        fragment: ip.more_frags() || ip.frag_offset() != 0,
+        ttl: ip.hop_limit(),
+        l4: L4::Other,
+    })
+}
+
+fn parse_ipv6(frame: &[u8], l3_off: usize) -> Result<Parsed, ParseError> {
+    let ip = Ipv6Packet::new_checked(&frame[l3_off..]).map_err(|_| ParseError::Malformed)?;
+    if ip.version() != 6 {
+        return Err(ParseError::Malformed);
+    }
+    let ip_end = l3_off + 40 + usize::from(ip.payload_len());
+    let (proto, l4_off, fragment) = walk_ipv6_ext(frame, l3_off + 40, ip_end, ip.next_header().into())?;
+    Ok(Parsed {
+        l3_off,
+        v6: true,
+        l4_off,
+        ip_end,
+        proto,
+        src: Addr::from_v6(ip.src_addr().octets()),
+        dst: Addr::from_v6(ip.dst_addr().octets()),
+        fragment,
+        ttl: ip.hop_limit(),
+        l4: L4::Other,
+    })
+}
+
+/// Walks IPv6 extension headers from `off`; returns (L4 proto, L4 offset, fragment).
+fn walk_ipv6_ext(
+    buf: &[u8],
+    mut off: usize,
+    end: usize,
+    mut next: u8,
+) -> Result<(u8, usize, bool), ParseError> {
+    let mut fragment = false;
+    for _ in 0..MAX_IPV6_EXT_HEADERS {
+        let len = match next {
+            // Hop-by-hop, routing, destination options: (n + 1) * 8 bytes.
+            0 | 43 | 60 => {
+                if off + 2 > end {
+                    return Err(ParseError::Malformed);
+                }
+                (usize::from(buf[off + 1]) + 1) * 8
+            }
+            // Fragment header: 8 bytes; offset or M flag set means a fragment.
+            44 => {
+                if off + 8 > end {
+                    return Err(ParseError::Malformed);
+                }
+                let fo = u16::from_be_bytes([buf[off + 2], buf[off + 3]]);
+                if fo & 0xfff9 != 0 {
+                    fragment = true;
+                }
+                8
+            }
+            // Authentication header: (n + 2) * 4 bytes.
+            51 => {
+                if off + 2 > end {
+                    return Err(ParseError::Malformed);
+                }
+                (usize::from(buf[off + 1]) + 2) * 4
+            }
+            _ => return Ok((next, off, fragment)),
+        };
+        if off + len > end {
+            return Err(ParseError::Malformed);
+        }
+        next = buf[off];
+        off += len;
+    }
+    Ok((next, off, true))
+}
+
+/// Parses the L4 header of `seg` (L4 header plus payload, up to the IP end).
+#[inline]
+fn parse_l4(seg: &[u8], proto: u8) -> Result<L4, ParseError> {
+    match proto {
+        IPPROTO_TCP => {
+            let t = TcpPacket::new_checked(seg).map_err(|_| ParseError::Malformed)?;
+            Ok(L4::Tcp {
+                sport: t.src_port(),
+                dport: t.dst_port(),
+                flags: seg[13],
+                seq: u32::from_be_bytes([seg[4], seg[5], seg[6], seg[7]]),
+                ack: u32::from_be_bytes([seg[8], seg[9], seg[10], seg[11]]),
+                hdr_len: t.header_len(),
+            })
+        }
+        IPPROTO_UDP => {
+            let u = UdpPacket::new_checked(seg).map_err(|_| ParseError::Malformed)?;
+            Ok(L4::Udp {
+                sport: u.src_port(),
+                dport: u.dst_port(),
+            })
+        }
+        IPPROTO_ICMP | IPPROTO_ICMPV6 => {
+            if seg.len() < 8 {
+                return Err(ParseError::Malformed);
+            }
+            let (kind, code) = (seg[0], seg[1]);
+            let id = u16::from_be_bytes([seg[4], seg[5]]);
+            Ok(match (proto, kind) {
+                (IPPROTO_ICMP, 8) | (IPPROTO_ICMPV6, 128) => L4::IcmpEcho { id, request: true },
+                (IPPROTO_ICMP, 0) | (IPPROTO_ICMPV6, 129) => L4::IcmpEcho { id, request: false },
+                // v4: destination unreachable, time exceeded, parameter problem.
+                (IPPROTO_ICMP, 3 | 11 | 12) => L4::IcmpError { kind, code },
+                // v6: destination unreachable, packet too big, time exceeded, parameter problem.
+                (IPPROTO_ICMPV6, 1..=4) => L4::IcmpError { kind, code },
+                _ => L4::Other,
+            })
+        }
+        _ => Ok(L4::Other),
+    }
+}
+
+/// A packet quoted inside an ICMP error: its IP header and the first 8 bytes
+/// of its L4 header (ports; for TCP the sequence number too) are present.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub struct Quoted {
+    /// Offset of the quoted IP header in the frame.
+    pub l3_off: usize,
+    pub l4_off: usize,
+    pub v6: bool,
+    pub proto: u8,
+    pub src: Addr,
+    pub dst: Addr,
+    pub sport: u16,
+    pub dport: u16,
+    /// End of the quoted bytes (the outer IP packet's end).
+    pub end: usize,
+}
+
+/// Parses the packet quoted by the ICMP error whose outer header is `outer`.
+pub fn parse_quoted(frame: &[u8], outer: &Parsed) -> Result<Quoted, ParseError> {
+    let l3 = outer.l4_off + 8;
+    let end = outer.ip_end;
+    if l3 + 1 > end {
+        return Err(ParseError::Malformed);
+    }
+    let version = frame[l3] >> 4;
+    let (v6, proto, l4_off, src, dst) = if !outer.v6 && version == 4 {
+        let ihl = usize::from(frame[l3] & 0x0f) * 4;
+        if ihl < 20 || l3 + ihl > end {
+            return Err(ParseError::Malformed);
+        }
+        let mut s = [0u8; 4];
+        let mut d = [0u8; 4];
+        s.copy_from_slice(&frame[l3 + 12..l3 + 16]);
+        d.copy_from_slice(&frame[l3 + 16..l3 + 20]);
+        (false, frame[l3 + 9], l3 + ihl, Addr::from_v4(s), Addr::from_v4(d))
+    } else if outer.v6 && version == 6 {
+        if l3 + 40 > end {
+            return Err(ParseError::Malformed);
+        }
+        let mut s = [0u8; 16];
+        let mut d = [0u8; 16];
+        s.copy_from_slice(&frame[l3 + 8..l3 + 24]);
+        d.copy_from_slice(&frame[l3 + 24..l3 + 40]);
+        let (proto, l4, _) = walk_ipv6_ext(frame, l3 + 40, end, frame[l3 + 6])?;
+        (true, proto, l4, Addr::from_v6(s), Addr::from_v6(d))
+    } else {
+        return Err(ParseError::Malformed);
+    };
+    if l4_off + 8 > end {
+        return Err(ParseError::Malformed);
+    }
+    let (sport, dport) = match proto {
+        IPPROTO_TCP | IPPROTO_UDP => (
+            u16::from_be_bytes([frame[l4_off], frame[l4_off + 1]]),
+            u16::from_be_bytes([frame[l4_off + 2], frame[l4_off + 3]]),
+        ),
+        IPPROTO_ICMP | IPPROTO_ICMPV6 => {
+            let id = u16::from_be_bytes([frame[l4_off + 4], frame[l4_off + 5]]);
+            (id, id)
+        }
+        _ => return Err(ParseError::Malformed),
+    };
+    Ok(Quoted {
+        l3_off: l3,
+        l4_off,
+        v6,
+        proto,
+        src,
+        dst,
+        sport,
+        dport,
+        end,
+    })
+}

@@ -1,0 +1,125 @@
+//! Answers generated in place of a packet to a Service with no endpoints,
+//! as kube-proxy's REJECT rules give them: TCP gets a RST, everything else an
+//! ICMP / ICMPv6 port unreachable. The answer overwrites the frame buffer.
+//!
+//! These are new packets, so their (small) headers are summed in full; the
+//! quoted bytes of an ICMP error are summed once too. This runs only for
+//! rejected packets, never per forwarded packet.
+
+use super::checksum::{finish, pseudo_header_sum, put_u16, sum_bytes};
+use super::parse::{Parsed, L4, IPPROTO_ICMP, IPPROTO_ICMPV6, IPPROTO_TCP};
+
+/// TTL / hop limit of generated packets (Linux's default).
+const ANSWER_TTL: u8 = 64;
+/// RFC 1812 4.3.2.3: an ICMPv4 error should not exceed 576 bytes, so quote
+/// at most 576 - 20 (IP) - 8 (ICMP) bytes.
+const ICMPV4_MAX_QUOTE: usize = 548;
+/// RFC 4443 2.4(c): an ICMPv6 error must not exceed the minimum MTU (1280).
+const ICMPV6_MAX_QUOTE: usize = 1280 - 40 - 8;
+
+const TCP_FIN: u8 = 0x01;
+const TCP_SYN: u8 = 0x02;
+const TCP_RST: u8 = 0x04;
+const TCP_ACK: u8 = 0x10;
+
+/// Swaps the Ethernet source and destination MACs (VLAN tag kept).
+fn swap_macs(frame: &mut [u8]) {
+    for i in 0..6 {
+        frame.swap(i, i + 6);
+    }
+}
+
+/// Writes an IP header at `l3` from `src` to `dst` (wire bytes) carrying
+/// `l4_len` bytes of `proto`. Returns the L4 offset.
+fn write_ip_header(frame: &mut [u8], l3: usize, v6: bool, src: &[u8], dst: &[u8], proto: u8, l4_len: usize, dont_fragment: bool) -> usize {
+    if v6 {
+        let h = &mut frame[l3..l3 + 40];
+        h[..4].copy_from_slice(&[0x60, 0, 0, 0]);
+        h[4..6].copy_from_slice(&(l4_len as u16).to_be_bytes());
+        h[6] = proto;
+        h[7] = ANSWER_TTL;
+        h[8..24].copy_from_slice(src);
+        h[24..40].copy_from_slice(dst);
+        l3 + 40
+    } else {
+        let h = &mut frame[l3..l3 + 20];
+        h[0] = 0x45;
+        h[1] = 0;
+        h[2..4].copy_from_slice(&((20 + l4_len) as u16).to_be_bytes());
+        h[4..6].copy_from_slice(&[0, 0]);
+        h[6..8].copy_from_slice(if dont_fragment { &[0x40, 0] } else { &[0, 0] });
+        h[8] = ANSWER_TTL;
+        h[9] = proto;
+        h[10..12].copy_from_slice(&[0, 0]);
+        h[12..16].copy_from_slice(src);
+        h[16..20].copy_from_slice(dst);
+        let c = finish(sum_bytes(0, h));
+        put_u16(frame, l3 + 10, c);
+        l3 + 20
+    }
+}
+
+/// Replaces a TCP segment with the RST that answers it (RFC 9293 3.10.7.1).
+/// Returns the new frame length. `frame` is the whole buffer.
+pub fn tcp_reset(frame: &mut [u8], p: &Parsed) -> usize {
+    let L4::Tcp { sport, dport, flags, seq, ack, hdr_len } = p.l4 else {
+        return 0;
+    };
+    let payload = (p.ip_end - p.l4_off - usize::from(hdr_len)) as u32;
+    let (rst_seq, rst_ack, rst_flags) = if flags & TCP_ACK != 0 {
+        (ack, 0, TCP_RST)
+    } else {
+        let mut a = seq.wrapping_add(payload);
+        if flags & TCP_SYN != 0 {
+            a = a.wrapping_add(1);
+        }
+        if flags & TCP_FIN != 0 {
+            a = a.wrapping_add(1);
+        }
+        (0, a, TCP_RST | TCP_ACK)
+    };
+    let (src, dst) = (p.dst, p.src);
+    swap_macs(frame);
+    let l4 = write_ip_header(frame, p.l3_off, p.v6, src.wire_bytes(), dst.wire_bytes(), IPPROTO_TCP, 20, true);
+    let t = &mut frame[l4..l4 + 20];
+    t[0..2].copy_from_slice(&dport.to_be_bytes());
+    t[2..4].copy_from_slice(&sport.to_be_bytes());
+    t[4..8].copy_from_slice(&rst_seq.to_be_bytes());
+    t[8..12].copy_from_slice(&rst_ack.to_be_bytes());
+    t[12] = 5 << 4;
+    t[13] = rst_flags;
+    t[14..20].copy_from_slice(&[0; 6]);
+    let sum = pseudo_header_sum(src.wire_bytes(), dst.wire_bytes(), IPPROTO_TCP, 20);
+    let c = finish(sum_bytes(sum, &frame[l4..l4 + 20]));
+    put_u16(frame, l4 + 16, c);
+    l4 + 20
+}
+
+/// Replaces a packet with the ICMP / ICMPv6 port unreachable that answers
+/// it, quoting as much of it as RFC 1812 / RFC 4443 allow and the buffer
+/// holds. Returns the new frame length. `frame` is the whole buffer.
+pub fn icmp_port_unreachable(frame: &mut [u8], p: &Parsed) -> usize {
+    let (src, dst) = (p.dst, p.src);
+    let ip_hdr = if p.v6 { 40 } else { 20 };
+    let max_quote = if p.v6 { ICMPV6_MAX_QUOTE } else { ICMPV4_MAX_QUOTE };
+    let quote_at = p.l3_off + ip_hdr + 8;
+    let quote_len = (p.ip_end - p.l3_off)
+        .min(max_quote)
+        .min(frame.len().saturating_sub(quote_at));
+    // Move the offending packet behind the new headers (regions overlap).
+    frame.copy_within(p.l3_off..p.l3_off + quote_len, quote_at);
+    swap_macs(frame);
+    let icmp_len = 8 + quote_len;
+    let proto = if p.v6 { IPPROTO_ICMPV6 } else { IPPROTO_ICMP };
+    let l4 = write_ip_header(frame, p.l3_off, p.v6, src.wire_bytes(), dst.wire_bytes(), proto, icmp_len, false);
+    let (kind, code) = if p.v6 { (1, 4) } else { (3, 3) };
+    frame[l4..l4 + 8].copy_from_slice(&[kind, code, 0, 0, 0, 0, 0, 0]);
+    let start = if p.v6 {
+        pseudo_header_sum(src.wire_bytes(), dst.wire_bytes(), IPPROTO_ICMPV6, icmp_len as u32)
+    } else {
+        0
+    };
+    let c = finish(sum_bytes(start, &frame[l4..l4 + icmp_len]));
+    put_u16(frame, l4 + 2, c);
+    l4 + icmp_len
+}
