@@ -29,7 +29,9 @@
 //! VIPs that DNAT to the same backend port) are both stored, but a reply
 //! lookup returns only the older one; resolving that needs source NAT.
 
+/// Open-addressing lookup index (linear probing, no tombstones).
 mod index;
+/// Intrusive lists over entry indices (free slots, eviction order).
 mod list;
 /// The TCP state machine (netfilter-like, no window tracking).
 pub mod tcp;
