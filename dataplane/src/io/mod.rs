@@ -7,6 +7,8 @@
 //! and sets a verdict for each, and the backend transmits or recycles them.
 //! Batches are caller-owned and reused: nothing is allocated per burst.
 
+/// AF_PACKET sockets: TPACKET_V3 rx ring, batched tx, fanout.
+pub mod af_packet;
 /// Packets preloaded in memory (replay and per-core benchmarks).
 pub mod memory;
 /// pcap / pcapng files to and from memory.

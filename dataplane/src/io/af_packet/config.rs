@@ -1,0 +1,206 @@
+//! Tunables of one AF_PACKET socket, with defaults sized for a gateway
+//! worker on a 1500-byte MTU link.
+
+use super::error::AfPacketError;
+
+/// Rx ring block size: 256 KiB holds a 64 KiB GSO/GRO super-frame whole, so
+/// the kernel never truncates one and we can count it as oversize instead.
+pub const DEFAULT_BLOCK_SIZE: u32 = 1 << 18;
+/// 64 blocks x 256 KiB = 16 MiB per socket: about 10k full-size frames of
+/// slack while a worker is descheduled.
+pub const DEFAULT_BLOCK_COUNT: u32 = 64;
+/// TPACKET_V3 packs frames back to back inside a block; the frame size only
+/// has to divide the block evenly for the kernel's sanity check.
+pub const DEFAULT_FRAME_SIZE: u32 = 2048;
+/// Milliseconds before the kernel hands over a partly filled block: the
+/// worst-case added latency at low packet rates.
+pub const DEFAULT_RETIRE_TIMEOUT_MS: u32 = 1;
+/// Arena buffer size: an MTU-1500 frame with two VLAN tags (1526 bytes) plus
+/// room for the pipeline to grow it in place.
+pub const DEFAULT_BUF_SIZE: u32 = 2048;
+
+/// How the kernel spreads one interface's packets over a fanout group.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum FanoutMode {
+    /// By the skb flow hash: a flow always lands on the same worker.
+    #[default]
+    Hash,
+    /// Round robin: even load, flows spread over workers.
+    LoadBalance,
+    /// By the CPU that received the packet (follows the NIC's RSS/RPS).
+    Cpu,
+    /// By the NIC rx queue the packet came from.
+    QueueMapping,
+}
+
+impl FanoutMode {
+    pub(crate) fn kernel_mode(self) -> u32 {
+        match self {
+            FanoutMode::Hash => libc::PACKET_FANOUT_HASH,
+            FanoutMode::LoadBalance => libc::PACKET_FANOUT_LB,
+            FanoutMode::Cpu => libc::PACKET_FANOUT_CPU,
+            FanoutMode::QueueMapping => libc::PACKET_FANOUT_QM,
+        }
+    }
+}
+
+/// Membership of a fanout group: every worker of one interface opens its
+/// socket with the same group id and mode. Group ids are global to the
+/// network namespace, so each interface needs its own (its ifindex works).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Fanout {
+    pub group_id: u16,
+    pub mode: FanoutMode,
+}
+
+/// Settings of one [`super::AfPacket`] socket.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct AfPacketConfig {
+    /// Rx ring block size in bytes: a multiple of the page size.
+    pub block_size: u32,
+    /// Number of rx ring blocks.
+    pub block_count: u32,
+    /// Nominal frame size: a multiple of 16 that divides `block_size`.
+    pub frame_size: u32,
+    /// Block retire timeout in milliseconds (>= 1).
+    pub retire_timeout_ms: u32,
+    /// Size of each arena buffer a received frame is copied into; larger
+    /// frames are skipped and counted as oversize.
+    pub buf_size: u32,
+    /// Transmit straight to the driver, skipping the qdisc layer (and with
+    /// it every packet tap: tcpdump does not see our tx).
+    pub qdisc_bypass: bool,
+    /// Share the interface with the other workers of this group.
+    pub fanout: Option<Fanout>,
+    /// Complete the L4 checksum of frames the kernel marks as partial
+    /// (TP_STATUS_CSUMNOTREADY: sent by a local stack over veth with
+    /// checksum offload), so the pipeline only ever sees full checksums.
+    pub complete_partial_csum: bool,
+}
+
+impl Default for AfPacketConfig {
+    fn default() -> Self {
+        AfPacketConfig {
+            block_size: DEFAULT_BLOCK_SIZE,
+            block_count: DEFAULT_BLOCK_COUNT,
+            frame_size: DEFAULT_FRAME_SIZE,
+            retire_timeout_ms: DEFAULT_RETIRE_TIMEOUT_MS,
+            buf_size: DEFAULT_BUF_SIZE,
+            qdisc_bypass: true,
+            fanout: None,
+            complete_partial_csum: true,
+        }
+    }
+}
+
+impl AfPacketConfig {
+    /// Checks what the kernel would reject with a bare EINVAL, so the error
+    /// can say which field is wrong.
+    pub fn validate(&self) -> Result<(), AfPacketError> {
+        let page = page_size();
+        let bad = |why: String| Err(AfPacketError::InvalidConfig(why));
+        if self.block_size == 0 || !(self.block_size as usize).is_multiple_of(page) {
+            return bad(format!(
+                "block_size {} must be a non-zero multiple of the page size {page}",
+                self.block_size
+            ));
+        }
+        if self.block_count == 0 {
+            return bad("block_count must be at least 1".into());
+        }
+        let min_frame = libc::TPACKET3_HDRLEN as u32;
+        if self.frame_size < min_frame
+            || !self
+                .frame_size
+                .is_multiple_of(libc::TPACKET_ALIGNMENT as u32)
+            || !self.block_size.is_multiple_of(self.frame_size)
+        {
+            return bad(format!(
+                "frame_size {} must be >= {min_frame}, a multiple of {} and divide block_size {}",
+                self.frame_size,
+                libc::TPACKET_ALIGNMENT,
+                self.block_size
+            ));
+        }
+        if (self.block_size as u64 * self.block_count as u64) > u32::MAX as u64 {
+            return bad("block_size * block_count must stay below 4 GiB".into());
+        }
+        if self.retire_timeout_ms == 0 {
+            // 0 asks the kernel to derive a timeout from the link speed,
+            // which is 8 ms or more: too slow for a gateway at low rates.
+            return bad("retire_timeout_ms must be at least 1".into());
+        }
+        if !(64..=65536).contains(&self.buf_size) || !self.buf_size.is_multiple_of(64) {
+            return bad(format!(
+                "buf_size {} must be a multiple of 64 between 64 and 65536",
+                self.buf_size
+            ));
+        }
+        Ok(())
+    }
+}
+
+pub(crate) fn page_size() -> usize {
+    // SAFETY: sysconf has no memory-safety preconditions.
+    let p = unsafe { libc::sysconf(libc::_SC_PAGESIZE) };
+    if p > 0 {
+        p as usize
+    } else {
+        4096
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_are_valid() {
+        AfPacketConfig::default().validate().unwrap();
+    }
+
+    #[test]
+    fn rejects_what_the_kernel_would() {
+        let base = AfPacketConfig::default();
+        let cases = [
+            AfPacketConfig {
+                block_size: 1000,
+                ..base.clone()
+            },
+            AfPacketConfig {
+                block_count: 0,
+                ..base.clone()
+            },
+            AfPacketConfig {
+                frame_size: 2000,
+                ..base.clone()
+            },
+            AfPacketConfig {
+                frame_size: 16,
+                ..base.clone()
+            },
+            AfPacketConfig {
+                retire_timeout_ms: 0,
+                ..base.clone()
+            },
+            AfPacketConfig {
+                buf_size: 100,
+                ..base.clone()
+            },
+        ];
+        for c in cases {
+            assert!(
+                matches!(c.validate(), Err(AfPacketError::InvalidConfig(_))),
+                "{c:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn fanout_modes_map_to_kernel_values() {
+        assert_eq!(FanoutMode::Hash.kernel_mode(), 0);
+        assert_eq!(FanoutMode::LoadBalance.kernel_mode(), 1);
+        assert_eq!(FanoutMode::Cpu.kernel_mode(), 2);
+        assert_eq!(FanoutMode::QueueMapping.kernel_mode(), 5);
+    }
+}

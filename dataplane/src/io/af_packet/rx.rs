@@ -1,0 +1,215 @@
+//! Moving packets from the rx ring into the arena: one copy per packet, so
+//! ring blocks go back to the kernel at once and the pipeline gets private,
+//! growable buffers.
+
+use super::csum;
+use super::ring::RxRing;
+use super::stats::RxCounters;
+use crate::io::{Batch, FrameDesc, MAX_BURST};
+
+/// [`FrameDesc::tag`] bit: the frame's L4 checksum is partial (pseudo-header
+/// only) and could not be completed, or completion is turned off. Such a
+/// frame must not be forwarded as is.
+pub const TAG_CSUM_PARTIAL: u32 = 1;
+
+/// The arena: `MAX_BURST` buffers of `buf_size` bytes, buffer `i` at
+/// `i * buf_size`.
+pub(crate) struct Arena {
+    pub base: *mut u8,
+    pub buf_size: usize,
+}
+
+impl Arena {
+    pub(crate) fn len(&self) -> usize {
+        self.buf_size * MAX_BURST
+    }
+}
+
+/// Fills `batch` with up to `max` frames from `ring`. Outgoing and
+/// oversize packets are consumed and counted, not returned.
+pub(crate) fn fill_batch(
+    ring: &mut RxRing,
+    arena: &Arena,
+    batch: &mut Batch,
+    max: usize,
+    complete_csum: bool,
+    c: &mut RxCounters,
+) -> usize {
+    // SAFETY: the arena mapping lives as long as its backend and is only
+    // handed to the batch being filled; the contract of `PacketIo` is that
+    // the previous burst's frames are no longer in use.
+    unsafe { batch.reset(arena.base, arena.len()) };
+    let max = max.min(MAX_BURST);
+    // Bound the walk too: a ring full of skipped packets must not keep a
+    // worker here forever.
+    let mut budget = 4 * MAX_BURST;
+    while batch.len() < max && budget > 0 {
+        budget -= 1;
+        let Some(f) = ring.peek() else { break };
+        // PACKET_IGNORE_OUTGOING normally keeps our own (and the host's)
+        // transmissions out; this catches kernels or setups where it did not.
+        if f.pkttype == libc::PACKET_OUTGOING {
+            c.outgoing_skipped += 1;
+            ring.advance();
+            continue;
+        }
+        let csum_partial = f.status & libc::TP_STATUS_CSUMNOTREADY != 0;
+        if f.snaplen as usize > arena.buf_size || f.snaplen < f.wire_len {
+            // GRO/LRO/GSO super-frames (up to 64 KiB, usually also partial
+            // checksum) or jumbo frames: the pipeline cannot rewrite them into
+            // a wire-sized buffer. `check_host` tells how to turn them off.
+            c.oversize += 1;
+            if csum_partial {
+                c.csum_partial += 1;
+            }
+            ring.advance();
+            continue;
+        }
+        let slot = batch.len();
+        let off = slot * arena.buf_size;
+        let len = f.snaplen as usize;
+        // SAFETY: `f.data..+len` lies inside a ring block we own until
+        // `advance` (RxRing checked it); the destination buffer `slot` lies
+        // inside the arena (slot < MAX_BURST, len <= buf_size). They are
+        // different mappings, so they do not overlap.
+        let buf = unsafe {
+            std::ptr::copy_nonoverlapping(f.data, arena.base.add(off), len);
+            std::slice::from_raw_parts_mut(arena.base.add(off), len)
+        };
+        ring.advance();
+        let mut tag = 0;
+        if csum_partial {
+            c.csum_partial += 1;
+            if !(complete_csum && csum::complete_partial(buf)) {
+                c.csum_unfixed += 1;
+                tag |= TAG_CSUM_PARTIAL;
+            }
+        }
+        let pushed = batch.push(FrameDesc {
+            offset: off as u64,
+            len: len as u32,
+            cap: arena.buf_size as u32,
+            tag,
+        });
+        debug_assert!(pushed, "arena slot outside the batch region");
+        c.packets += 1;
+    }
+    c.ring_errors = ring.errors;
+    batch.len()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::mem::Mapping;
+    use super::super::ring::tests::{FakeRing, Pkt};
+    use super::*;
+    use crate::io::af_packet::csum::tests::partial_udp_v4;
+
+    fn arena(buf: usize) -> (Mapping, Arena) {
+        let m = Mapping::anonymous(buf * MAX_BURST).unwrap();
+        let a = Arena {
+            base: m.as_ptr(),
+            buf_size: buf,
+        };
+        (m, a)
+    }
+
+    #[test]
+    fn copies_frames_into_distinct_buffers_and_respects_max() {
+        let mut fr = FakeRing::new(2);
+        let frames: Vec<Vec<u8>> = (0..5u8).map(|i| vec![i; 60 + i as usize]).collect();
+        let pkts: Vec<Pkt> = frames.iter().map(|f| Pkt::host(f)).collect();
+        fr.fill(0, &pkts);
+        let mut ring = fr.ring();
+        let (_m, a) = arena(256);
+        let mut b = Batch::new();
+        let mut c = RxCounters::default();
+        assert_eq!(fill_batch(&mut ring, &a, &mut b, 3, true, &mut c), 3);
+        for (i, want) in frames.iter().enumerate().take(3) {
+            assert_eq!(b.frame(i), &want[..]);
+            assert_eq!(b.descs()[i].offset, (i * 256) as u64);
+            assert_eq!(b.descs()[i].cap, 256);
+        }
+        // Rewriting a copy must not touch the ring (the kernel's packet).
+        b.frame_mut(0)[0] = 0xaa;
+        assert_eq!(fill_batch(&mut ring, &a, &mut b, 3, true, &mut c), 2);
+        assert_eq!(b.frame(0), &frames[3][..]);
+        assert_eq!(b.frame(1), &frames[4][..]);
+        assert_eq!(fill_batch(&mut ring, &a, &mut b, 3, true, &mut c), 0);
+        assert_eq!(c.packets, 5);
+        assert_eq!(fr.status(0), libc::TP_STATUS_KERNEL);
+    }
+
+    #[test]
+    fn skips_and_counts_outgoing_oversize_and_truncated() {
+        let mut fr = FakeRing::new(1);
+        let small = [1u8; 64];
+        let big = [2u8; 300];
+        let mut out = Pkt::host(&small);
+        out.pkttype = libc::PACKET_OUTGOING;
+        let mut trunc = Pkt::host(&small);
+        trunc.wire_len = 9000;
+        let mut gro = Pkt::host(&big);
+        gro.status |= libc::TP_STATUS_CSUMNOTREADY;
+        fr.fill(0, &[out, Pkt::host(&big), trunc, gro, Pkt::host(&small)]);
+        let mut ring = fr.ring();
+        let (_m, a) = arena(256);
+        let mut b = Batch::new();
+        let mut c = RxCounters::default();
+        assert_eq!(fill_batch(&mut ring, &a, &mut b, 32, true, &mut c), 1);
+        assert_eq!(b.frame(0), &small[..]);
+        assert_eq!(c.outgoing_skipped, 1);
+        assert_eq!(c.oversize, 3);
+        assert_eq!(c.csum_partial, 1);
+        assert_eq!(c.packets, 1);
+    }
+
+    #[test]
+    fn completes_partial_checksums_or_tags_the_frame() {
+        let mut fr = FakeRing::new(1);
+        let good = partial_udp_v4(b"payload", 0);
+        let mut bad = partial_udp_v4(b"fragment", 0);
+        bad[14 + 6] = 0x20;
+        let mut p1 = Pkt::host(&good);
+        p1.status |= libc::TP_STATUS_CSUMNOTREADY;
+        let mut p2 = Pkt::host(&bad);
+        p2.status |= libc::TP_STATUS_CSUMNOTREADY;
+        fr.fill(0, &[p1, p2]);
+        let mut ring = fr.ring();
+        let (_m, a) = arena(2048);
+        let mut b = Batch::new();
+        let mut c = RxCounters::default();
+        assert_eq!(fill_batch(&mut ring, &a, &mut b, 32, true, &mut c), 2);
+        let mut want = good.clone();
+        assert!(csum::complete_partial(&mut want));
+        assert_ne!(want, good);
+        assert_eq!(b.frame(0), &want[..]);
+        assert_eq!(b.descs()[0].tag, 0);
+        assert_eq!(b.frame(1), &bad[..]);
+        assert_eq!(b.descs()[1].tag, TAG_CSUM_PARTIAL);
+        assert_eq!((c.csum_partial, c.csum_unfixed), (2, 1));
+    }
+
+    #[test]
+    fn a_ring_of_skipped_packets_does_not_trap_the_caller() {
+        let mut fr = FakeRing::new(64);
+        let small = [0u8; 64];
+        let pkts: Vec<Pkt> = (0..20)
+            .map(|_| Pkt {
+                bytes: &small,
+                wire_len: 64,
+                status: libc::TP_STATUS_USER,
+                pkttype: libc::PACKET_OUTGOING,
+            })
+            .collect();
+        for blk in 0..64 {
+            fr.fill(blk, &pkts);
+        }
+        let mut ring = fr.ring();
+        let (_m, a) = arena(256);
+        let mut b = Batch::new();
+        let mut c = RxCounters::default();
+        assert_eq!(fill_batch(&mut ring, &a, &mut b, 32, true, &mut c), 0);
+        assert_eq!(c.outgoing_skipped, 4 * MAX_BURST as u64);
+    }
+}
