@@ -9,6 +9,8 @@
 
 /// AF_PACKET sockets: TPACKET_V3 rx ring, batched tx, fanout.
 pub mod af_packet;
+/// AF_XDP sockets, UMEM and the steering XDP program.
+pub mod af_xdp;
 /// Packets preloaded in memory (replay and per-core benchmarks).
 pub mod memory;
 /// pcap / pcapng files to and from memory.

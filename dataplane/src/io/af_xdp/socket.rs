@@ -1,0 +1,576 @@
+//! One AF_XDP socket on one interface queue, with its own UMEM, as a
+//! [`PacketIo`] backend.
+//!
+//! Frame ownership: every UMEM frame is at any time in exactly one place —
+//! the fill ring, the kernel (rx path), the rx ring, a caller's [`Batch`],
+//! the tx ring, the completion ring, or our free list. The free list is a
+//! Vec with room for every frame, so moving frames never allocates.
+
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+
+use super::bpf::ifindex;
+use super::error::AfXdpError;
+use super::ring::{ConsRing, ProdRing};
+use super::uapi::*;
+use super::umem::Umem;
+use crate::io::{Batch, FrameDesc, PacketIo, TxStats, MAX_BURST};
+use crate::verdict::Verdict;
+
+/// Sizes and modes of one socket.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct AfXdpConfig {
+    /// 2048 or 4096 bytes per frame.
+    pub frame_size: u32,
+    /// Frames in the UMEM. More than `ring_size` so the fill ring can stay
+    /// full while frames sit in rx/tx rings and in the worker's batch.
+    pub frame_count: u32,
+    /// Entries of each of the four rings (power of two).
+    pub ring_size: u32,
+    /// Extra headroom in front of each frame, beyond XDP's own 256 bytes.
+    pub headroom: u32,
+    /// Ask the kernel to sleep until woken (XDP_USE_NEED_WAKEUP): saves
+    /// the syscall per burst when the kernel is already running.
+    pub need_wakeup: bool,
+    /// Skip the zero-copy attempt.
+    pub force_copy: bool,
+}
+
+impl Default for AfXdpConfig {
+    fn default() -> Self {
+        AfXdpConfig {
+            frame_size: 4096,
+            frame_count: 4096,
+            ring_size: 2048,
+            headroom: 0,
+            need_wakeup: true,
+            force_copy: false,
+        }
+    }
+}
+
+/// How the socket ended up bound.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum BindMode {
+    /// The driver DMAs straight into the UMEM.
+    ZeroCopy,
+    /// The kernel copies between its buffers and the UMEM (veth, generic XDP).
+    Copy,
+}
+
+/// Userspace counters of one socket (kernel ones: [`AfXdp::kernel_stats`]).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct AfXdpStats {
+    pub rx_frames: u64,
+    pub tx_frames: u64,
+    /// Tx-verdict frames dropped because the tx ring was full.
+    pub tx_ring_full: u64,
+    /// sendto() calls made because the tx ring asked for a wakeup.
+    pub tx_kicks: u64,
+    /// sendto() calls that failed with something other than EAGAIN/EBUSY.
+    pub tx_kick_errors: u64,
+    /// recvfrom() calls made because the fill ring asked for a wakeup.
+    pub fill_wakeups: u64,
+}
+
+/// An AF_XDP socket bound to one queue of one interface.
+pub struct AfXdp {
+    // Field order is drop order: rings unmap, then the socket closes (the
+    // kernel unpins the UMEM), then the UMEM unmaps.
+    rx: ConsRing<XdpDesc>,
+    tx: ProdRing<XdpDesc>,
+    fill: ProdRing<u64>,
+    comp: ConsRing<u64>,
+    fd: OwnedFd,
+    umem: Umem,
+    free: Vec<u64>,
+    ifname: String,
+    ifindex: u32,
+    queue: u32,
+    mode: BindMode,
+    need_wakeup: bool,
+    stats: AfXdpStats,
+}
+
+// SAFETY: the raw pointers inside point into mappings this value owns; it
+// moves to a worker thread whole and is used from one thread at a time.
+unsafe impl Send for AfXdp {}
+
+impl AfXdp {
+    /// Opens a socket on `ifname` queue `queue`: zero-copy if the driver
+    /// has it (unless `cfg.force_copy`), copy mode otherwise. Frames only
+    /// arrive once an XDP program redirects to it: see
+    /// [`XdpSteering::register`](super::XdpSteering::register).
+    pub fn open(ifname: &str, queue: u32, cfg: &AfXdpConfig) -> Result<AfXdp, AfXdpError> {
+        validate(cfg)?;
+        let idx = ifindex(ifname)?;
+        if !cfg.force_copy {
+            match AfXdp::open_mode(ifname, idx, queue, cfg, BindMode::ZeroCopy) {
+                Ok(s) => return Ok(s),
+                Err(AfXdpError::XdpNotSupported { .. }) => {}
+                Err(e) => return Err(e),
+            }
+        }
+        AfXdp::open_mode(ifname, idx, queue, cfg, BindMode::Copy)
+    }
+
+    fn open_mode(
+        ifname: &str,
+        idx: u32,
+        queue: u32,
+        cfg: &AfXdpConfig,
+        mode: BindMode,
+    ) -> Result<AfXdp, AfXdpError> {
+        // SAFETY: plain socket(2); the fd is owned right below.
+        let raw = unsafe { libc::socket(libc::AF_XDP, libc::SOCK_RAW | libc::SOCK_CLOEXEC, 0) };
+        if raw < 0 {
+            return Err(AfXdpError::last_os("socket(AF_XDP)"));
+        }
+        // SAFETY: raw is a new fd nothing else owns.
+        let fd = unsafe { OwnedFd::from_raw_fd(raw) };
+        let umem = Umem::new(cfg.frame_size, cfg.frame_count)?;
+        umem.register(raw, cfg.headroom)?;
+        for opt in [
+            XDP_UMEM_FILL_RING,
+            XDP_UMEM_COMPLETION_RING,
+            XDP_RX_RING,
+            XDP_TX_RING,
+        ] {
+            set_u32(raw, opt, cfg.ring_size, "setsockopt(XDP ring size)")?;
+        }
+        let off = mmap_offsets(raw)?;
+        let rx = ConsRing::map(raw, &off.rx, cfg.ring_size, XDP_PGOFF_RX_RING)?;
+        let tx = ProdRing::map(raw, &off.tx, cfg.ring_size, XDP_PGOFF_TX_RING)?;
+        let fill = ProdRing::map(raw, &off.fr, cfg.ring_size, XDP_UMEM_PGOFF_FILL_RING)?;
+        let comp = ConsRing::map(raw, &off.cr, cfg.ring_size, XDP_UMEM_PGOFF_COMPLETION_RING)?;
+
+        let mut free = Vec::with_capacity(cfg.frame_count as usize);
+        // Highest first so the first frames handed out are the lowest.
+        free.extend(
+            (0..cfg.frame_count as u64)
+                .rev()
+                .map(|i| i * cfg.frame_size as u64),
+        );
+        let mut s = AfXdp {
+            rx,
+            tx,
+            fill,
+            comp,
+            fd,
+            umem,
+            free,
+            ifname: ifname.to_owned(),
+            ifindex: idx,
+            queue,
+            mode,
+            need_wakeup: cfg.need_wakeup,
+            stats: AfXdpStats::default(),
+        };
+        // Fill before bind so the first packets find buffers.
+        s.refill();
+        s.bind(mode)?;
+        if mode == BindMode::ZeroCopy && !s.kernel_zero_copy() {
+            s.mode = BindMode::Copy;
+        }
+        Ok(s)
+    }
+
+    fn bind(&self, mode: BindMode) -> Result<(), AfXdpError> {
+        let mut flags = match mode {
+            BindMode::ZeroCopy => XDP_ZEROCOPY,
+            BindMode::Copy => XDP_COPY,
+        };
+        if self.need_wakeup {
+            flags |= XDP_USE_NEED_WAKEUP;
+        }
+        let sa = SockaddrXdp {
+            family: libc::AF_XDP as u16,
+            flags,
+            ifindex: self.ifindex,
+            queue_id: self.queue,
+            shared_umem_fd: 0,
+        };
+        // SAFETY: sa is a live sockaddr_xdp and its size is passed with it.
+        let r = unsafe {
+            libc::bind(
+                self.fd.as_raw_fd(),
+                (&sa as *const SockaddrXdp).cast(),
+                std::mem::size_of::<SockaddrXdp>() as libc::socklen_t,
+            )
+        };
+        if r == 0 {
+            return Ok(());
+        }
+        let e = std::io::Error::last_os_error();
+        Err(match (mode, e.raw_os_error()) {
+            (BindMode::ZeroCopy, Some(libc::EOPNOTSUPP | libc::EINVAL | libc::EPROTONOSUPPORT)) => {
+                AfXdpError::XdpNotSupported {
+                    op: "bind(AF_XDP, zero-copy)",
+                    ifname: self.ifname.clone(),
+                    source: e,
+                }
+            }
+            (BindMode::Copy, Some(libc::EINVAL)) => AfXdpError::NoSuchQueue {
+                ifname: self.ifname.clone(),
+                queue: self.queue,
+            },
+            (_, Some(libc::ENODEV)) => AfXdpError::InterfaceNotFound(self.ifname.clone()),
+            _ => AfXdpError::from_io("bind(AF_XDP)", e),
+        })
+    }
+
+    fn kernel_zero_copy(&self) -> bool {
+        let mut v: u32 = 0;
+        let mut len = std::mem::size_of::<u32>() as libc::socklen_t;
+        // SAFETY: v and len are live and sized for XDP_OPTIONS' u32.
+        let r = unsafe {
+            libc::getsockopt(
+                self.fd.as_raw_fd(),
+                SOL_XDP,
+                XDP_OPTIONS,
+                (&mut v as *mut u32).cast(),
+                &mut len,
+            )
+        };
+        r == 0 && v & XDP_OPTIONS_ZEROCOPY != 0
+    }
+
+    pub fn mode(&self) -> BindMode {
+        self.mode
+    }
+
+    pub fn queue(&self) -> u32 {
+        self.queue
+    }
+
+    pub fn ifname(&self) -> &str {
+        &self.ifname
+    }
+
+    pub fn ifindex(&self) -> u32 {
+        self.ifindex
+    }
+
+    pub fn frame_size(&self) -> u32 {
+        self.umem.frame_size()
+    }
+
+    pub fn stats(&self) -> AfXdpStats {
+        self.stats
+    }
+
+    /// Frames currently on our free list (neither in a ring nor a batch).
+    pub fn free_frames(&self) -> usize {
+        self.free.len()
+    }
+
+    /// The kernel's drop counters for this socket.
+    pub fn kernel_stats(&self) -> Result<XdpStatistics, AfXdpError> {
+        let mut st = XdpStatistics::default();
+        let mut len = std::mem::size_of::<XdpStatistics>() as libc::socklen_t;
+        // SAFETY: st and len are live and sized for the kernel's struct.
+        let r = unsafe {
+            libc::getsockopt(
+                self.fd.as_raw_fd(),
+                SOL_XDP,
+                XDP_STATISTICS,
+                (&mut st as *mut XdpStatistics).cast(),
+                &mut len,
+            )
+        };
+        if r != 0 {
+            return Err(AfXdpError::last_os("getsockopt(XDP_STATISTICS)"));
+        }
+        Ok(st)
+    }
+
+    /// Moves free frames into the fill ring, as many as fit.
+    fn refill(&mut self) {
+        let want = self.free.len() as u32;
+        if want == 0 {
+            return;
+        }
+        let n = self.fill.free(want).min(want);
+        for i in 0..n {
+            let addr = self.free.pop().expect("n <= free.len()");
+            self.fill.write(i, addr);
+        }
+        self.fill.submit(n);
+    }
+
+    /// Takes transmitted frames back from the completion ring.
+    fn reap_completions(&mut self) {
+        let n = self.comp.available(self.comp.size());
+        for i in 0..n {
+            let addr = self.comp.read(i);
+            self.free.push(self.umem.frame_of(addr));
+        }
+        self.comp.release(n);
+    }
+
+    /// Asks the kernel to process the tx ring. Copy mode sends at most a
+    /// small batch (32 frames) per call and answers EAGAIN while more are
+    /// left, so keep kicking, boundedly.
+    fn kick_tx(&mut self, pending: u32) {
+        for _ in 0..pending / 16 + 2 {
+            self.stats.tx_kicks += 1;
+            // SAFETY: a zero-length sendto with no buffer: only a wakeup.
+            let r = unsafe {
+                libc::sendto(
+                    self.fd.as_raw_fd(),
+                    std::ptr::null(),
+                    0,
+                    libc::MSG_DONTWAIT,
+                    std::ptr::null(),
+                    0,
+                )
+            };
+            if r >= 0 {
+                return;
+            }
+            match std::io::Error::last_os_error().raw_os_error() {
+                Some(libc::EAGAIN) => continue,
+                // The device is busy or the driver is still draining: the
+                // frames stay on the ring for the next kick.
+                Some(libc::EBUSY) | Some(libc::ENOBUFS) => return,
+                _ => {
+                    self.stats.tx_kick_errors += 1;
+                    return;
+                }
+            }
+        }
+    }
+
+    fn wake_fill(&mut self) {
+        self.stats.fill_wakeups += 1;
+        // SAFETY: a zero-length non-blocking recvfrom: only a wakeup.
+        unsafe {
+            libc::recvfrom(
+                self.fd.as_raw_fd(),
+                std::ptr::null_mut(),
+                0,
+                libc::MSG_DONTWAIT,
+                std::ptr::null_mut(),
+                std::ptr::null_mut(),
+            )
+        };
+    }
+
+    /// Whether `batch`'s frames are in our UMEM (an empty batch holds
+    /// nothing of anyone's). Batch does not expose its base, so derive it
+    /// from the first frame.
+    fn owns(&self, batch: &Batch) -> bool {
+        match batch.descs().first() {
+            None => true,
+            Some(d) => {
+                batch.frame(0).as_ptr().wrapping_sub(d.offset as usize)
+                    == self.umem.base().cast_const()
+            }
+        }
+    }
+}
+
+impl PacketIo for AfXdp {
+    /// Frames left in `batch` from an earlier rx_burst without a tx_burst
+    /// are recycled (as if dropped) rather than leaked.
+    fn rx_burst(&mut self, batch: &mut Batch, max: usize) -> usize {
+        if self.owns(batch) {
+            for d in batch.descs() {
+                self.free.push(self.umem.frame_of(d.offset));
+            }
+        }
+        // SAFETY: the UMEM lives as long as self; frames handed to the
+        // batch are owned by neither the kernel nor our free list until
+        // tx_burst takes them back.
+        unsafe { batch.reset(self.umem.base(), self.umem.len()) };
+        self.reap_completions();
+        self.refill();
+
+        let n = self.rx.available(max.min(MAX_BURST) as u32);
+        for i in 0..n {
+            let d = self.rx.read(i);
+            let desc = FrameDesc {
+                offset: d.addr,
+                len: d.len,
+                cap: self.umem.room_after(d.addr),
+                tag: self.queue,
+            };
+            if !batch.push(desc) {
+                // Only a descriptor outside the UMEM gets here: never hand
+                // out memory we do not own, just take the frame back.
+                self.free.push(self.umem.frame_of(d.addr));
+            }
+        }
+        self.rx.release(n);
+        self.stats.rx_frames += batch.len() as u64;
+        if n > 0 {
+            self.refill();
+        } else if self.need_wakeup && self.fill.needs_wakeup() {
+            self.wake_fill();
+        }
+        batch.len()
+    }
+
+    /// Tx-verdict frames go on the tx ring in place (the port index is not
+    /// consulted: one socket is one port). Pass and Drop frames return to
+    /// the fill ring: a Pass frame cannot be re-injected into the kernel
+    /// from here, which is why the XDP program only steers service traffic.
+    fn tx_burst(&mut self, batch: &mut Batch) -> TxStats {
+        let mut st = TxStats::default();
+        if !self.owns(batch) {
+            batch.clear();
+            return st;
+        }
+        let wanted = batch
+            .verdicts()
+            .iter()
+            .filter(|v| matches!(v, Verdict::Tx(_)))
+            .count() as u32;
+        let room = self.tx.free(wanted).min(wanted);
+        for (d, v) in batch.descs().iter().zip(batch.verdicts()) {
+            match v {
+                Verdict::Tx(_) if st.sent < room => {
+                    let len = d.len.min(d.cap);
+                    self.tx.write(
+                        st.sent,
+                        XdpDesc {
+                            addr: d.offset,
+                            len,
+                            options: 0,
+                        },
+                    );
+                    st.sent += 1;
+                }
+                Verdict::Tx(_) => {
+                    st.dropped += 1;
+                    self.free.push(self.umem.frame_of(d.offset));
+                }
+                _ => self.free.push(self.umem.frame_of(d.offset)),
+            }
+        }
+        self.tx.submit(st.sent);
+        if st.sent > 0 && (!self.need_wakeup || self.tx.needs_wakeup()) {
+            self.kick_tx(st.sent);
+        }
+        self.stats.tx_frames += st.sent as u64;
+        self.stats.tx_ring_full += st.dropped as u64;
+        batch.clear();
+        self.reap_completions();
+        self.refill();
+        st
+    }
+
+    fn kind(&self) -> &'static str {
+        "af_xdp"
+    }
+}
+
+impl AsRawFd for AfXdp {
+    fn as_raw_fd(&self) -> RawFd {
+        self.fd.as_raw_fd()
+    }
+}
+
+fn validate(cfg: &AfXdpConfig) -> Result<(), AfXdpError> {
+    if !cfg.ring_size.is_power_of_two() || cfg.ring_size < 64 {
+        return Err(AfXdpError::Config(format!(
+            "ring size {} must be a power of two >= 64",
+            cfg.ring_size
+        )));
+    }
+    if cfg.frame_count < 2 * MAX_BURST as u32 {
+        return Err(AfXdpError::Config(format!(
+            "frame count {} is below {} (two bursts)",
+            cfg.frame_count,
+            2 * MAX_BURST
+        )));
+    }
+    if cfg.headroom + XDP_PACKET_HEADROOM + 1514 > cfg.frame_size {
+        return Err(AfXdpError::Config(format!(
+            "headroom {} leaves no room for a 1514-byte frame in {}-byte frames",
+            cfg.headroom, cfg.frame_size
+        )));
+    }
+    Ok(())
+}
+
+fn set_u32(fd: RawFd, opt: libc::c_int, v: u32, op: &'static str) -> Result<(), AfXdpError> {
+    // SAFETY: v is a live u32 and its size is passed with it.
+    let r = unsafe {
+        libc::setsockopt(
+            fd,
+            SOL_XDP,
+            opt,
+            (&v as *const u32).cast(),
+            std::mem::size_of::<u32>() as libc::socklen_t,
+        )
+    };
+    if r != 0 {
+        return Err(AfXdpError::last_os(op));
+    }
+    Ok(())
+}
+
+fn mmap_offsets(fd: RawFd) -> Result<MmapOffsets, AfXdpError> {
+    let mut off = MmapOffsets::default();
+    let mut len = std::mem::size_of::<MmapOffsets>() as libc::socklen_t;
+    // SAFETY: off and len are live and sized for xdp_mmap_offsets.
+    let r = unsafe {
+        libc::getsockopt(
+            fd,
+            SOL_XDP,
+            XDP_MMAP_OFFSETS,
+            (&mut off as *mut MmapOffsets).cast(),
+            &mut len,
+        )
+    };
+    if r != 0 {
+        return Err(AfXdpError::last_os("getsockopt(XDP_MMAP_OFFSETS)"));
+    }
+    if len as usize != std::mem::size_of::<MmapOffsets>() {
+        return Err(AfXdpError::Config(format!(
+            "kernel returned {len}-byte ring offsets (pre-5.4 layout without flags); a newer kernel is needed"
+        )));
+    }
+    Ok(off)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn config_validation_names_the_problem() {
+        let ok = AfXdpConfig::default();
+        assert!(validate(&ok).is_ok());
+        let bad = AfXdpConfig {
+            ring_size: 1000,
+            ..ok.clone()
+        };
+        assert!(validate(&bad)
+            .unwrap_err()
+            .to_string()
+            .contains("power of two"));
+        let bad = AfXdpConfig {
+            frame_count: 10,
+            ..ok.clone()
+        };
+        assert!(validate(&bad)
+            .unwrap_err()
+            .to_string()
+            .contains("frame count"));
+        let bad = AfXdpConfig {
+            frame_size: 2048,
+            headroom: 512,
+            ..ok
+        };
+        assert!(validate(&bad).unwrap_err().to_string().contains("headroom"));
+    }
+
+    #[test]
+    fn opening_a_missing_interface_says_so() {
+        let e = AfXdp::open("vgx-missing0", 0, &AfXdpConfig::default())
+            .err()
+            .unwrap();
+        assert!(matches!(e, AfXdpError::InterfaceNotFound(_)), "{e}");
+    }
+}
