@@ -1,1 +1,7 @@
-//! Benchmarks users run (replay, labs, reports).
+//! Benchmarks users run: replay captures through the real pipeline at full
+//! speed, and (later) veth labs against the kernel's own paths.
+
+/// Replaying a capture through the pipeline on pinned worker threads.
+pub mod replay;
+/// The replay summary as a table and as JSON.
+pub mod summary;

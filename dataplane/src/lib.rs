@@ -21,5 +21,9 @@ pub mod wire;
 pub mod table;
 /// Per-worker counters.
 pub mod counters;
-// The per-packet pipeline: classify, conntrack, Maglev pick, NAT.
-// pub mod pipeline; (enabled once conntrack lands)
+/// The per-packet pipeline: classify, conntrack, Maglev pick, NAT.
+pub mod pipeline;
+/// The published table generation: atomically swapped, loaded per burst.
+pub mod generation;
+/// Flow ownership: which worker's conntrack a packet belongs to.
+pub mod steer;

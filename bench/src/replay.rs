@@ -1,0 +1,174 @@
+//! `vipgate replay`: a capture preloaded in memory, split between workers
+//! by flow owner (as symmetric RSS would), each worker running the real
+//! pipeline over burst I/O on its own core.
+
+use std::time::Instant;
+
+use dataplane::counters::Counters;
+use dataplane::generation::Tables;
+use dataplane::io::memory::{Capture, MemoryIo, TxCapture};
+use dataplane::io::{Batch, PacketIo, MAX_BURST};
+use dataplane::pipeline::{Pipeline, PipelineConfig};
+use dataplane::steer::owner;
+
+/// How to replay.
+#[derive(Clone, Debug)]
+pub struct ReplayConfig {
+    pub workers: usize,
+    pub loops: u64,
+    /// Frames per burst (1..=MAX_BURST).
+    pub burst: usize,
+    /// Keep the transmitted frames of the first loop (for `--out`).
+    pub keep_tx: bool,
+    /// Pin worker i to the i-th available core.
+    pub pin: bool,
+    pub pipeline: PipelineConfig,
+}
+
+impl Default for ReplayConfig {
+    fn default() -> Self {
+        ReplayConfig {
+            workers: 1,
+            loops: 1,
+            burst: 64,
+            keep_tx: false,
+            pin: true,
+            pipeline: PipelineConfig::default(),
+        }
+    }
+}
+
+/// What one worker did.
+#[derive(Clone, Debug)]
+pub struct WorkerResult {
+    pub counters: Counters,
+    /// Time spent in the worker loop.
+    pub seconds: f64,
+    /// Core it was pinned to, if any.
+    pub core: Option<usize>,
+}
+
+/// What a replay did.
+#[derive(Clone, Debug)]
+pub struct ReplayResult {
+    pub workers: Vec<WorkerResult>,
+    pub total: Counters,
+    /// Wall-clock time of the whole replay (all workers in parallel).
+    pub seconds: f64,
+    pub capture_packets: usize,
+    pub loops: u64,
+    /// Transmitted frames of the first loop, in capture order (if kept).
+    pub tx: Option<Vec<TxCapture>>,
+}
+
+impl ReplayResult {
+    /// Million packets per second over the wall-clock time.
+    pub fn mpps(&self) -> f64 {
+        if self.seconds > 0.0 {
+            self.total.packets as f64 / self.seconds / 1e6
+        } else {
+            0.0
+        }
+    }
+
+    /// Nanoseconds per packet on one core (busy time / packets, averaged).
+    pub fn ns_per_packet(&self) -> f64 {
+        let busy: f64 = self.workers.iter().map(|w| w.seconds).sum();
+        if self.total.packets > 0 {
+            busy * 1e9 / self.total.packets as f64
+        } else {
+            0.0
+        }
+    }
+}
+
+/// Splits a capture's packet indices between workers by flow owner.
+pub fn partition(capture: &Capture, tables: &Tables, workers: usize) -> Vec<Vec<u32>> {
+    let table = tables.load();
+    let mut parts = vec![Vec::with_capacity(capture.len() / workers.max(1) + 1); workers.max(1)];
+    for i in 0..capture.len() {
+        let (frame, _) = capture.packet(i);
+        parts[owner(frame, &table, workers.max(1))].push(i as u32);
+    }
+    parts
+}
+
+/// Replays `capture` against the published tables.
+pub fn run(capture: &Capture, tables: &Tables, cfg: &ReplayConfig) -> ReplayResult {
+    let workers = cfg.workers.max(1);
+    let parts = partition(capture, tables, workers);
+    let cores = if cfg.pin {
+        core_affinity::get_core_ids().unwrap_or_default()
+    } else {
+        Vec::new()
+    };
+    let start = Instant::now();
+    let results: Vec<(WorkerResult, Option<TxCapture>)> = std::thread::scope(|s| {
+        let handles: Vec<_> = parts
+            .iter()
+            .enumerate()
+            .map(|(i, part)| {
+                let core = cores.get(i % cores.len().max(1)).copied();
+                let tables = tables.clone();
+                let pcfg = cfg.pipeline.clone();
+                let (loops, burst, keep_tx) = (cfg.loops, cfg.burst.clamp(1, MAX_BURST), cfg.keep_tx);
+                std::thread::Builder::new()
+                    .name(format!("vipgate-replay-{i}"))
+                    .spawn_scoped(s, move || {
+                        let pinned = core.filter(|c| core_affinity::set_for_current(*c)).map(|c| c.id);
+                        let mut io = MemoryIo::new(capture, part, loops);
+                        if keep_tx {
+                            io.capture_tx();
+                        }
+                        let mut pipeline = Pipeline::new(pcfg);
+                        let seconds = replay_loop(&mut io, &mut pipeline, &tables, burst);
+                        let w = WorkerResult {
+                            counters: *pipeline.counters(),
+                            seconds,
+                            core: pinned,
+                        };
+                        (w, io.take_tx())
+                    })
+                    .expect("spawning a replay worker thread")
+            })
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| h.join().expect("replay worker panicked"))
+            .collect()
+    });
+    let seconds = start.elapsed().as_secs_f64();
+    let mut worker_results = Vec::with_capacity(results.len());
+    let mut tx = Vec::new();
+    for (w, t) in results {
+        worker_results.push(w);
+        if let Some(t) = t {
+            tx.push(t);
+        }
+    }
+    let total = Counters::total(worker_results.iter().map(|w| &w.counters));
+    ReplayResult {
+        workers: worker_results,
+        total,
+        seconds,
+        capture_packets: capture.len(),
+        loops: cfg.loops,
+        tx: cfg.keep_tx.then_some(tx),
+    }
+}
+
+/// The worker loop over a memory backend: rx burst, process, tx burst.
+/// Returns the busy seconds.
+fn replay_loop(io: &mut MemoryIo<'_>, pipeline: &mut Pipeline, tables: &Tables, burst: usize) -> f64 {
+    let mut batch = Batch::new();
+    let start = Instant::now();
+    while !io.done() {
+        if io.rx_burst(&mut batch, burst) == 0 {
+            break;
+        }
+        let table = tables.load();
+        pipeline.process_burst(&table, &mut batch, io.now_ns());
+        io.tx_burst(&mut batch);
+    }
+    start.elapsed().as_secs_f64()
+}

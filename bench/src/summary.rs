@@ -1,0 +1,118 @@
+//! The replay summary: a readable table for people, one JSON object for
+//! scripts (`--json`).
+
+use std::fmt::Write;
+
+use dataplane::counters::Counters;
+use dataplane::verdict::DropReason;
+use serde_json::{json, Map, Value};
+
+use crate::replay::ReplayResult;
+
+fn dropped_object(c: &Counters) -> Value {
+    let mut m = Map::new();
+    for r in DropReason::ALL {
+        m.insert(r.name().to_string(), json!(c.dropped(r)));
+    }
+    Value::Object(m)
+}
+
+/// The summary as one JSON object.
+pub fn to_json(r: &ReplayResult) -> Value {
+    let t = &r.total;
+    let per_worker: Vec<Value> = r
+        .workers
+        .iter()
+        .enumerate()
+        .map(|(i, w)| {
+            let p = w.counters.packets as f64;
+            json!({
+                "worker": i,
+                "core": w.core,
+                "packets": w.counters.packets,
+                "seconds": w.seconds,
+                "mpps": if w.seconds > 0.0 { p / w.seconds / 1e6 } else { 0.0 },
+                "ns_per_packet": if p > 0.0 { w.seconds * 1e9 / p } else { 0.0 },
+            })
+        })
+        .collect();
+    json!({
+        "packets": t.packets,
+        "forwarded": t.forwarded,
+        "reversed": t.reversed,
+        "rejected": t.rejected,
+        "passed": t.passed,
+        "dropped": dropped_object(t),
+        "flows": t.flows,
+        "seconds": r.seconds,
+        "mpps": r.mpps(),
+        "ns_per_packet": r.ns_per_packet(),
+        "workers": r.workers.len(),
+        "per_worker": per_worker,
+        "capture_packets": r.capture_packets,
+        "loops": r.loops,
+    })
+}
+
+fn pct(n: u64, of: u64) -> String {
+    if of == 0 {
+        "-".into()
+    } else {
+        format!("{:.1}%", n as f64 * 100.0 / of as f64)
+    }
+}
+
+/// The summary as a table.
+pub fn to_text(r: &ReplayResult) -> String {
+    let t = &r.total;
+    let mut s = String::new();
+    let _ = writeln!(
+        s,
+        "replayed {} packets ({} in the capture x {} loop{}) on {} worker{}",
+        t.packets,
+        r.capture_packets,
+        r.loops,
+        if r.loops == 1 { "" } else { "s" },
+        r.workers.len(),
+        if r.workers.len() == 1 { "" } else { "s" }
+    );
+    let _ = writeln!(s);
+    let _ = writeln!(s, "  {:<22} {:>12} {:>8}", "verdict", "packets", "share");
+    let rows = [
+        ("forwarded (DNAT)", t.forwarded),
+        ("reversed (un-DNAT)", t.reversed),
+        ("rejected (RST/ICMP)", t.rejected),
+        ("passed to kernel", t.passed),
+        ("dropped", t.dropped_total()),
+    ];
+    for (name, n) in rows {
+        let _ = writeln!(s, "  {:<22} {:>12} {:>8}", name, n, pct(n, t.packets));
+    }
+    for reason in DropReason::ALL {
+        let n = t.dropped(reason);
+        if n > 0 {
+            let _ = writeln!(s, "    {:<20} {:>12} {:>8}", reason.name(), n, pct(n, t.packets));
+        }
+    }
+    let _ = writeln!(s, "  {:<22} {:>12}", "flows created", t.flows);
+    let _ = writeln!(s);
+    let _ = writeln!(s, "  {:<8} {:>6} {:>12} {:>10} {:>10} {:>8}", "worker", "core", "packets", "Mpps", "ns/pkt", "seconds");
+    for (i, w) in r.workers.iter().enumerate() {
+        let p = w.counters.packets as f64;
+        let mpps = if w.seconds > 0.0 { p / w.seconds / 1e6 } else { 0.0 };
+        let ns = if p > 0.0 { w.seconds * 1e9 / p } else { 0.0 };
+        let core = w.core.map(|c| c.to_string()).unwrap_or_else(|| "-".into());
+        let _ = writeln!(s, "  {:<8} {:>6} {:>12} {:>10.2} {:>10.1} {:>8.3}", i, core, w.counters.packets, mpps, ns, w.seconds);
+    }
+    let _ = writeln!(
+        s,
+        "  {:<8} {:>6} {:>12} {:>10.2} {:>10.1} {:>8.3}",
+        "total",
+        "",
+        t.packets,
+        r.mpps(),
+        r.ns_per_packet(),
+        r.seconds
+    );
+    s
+}

@@ -1,0 +1,50 @@
+//! Options that shape tables and pipelines, shared by the subcommands.
+
+use clap::Args;
+use dataplane::conntrack;
+use dataplane::hash::DEFAULT_SEED;
+use dataplane::maglev::DEFAULT_MAX_TABLE_SIZE;
+use dataplane::pipeline::PipelineConfig;
+use dataplane::table::TableConfig;
+
+#[derive(Args, Debug, Clone)]
+pub struct Tuning {
+    /// Largest Maglev table per service (a prime; more = finer balance).
+    #[arg(long, default_value_t = DEFAULT_MAX_TABLE_SIZE, value_name = "M")]
+    pub max_table_size: u32,
+    /// Seed of the stable hashes. Every gateway of a cluster must use the
+    /// same seed to pick the same backends.
+    #[arg(long, default_value_t = DEFAULT_SEED, value_name = "N")]
+    pub seed: u64,
+    /// Connection-tracking entries per worker.
+    #[arg(long, default_value_t = 1 << 18, value_name = "N")]
+    pub conntrack_capacity: u32,
+    /// Node name, for `internalTrafficPolicy: Local` services.
+    #[arg(long, value_name = "NAME")]
+    pub node_name: Option<String>,
+}
+
+impl Tuning {
+    pub fn table_config(&self) -> TableConfig {
+        TableConfig {
+            max_table_size: self.max_table_size,
+            seed: self.seed,
+        }
+    }
+
+    pub fn pipeline_config(&self) -> PipelineConfig {
+        PipelineConfig {
+            conntrack: conntrack::Config {
+                capacity: self.conntrack_capacity,
+                ..conntrack::Config::default()
+            },
+            ..PipelineConfig::default()
+        }
+    }
+
+    pub fn model_options(&self) -> control::model::ModelOptions {
+        control::model::ModelOptions {
+            node_name: self.node_name.clone(),
+        }
+    }
+}
