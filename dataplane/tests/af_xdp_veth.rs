@@ -6,7 +6,7 @@
 
 use std::fs::File;
 use std::io::ErrorKind;
-use std::net::{Ipv4Addr, SocketAddrV4, UdpSocket};
+use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr, SocketAddrV4, UdpSocket};
 use std::os::fd::AsRawFd;
 use std::process::Command;
 use std::sync::atomic::{AtomicU32, Ordering};
@@ -217,6 +217,21 @@ fn gateway(lab: &Lab) -> Gateway {
 /// re-sending with `send` every 200 ms (the first may wait for ARP).
 /// Returns the batch index of the frame, other frames marked Drop.
 fn receive(sock: &mut AfXdp, batch: &mut Batch, payload: &[u8], send: impl Fn()) -> Option<usize> {
+    receive_where(
+        sock,
+        batch,
+        |f| f.len() >= 42 && f[12..14] == [8, 0] && f[42..] == *payload,
+        send,
+    )
+}
+
+/// Like [`receive`], for any frame `want` accepts.
+fn receive_where(
+    sock: &mut AfXdp,
+    batch: &mut Batch,
+    want: impl Fn(&[u8]) -> bool,
+    send: impl Fn(),
+) -> Option<usize> {
     let deadline = Instant::now() + Duration::from_secs(3);
     let mut next_send = Instant::now();
     while Instant::now() < deadline {
@@ -231,7 +246,7 @@ fn receive(sock: &mut AfXdp, batch: &mut Batch, payload: &[u8], send: impl Fn())
         let mut found = None;
         for i in 0..batch.len() {
             let f = batch.frame(i);
-            if found.is_none() && f.len() >= 42 && f[12..14] == [8, 0] && f[42..] == *payload {
+            if found.is_none() && want(f) {
                 found = Some(i);
             } else {
                 batch.set_verdict(i, Verdict::Drop(DropReason::Malformed));
@@ -260,11 +275,7 @@ fn turn_around(f: &mut [u8]) {
     }
 }
 
-fn wait_recv(
-    s: &UdpSocket,
-    buf: &mut [u8],
-    max_wait: Duration,
-) -> Option<(usize, std::net::SocketAddr)> {
+fn wait_recv(s: &UdpSocket, buf: &mut [u8], max_wait: Duration) -> Option<(usize, SocketAddr)> {
     let deadline = Instant::now() + max_wait;
     while Instant::now() < deadline {
         match s.recv_from(buf) {
@@ -431,7 +442,7 @@ fn vip_traffic_reaches_the_socket_and_echo_reaches_the_peer() {
     let (n, from) =
         wait_recv(&peer, &mut buf, Duration::from_secs(3)).expect("echo never reached the peer");
     assert_eq!(&buf[..n], payload);
-    assert_eq!(from, std::net::SocketAddr::V4(vip));
+    assert_eq!(from, SocketAddr::V4(vip));
     // The kernel took the in-place descriptor as valid.
     assert_eq!(gw.sock.kernel_stats().unwrap().tx_invalid_descs, 0);
 
@@ -496,4 +507,217 @@ fn backend_replies_are_steered_until_removed() {
     assert_eq!(&buf[..n], b"now-for-the-kernel");
     let got = gw.sock.rx_burst(&mut batch, 64);
     assert_eq!(got, 0, "the socket still got traffic after removal");
+}
+
+#[test]
+fn ipv6_vip_traffic_round_trips_and_ndp_passes() {
+    need_root!();
+    let lab = Lab::new();
+    // nodad: usable at once, no waiting for duplicate address detection.
+    ip(&[
+        "-n",
+        &lab.a,
+        "addr",
+        "add",
+        "fd00::1/64",
+        "dev",
+        &lab.va,
+        "nodad",
+    ]);
+    ip(&[
+        "-n",
+        &lab.b,
+        "addr",
+        "add",
+        "fd00::2/64",
+        "dev",
+        &lab.vb,
+        "nodad",
+    ]);
+    ip(&[
+        "-n",
+        &lab.b,
+        "-6",
+        "route",
+        "add",
+        "fd00:1::/64",
+        "via",
+        "fd00::1",
+    ]);
+    let mut gw = gateway(&lab);
+    let vip6: Ipv6Addr = "fd00:1::10".parse().unwrap();
+    gw.steer
+        .maps_mut()
+        .add_vip(Addr::from(vip6), 7777, Proto::Udp)
+        .unwrap();
+    let peer = in_netns(&lab.b, || {
+        let s = UdpSocket::bind("[fd00::2]:0").expect("bind udp6");
+        s.set_read_timeout(Some(Duration::from_millis(200)))
+            .unwrap();
+        s
+    });
+    let vip = SocketAddr::new(vip6.into(), 7777);
+    let payload = b"vipgate-af-xdp-v6";
+    let mut batch = Batch::new();
+    // The peer must resolve fd00::1 by NDP through the attached program
+    // before anything reaches the VIP.
+    let i = receive_where(
+        &mut gw.sock,
+        &mut batch,
+        |f| f.len() >= 62 && f[12..14] == [0x86, 0xdd] && f[62..] == *payload,
+        || {
+            peer.send_to(payload, vip).unwrap();
+        },
+    )
+    .expect("UDP to the IPv6 VIP never reached the AF_XDP socket (NDP blocked?)");
+    assert_eq!(&batch.frame(i)[38..54], &vip6.octets());
+
+    let f = batch.frame_mut(i);
+    for k in 0..6 {
+        f.swap(k, 6 + k);
+    }
+    for k in 0..16 {
+        f.swap(22 + k, 38 + k);
+    }
+    for k in 0..2 {
+        f.swap(54 + k, 56 + k);
+    }
+    batch.set_verdict(i, Verdict::Tx(0));
+    assert_eq!(gw.sock.tx_burst(&mut batch).sent, 1);
+    let mut buf = [0u8; 256];
+    let (n, from) =
+        wait_recv(&peer, &mut buf, Duration::from_secs(3)).expect("v6 echo never reached the peer");
+    assert_eq!(&buf[..n], payload);
+    assert_eq!(from, vip);
+}
+
+#[test]
+fn frames_recycle_over_more_packets_than_the_umem_holds() {
+    need_root!();
+    let lab = Lab::new();
+    let mut gw = gateway(&lab); // 1024 frames
+    gw.steer
+        .maps_mut()
+        .add_vip(Addr::from(VIP), 7777, Proto::Udp)
+        .unwrap();
+    let peer = udp_in(&lab.b, SocketAddrV4::new(PEER, 0));
+    let vip = SocketAddrV4::new(VIP, 7777);
+    // Warm up ARP so no datagram waits in the neighbour queue.
+    let mut batch = Batch::new();
+    receive(&mut gw.sock, &mut batch, b"warm-up", || {
+        peer.send_to(b"warm-up", vip).unwrap();
+    })
+    .expect("warm-up never arrived");
+    gw.sock.tx_burst(&mut batch); // Pass verdict: back to the fill ring
+
+    const CHUNKS: u32 = 25;
+    const PER_CHUNK: u32 = 100;
+    let (mut received, mut echoed) = (0u32, 0u32);
+    let mut buf = [0u8; 64];
+    for c in 0..CHUNKS {
+        for k in 0..PER_CHUNK {
+            peer.send_to(&(c * PER_CHUNK + k).to_be_bytes(), vip)
+                .unwrap();
+        }
+        let mut got = 0;
+        let deadline = Instant::now() + Duration::from_secs(2);
+        while got < PER_CHUNK && Instant::now() < deadline {
+            let n = gw.sock.rx_burst(&mut batch, 64);
+            for i in 0..n {
+                turn_around(batch.frame_mut(i));
+                batch.set_verdict(i, Verdict::Tx(0));
+            }
+            got += n as u32;
+            let st = gw.sock.tx_burst(&mut batch);
+            assert_eq!(st.dropped, 0, "tx ring full");
+        }
+        received += got;
+        let deadline = Instant::now() + Duration::from_secs(2);
+        let mut back = 0;
+        while back < got && Instant::now() < deadline {
+            if let Ok((n, _)) = peer.recv_from(&mut buf) {
+                assert_eq!(n, 4);
+                back += 1;
+            }
+        }
+        echoed += back;
+    }
+    let total = CHUNKS * PER_CHUNK;
+    let k = gw.sock.kernel_stats().unwrap();
+    assert_eq!(
+        received, total,
+        "socket received {received}/{total}; kernel {k:?}"
+    );
+    assert_eq!(echoed, total, "peer got {echoed}/{total} echoes back");
+    assert_eq!(
+        k.rx_dropped + k.rx_invalid_descs + k.tx_invalid_descs,
+        0,
+        "{k:?}"
+    );
+    assert_eq!(gw.sock.stats().tx_frames, total as u64);
+}
+
+/// Not a test on its own: the child process of
+/// `sigkill_detaches_the_program`, which attaches and then waits to be
+/// killed. Ignored so a normal run never executes it.
+#[test]
+#[ignore = "helper process for sigkill_detaches_the_program"]
+fn sigkill_child() {
+    let (Ok(ns), Ok(dev)) = (
+        std::env::var("VGX_CHILD_NS"),
+        std::env::var("VGX_CHILD_DEV"),
+    ) else {
+        eprintln!("sigkill_child: run by sigkill_detaches_the_program only");
+        return;
+    };
+    let (_steer, _link) = in_netns(&ns, || {
+        let steer = XdpSteering::load(&SteeringConfig::default()).unwrap_or_else(|e| panic!("{e}"));
+        let link = steer
+            .attach(&dev, AttachMode::Driver)
+            .unwrap_or_else(|e| panic!("{e}"));
+        (steer, link)
+    });
+    println!("ATTACHED");
+    // Bounded: the parent kills us long before this ends.
+    std::thread::sleep(Duration::from_secs(30));
+}
+
+#[test]
+fn sigkill_detaches_the_program() {
+    need_root!();
+    let lab = Lab::new();
+    let mut child = Command::new(std::env::current_exe().unwrap())
+        .args([
+            "--ignored",
+            "--exact",
+            "sigkill_child",
+            "--nocapture",
+            "--test-threads=1",
+        ])
+        .env("VGX_CHILD_NS", &lab.a)
+        .env("VGX_CHILD_DEV", &lab.va)
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .expect("spawn child");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !lab.link_a().contains("prog/xdp") {
+        if Instant::now() > deadline || child.try_wait().unwrap().is_some() {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("child never attached: {}", lab.link_a());
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    // SAFETY: signalling our own child by its pid.
+    unsafe { libc::kill(child.id() as i32, libc::SIGKILL) };
+    child.wait().unwrap();
+    let deadline = Instant::now() + Duration::from_secs(3);
+    while lab.link_a().contains("prog/xdp") && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let shown = lab.link_a();
+    assert!(
+        !shown.contains("prog/xdp"),
+        "still attached after SIGKILL: {shown}"
+    );
 }
