@@ -35,6 +35,7 @@ pub mod uapi;
 /// The frame area registered with a socket.
 pub mod umem;
 
+/// The steering program run over hand-built frames (BPF_PROG_TEST_RUN).
 #[cfg(test)]
 mod steering_tests;
 

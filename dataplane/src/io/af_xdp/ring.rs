@@ -248,3 +248,124 @@ impl<T: Copy> ConsRing<T> {
         self.raw.size
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A ring over anonymous memory, laid out like the kernel's: the test
+    /// plays the kernel's side through the same index words.
+    fn anon<T: Copy>(size: u32) -> Raw<T> {
+        let off = RingOffset {
+            producer: 0,
+            consumer: 64,
+            flags: 128,
+            desc: 192,
+        };
+        let len = 192 + size as usize * std::mem::size_of::<T>();
+        // SAFETY: a fresh private anonymous mapping.
+        let p = unsafe {
+            libc::mmap(
+                std::ptr::null_mut(),
+                len,
+                libc::PROT_READ | libc::PROT_WRITE,
+                libc::MAP_PRIVATE | libc::MAP_ANONYMOUS,
+                -1,
+                0,
+            )
+        };
+        assert_ne!(p, libc::MAP_FAILED);
+        let base = NonNull::new(p.cast::<u8>()).unwrap();
+        // SAFETY: offsets inside the mapping, as in Raw::map.
+        let at = |o: u64| unsafe { base.add(o as usize) };
+        Raw {
+            producer: at(off.producer).cast(),
+            consumer: at(off.consumer).cast(),
+            flags: at(off.flags).cast(),
+            descs: at(off.desc).cast(),
+            mask: size - 1,
+            size,
+            _map: Mapping { ptr: base, len },
+        }
+    }
+
+    #[test]
+    fn producer_wraps_and_waits_for_the_consumer() {
+        let raw = anon::<u64>(8);
+        // Start just below the u32 wrap to prove index arithmetic wraps.
+        let start = u32::MAX - 2;
+        raw.producer().store(start, Ordering::Relaxed);
+        raw.consumer().store(start, Ordering::Relaxed);
+        let mut r = ProdRing {
+            cached_prod: start,
+            cached_cons: start,
+            raw,
+        };
+        assert_eq!(r.free(8), 8);
+        for i in 0..6 {
+            r.write(i, 100 + i as u64);
+        }
+        r.submit(6);
+        assert_eq!(
+            r.raw.producer().load(Ordering::Relaxed),
+            start.wrapping_add(6)
+        );
+        assert_eq!(r.free(8), 2, "kernel consumed nothing yet");
+        assert_eq!(r.outstanding(), 6);
+        // The "kernel" consumes 4: the entries it sees are ours, in order.
+        for i in 0..4u32 {
+            // SAFETY: reading a slot inside the ring.
+            let v = unsafe { r.raw.slot(start.wrapping_add(i)).read() };
+            assert_eq!(v, 100 + i as u64);
+        }
+        r.raw
+            .consumer()
+            .store(start.wrapping_add(4), Ordering::Release);
+        assert_eq!(r.free(3), 6, "refreshes the consumer when short");
+        assert!(!r.needs_wakeup());
+        // SAFETY: the flags word is inside the mapping.
+        unsafe { r.raw.flags.as_ref() }.store(XDP_RING_NEED_WAKEUP, Ordering::Relaxed);
+        assert!(r.needs_wakeup());
+    }
+
+    #[test]
+    fn consumer_sees_only_published_entries() {
+        let raw = anon::<u64>(4);
+        let start = u32::MAX - 1;
+        raw.producer().store(start, Ordering::Relaxed);
+        raw.consumer().store(start, Ordering::Relaxed);
+        let mut r = ConsRing {
+            cached_prod: start,
+            cached_cons: start,
+            raw,
+        };
+        assert_eq!(r.available(4), 0);
+        for i in 0..3u32 {
+            // SAFETY: writing a slot inside the ring, as the kernel would.
+            unsafe { r.raw.slot(start.wrapping_add(i)).write(7 + i as u64) };
+        }
+        assert_eq!(r.available(4), 0, "written but not published");
+        r.raw
+            .producer()
+            .store(start.wrapping_add(3), Ordering::Release);
+        assert_eq!(r.available(2), 2, "capped at max");
+        assert_eq!(r.available(4), 3);
+        assert_eq!((r.read(0), r.read(1), r.read(2)), (7, 8, 9));
+        r.release(2);
+        assert_eq!(
+            r.raw.consumer().load(Ordering::Relaxed),
+            start.wrapping_add(2)
+        );
+        assert_eq!(r.available(4), 1);
+        assert_eq!(r.read(0), 9);
+    }
+
+    #[test]
+    fn non_power_of_two_sizes_are_refused() {
+        let off = RingOffset::default();
+        assert!(matches!(
+            Raw::<u64>::map(-1, &off, 1000, 0),
+            Err(AfXdpError::Config(_))
+        ));
+    }
+}
