@@ -1,1 +1,113 @@
-//! Placeholder: being written.
+//! The pure function from Kubernetes objects to the dataplane's desired
+//! services, following kube-proxy's reading of the same objects.
+//!
+//! One `ServiceSpec` per (VIP, Service port): VIPs are the ClusterIPs
+//! (dual-stack), `externalIPs` and load-balancer ingress IPs; backends come
+//! from the EndpointSlices of the Service whose address family matches the
+//! VIP, with each slice resolving the port number by port name. Bad objects
+//! are skipped with a warning naming them; nothing here panics on input.
+
+use std::collections::btree_map::Entry;
+use std::collections::BTreeMap;
+
+use dataplane::service::{ServiceKey, ServiceSpec};
+use k8s_openapi::api::core::v1::Service;
+use k8s_openapi::api::discovery::v1::EndpointSlice;
+
+/// Reading one Service: VIPs, ports, affinity, traffic policies.
+mod service;
+/// Reading EndpointSlices into per-Service backend candidates.
+mod slices;
+#[cfg(test)]
+mod tests;
+
+use service::{ServiceView, VipKind};
+use slices::{BackendQuery, SliceIndex};
+
+/// What the model needs to know about where it runs.
+#[derive(Clone, Debug, Default)]
+pub struct ModelOptions {
+    /// This node's name, for `Local` traffic policies; `None` ignores them.
+    pub node_name: Option<String>,
+}
+
+/// The desired services, sorted by key, and one line per thing skipped.
+#[derive(Clone, Debug, Default)]
+pub struct Model {
+    pub services: Vec<ServiceSpec>,
+    pub warnings: Vec<String>,
+}
+
+/// Builds the desired services from Services and EndpointSlices.
+pub fn build(services: &[Service], slices: &[EndpointSlice], opts: &ModelOptions) -> Model {
+    let mut warnings = Vec::new();
+    let index = SliceIndex::new(slices, &mut warnings);
+    let mut by_key: BTreeMap<ServiceKey, ServiceSpec> = BTreeMap::new();
+
+    // Name order, so that which of two clashing Services wins does not
+    // depend on the order of the input (a watch delivers them in any order).
+    let mut ordered: Vec<&Service> = services.iter().collect();
+    ordered.sort_by_cached_key(|s| service::sort_key(s));
+    let mut previous: Option<(String, String)> = None;
+
+    for svc in ordered {
+        let id = service::sort_key(svc);
+        if previous.as_ref() == Some(&id) && !id.1.is_empty() {
+            warnings.push(format!(
+                "Service {}/{}: appears twice in the input; keeping the first",
+                id.0, id.1
+            ));
+            continue;
+        }
+        previous = Some(id);
+        let Some(view) = ServiceView::parse(svc, opts, &mut warnings) else {
+            continue;
+        };
+
+        for port in &view.ports {
+            for vip in &view.vips {
+                let local_node = match vip.kind {
+                    VipKind::Cluster => view.internal_local_node.as_deref(),
+                    VipKind::External => view.external_local_node.as_deref(),
+                };
+                let backends = index.backends(&BackendQuery {
+                    namespace: &view.namespace,
+                    service: &view.name,
+                    port_name: &port.name,
+                    proto: port.proto,
+                    v4: vip.addr.is_v4(),
+                    local_node,
+                });
+                let spec = ServiceSpec {
+                    key: ServiceKey {
+                        vip: vip.addr,
+                        port: port.number,
+                        proto: port.proto,
+                    },
+                    name: format!("{}:{}", view.id(), port.label()),
+                    backends,
+                    affinity: view.affinity,
+                };
+                match by_key.entry(spec.key) {
+                    Entry::Vacant(e) => {
+                        e.insert(spec);
+                    }
+                    Entry::Occupied(e) => warnings.push(format!(
+                        "Service {}: {} {}:{} is already served by {}; skipped",
+                        spec.name,
+                        spec.key.proto,
+                        spec.key.vip,
+                        spec.key.port,
+                        e.get().name
+                    )),
+                }
+            }
+        }
+    }
+
+    index.warn_orphans(services, &mut warnings);
+    Model {
+        services: by_key.into_values().collect(),
+        warnings,
+    }
+}

@@ -1,0 +1,292 @@
+//! One Service reduced to what the dataplane needs: its VIPs, its ports, its
+//! affinity and the node its `Local` traffic policies restrict it to.
+
+use std::net::IpAddr;
+
+use dataplane::addr::{Addr, Proto};
+use dataplane::service::Affinity;
+use k8s_openapi::api::core::v1::Service;
+
+use super::ModelOptions;
+
+/// kube-proxy's default for `sessionAffinityConfig.clientIP.timeoutSeconds`.
+const DEFAULT_AFFINITY_TIMEOUT_S: u32 = 10_800;
+/// The API server's upper bound for the same field (one day).
+const MAX_AFFINITY_TIMEOUT_S: i32 = 86_400;
+
+/// Which traffic policy governs a VIP: the internal one for ClusterIPs,
+/// the external one for `externalIPs` and load-balancer IPs.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub(super) enum VipKind {
+    Cluster,
+    External,
+}
+
+#[derive(Clone, Copy, Debug)]
+pub(super) struct Vip {
+    pub addr: Addr,
+    pub kind: VipKind,
+}
+
+#[derive(Clone, Debug)]
+pub(super) struct Port {
+    /// Empty for an unnamed port; EndpointSlice ports match on it.
+    pub name: String,
+    pub number: u16,
+    pub proto: Proto,
+}
+
+impl Port {
+    /// The port as it appears in a service name: its name, else its number.
+    pub fn label(&self) -> String {
+        if self.name.is_empty() {
+            self.number.to_string()
+        } else {
+            self.name.clone()
+        }
+    }
+}
+
+#[derive(Debug)]
+pub(super) struct ServiceView {
+    pub namespace: String,
+    pub name: String,
+    pub vips: Vec<Vip>,
+    pub ports: Vec<Port>,
+    pub affinity: Affinity,
+    /// `Some(node)` when `internalTrafficPolicy: Local` applies here.
+    pub internal_local_node: Option<String>,
+    /// `Some(node)` when `externalTrafficPolicy: Local` applies here.
+    pub external_local_node: Option<String>,
+}
+
+/// Namespace and name, as the model orders Services. Objects without a
+/// namespace are taken to live in `default`, as `kubectl apply` would put them.
+pub(super) fn sort_key(svc: &Service) -> (String, String) {
+    (
+        namespace_of(svc.metadata.namespace.as_deref()),
+        svc.metadata.name.clone().unwrap_or_default(),
+    )
+}
+
+pub(super) fn namespace_of(ns: Option<&str>) -> String {
+    match ns {
+        Some(ns) if !ns.is_empty() => ns.to_string(),
+        _ => "default".to_string(),
+    }
+}
+
+impl ServiceView {
+    pub fn id(&self) -> String {
+        format!("{}/{}", self.namespace, self.name)
+    }
+
+    /// `None` for Services that carry no VIP (headless, ExternalName) and,
+    /// with a warning, for Services that cannot be used.
+    pub fn parse(svc: &Service, opts: &ModelOptions, warnings: &mut Vec<String>) -> Option<Self> {
+        let (namespace, name) = sort_key(svc);
+        if name.is_empty() {
+            warnings.push(format!(
+                "Service in {namespace} without metadata.name; skipped"
+            ));
+            return None;
+        }
+        let id = format!("{namespace}/{name}");
+        let Some(spec) = svc.spec.as_ref() else {
+            warnings.push(format!("Service {id}: no spec; skipped"));
+            return None;
+        };
+        if spec.type_.as_deref() == Some("ExternalName") {
+            return None;
+        }
+
+        // `clusterIPs` is authoritative when set (dual-stack); older objects
+        // and hand-written ones may only have `clusterIP`.
+        let cluster_ips: Vec<&str> = match spec.cluster_ips.as_deref() {
+            Some(ips) if !ips.is_empty() => ips.iter().map(String::as_str).collect(),
+            _ => spec.cluster_ip.as_deref().into_iter().collect(),
+        };
+        // kube-proxy does not proxy headless Services at all, whatever else they carry.
+        if cluster_ips.iter().any(|ip| ip.eq_ignore_ascii_case("None")) {
+            return None;
+        }
+        let external_ips = spec.external_ips.iter().flatten().map(String::as_str);
+        let lb_ips = svc
+            .status
+            .iter()
+            .filter_map(|s| s.load_balancer.as_ref())
+            .flat_map(|lb| lb.ingress.iter().flatten())
+            .filter_map(|ing| ing.ip.as_deref());
+
+        let mut vips: Vec<Vip> = Vec::new();
+        let candidates = cluster_ips
+            .into_iter()
+            .map(|ip| (ip, VipKind::Cluster, "clusterIP"))
+            .chain(external_ips.map(|ip| (ip, VipKind::External, "externalIP")))
+            .chain(lb_ips.map(|ip| (ip, VipKind::External, "load-balancer ingress IP")));
+        for (text, kind, field) in candidates {
+            // An unallocated ClusterIP (hand-written objects) is absence, not an error.
+            if text.is_empty() {
+                continue;
+            }
+            let Ok(ip) = text.trim().parse::<IpAddr>() else {
+                warnings.push(format!(
+                    "Service {id}: {field} {text:?} is not an IP address; skipped"
+                ));
+                return None;
+            };
+            let addr = Addr::from(ip);
+            // The same address may be listed twice (an LB IP also in externalIPs).
+            if !vips.iter().any(|v| v.addr == addr) {
+                vips.push(Vip { addr, kind });
+            }
+        }
+        if vips.is_empty() {
+            warnings.push(format!(
+                "Service {id}: no clusterIP, externalIPs or load-balancer IP; skipped"
+            ));
+            return None;
+        }
+
+        let ports = parse_ports(&id, spec.ports.as_deref().unwrap_or_default(), warnings);
+        if ports.is_empty() {
+            warnings.push(format!("Service {id}: no usable ports; skipped"));
+            return None;
+        }
+
+        let affinity = match spec.session_affinity.as_deref() {
+            Some("ClientIP") => {
+                let configured = spec
+                    .session_affinity_config
+                    .as_ref()
+                    .and_then(|c| c.client_ip.as_ref())
+                    .and_then(|c| c.timeout_seconds);
+                let timeout_s = match configured {
+                    None => DEFAULT_AFFINITY_TIMEOUT_S,
+                    Some(t) if (1..=MAX_AFFINITY_TIMEOUT_S).contains(&t) => t as u32,
+                    Some(t) => {
+                        warnings.push(format!(
+                            "Service {id}: session affinity timeout {t}s is outside \
+                             1..={MAX_AFFINITY_TIMEOUT_S}; using {DEFAULT_AFFINITY_TIMEOUT_S}s"
+                        ));
+                        DEFAULT_AFFINITY_TIMEOUT_S
+                    }
+                };
+                Affinity::ClientIp { timeout_s }
+            }
+            None | Some("None") | Some("") => Affinity::None,
+            Some(other) => {
+                warnings.push(format!(
+                    "Service {id}: unknown sessionAffinity {other:?}; using none"
+                ));
+                Affinity::None
+            }
+        };
+
+        let internal_local_node = local_node(
+            &id,
+            "internalTrafficPolicy",
+            spec.internal_traffic_policy.as_deref(),
+            opts,
+            warnings,
+        );
+        let has_external = vips.iter().any(|v| v.kind == VipKind::External);
+        let external_local_node = if has_external {
+            local_node(
+                &id,
+                "externalTrafficPolicy",
+                spec.external_traffic_policy.as_deref(),
+                opts,
+                warnings,
+            )
+        } else {
+            None
+        };
+
+        Some(ServiceView {
+            namespace,
+            name,
+            vips,
+            ports,
+            affinity,
+            internal_local_node,
+            external_local_node,
+        })
+    }
+}
+
+fn parse_ports(
+    id: &str,
+    ports: &[k8s_openapi::api::core::v1::ServicePort],
+    warnings: &mut Vec<String>,
+) -> Vec<Port> {
+    let mut out = Vec::with_capacity(ports.len());
+    for p in ports {
+        let name = p.name.clone().unwrap_or_default();
+        let shown = if name.is_empty() {
+            p.port.to_string()
+        } else {
+            name.clone()
+        };
+        let proto = match p.protocol.as_deref() {
+            None | Some("TCP") => Proto::Tcp,
+            Some("UDP") => Proto::Udp,
+            Some("SCTP") => {
+                warnings.push(format!(
+                    "Service {id}: port {shown} is SCTP, which vipgate does not balance; skipped"
+                ));
+                continue;
+            }
+            Some(other) => {
+                warnings.push(format!(
+                    "Service {id}: port {shown} has unknown protocol {other:?}; skipped"
+                ));
+                continue;
+            }
+        };
+        let number = match u16::try_from(p.port) {
+            Ok(n) if n != 0 => n,
+            _ => {
+                warnings.push(format!(
+                    "Service {id}: port {shown} has number {} outside 1..=65535; skipped",
+                    p.port
+                ));
+                continue;
+            }
+        };
+        out.push(Port {
+            name,
+            number,
+            proto,
+        });
+    }
+    out
+}
+
+/// The node a `Local` policy restricts endpoints to, if it applies.
+fn local_node(
+    id: &str,
+    field: &str,
+    policy: Option<&str>,
+    opts: &ModelOptions,
+    warnings: &mut Vec<String>,
+) -> Option<String> {
+    match policy {
+        Some("Local") => {
+            if opts.node_name.is_none() {
+                warnings.push(format!(
+                    "Service {id}: {field} Local ignored because no node name is configured; \
+                     using endpoints on every node"
+                ));
+            }
+            opts.node_name.clone()
+        }
+        None | Some("Cluster") | Some("") => None,
+        Some(other) => {
+            warnings.push(format!(
+                "Service {id}: unknown {field} {other:?}; treated as Cluster"
+            ));
+            None
+        }
+    }
+}
