@@ -6,5 +6,9 @@ pub mod error;
 pub mod model;
 /// Loading Service and EndpointSlice objects from a YAML/JSON dump.
 pub mod objects;
+/// Live Services and EndpointSlices from the Kubernetes API (watch + reflectors).
+pub mod kube_source;
+/// A small list/watch Kubernetes API server for tests and sync benchmarks.
+pub mod test_api_server;
 
 pub use error::{Error, Result};
