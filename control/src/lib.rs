@@ -1,5 +1,7 @@
 //! vipgate's control side: Kubernetes objects in, dataplane service specs out.
 
+/// The admin HTTP endpoint (/services, /healthz, /readyz) and its CLI client.
+pub mod admin;
 /// Errors of the control side.
 pub mod error;
 /// The pure function from Kubernetes objects to `ServiceSpec`s.

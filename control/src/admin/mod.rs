@@ -1,0 +1,28 @@
+//! The admin HTTP endpoint: `/services` (the live table as JSON),
+//! `/healthz` (liveness) and `/readyz` (first sync done and interfaces
+//! attached), plus the blocking client and table renderer behind
+//! `vipgate services`.
+
+/// Blocking HTTP/1.1 client on std sockets, for the CLI.
+pub mod client;
+/// Sync, attach and source-error state, and the readiness rule.
+pub mod health;
+/// The human table printed by `vipgate services`.
+pub mod render;
+/// Method + path -> reply, without I/O.
+pub mod routes;
+/// The hyper server on its own thread and tokio runtime.
+pub mod server;
+/// The `/services` JSON document.
+pub mod services;
+
+pub use client::{fetch_services, http_request, HttpResponse};
+pub use health::Health;
+pub use render::render_services_table;
+pub use server::AdminServer;
+pub use services::services_json;
+
+/// Where `vipgate run` serves the admin endpoint unless told otherwise:
+/// loopback only, since `/services` shows the cluster's backends and the
+/// kubelet probes a hostNetwork pod on 127.0.0.1 anyway.
+pub const DEFAULT_ADMIN_ADDR: &str = "127.0.0.1:9901";
