@@ -18,6 +18,8 @@ pub mod flow;
 pub mod packet;
 /// Seeded SplitMix64, stable forever.
 pub mod rng;
+/// The `affinity` fixture: ClientIP session affinity, dual-stack.
+pub mod scenario_affinity;
 /// The `basic` fixture: one backend per service, every rule once.
 pub mod scenario_basic;
 /// The `demo` fixture: thousands of interleaved flows, Maglev-picked backends.
@@ -43,5 +45,8 @@ pub fn generate_all(dir: &Path) -> io::Result<()> {
     let demo = scenario_demo::steps();
     let yaml = yaml::services_yaml(&scenario_demo::services(), 0xd);
     fixture::write_fixture(dir, "demo", &demo, &yaml, false)?;
+    let affinity = scenario_affinity::steps();
+    let yaml = yaml::services_yaml(&scenario_affinity::services(), 0xa);
+    fixture::write_fixture(dir, "affinity", &affinity, &yaml, true)?;
     Ok(())
 }

@@ -110,6 +110,7 @@ pub fn services() -> Vec<ServiceDef> {
             // Named targetPort: the number comes from the EndpointSlice.
             ports: vec![port("http", 80, L4Proto::Tcp, 8080, Some("http-alt"))],
             endpoints: vec![ep(web_be(), "node-a", "web-7d9f8b6c5-x2k4p")],
+            affinity_timeout: None,
         },
         ServiceDef {
             namespace: "shop".into(),
@@ -118,6 +119,7 @@ pub fn services() -> Vec<ServiceDef> {
             // A single unnamed port, as many Services have.
             ports: vec![port("", 443, L4Proto::Tcp, 8443, None)],
             endpoints: vec![ep(api_be(), "node-b", "api-5c6d7f8b9-q8w2e")],
+            affinity_timeout: None,
         },
         ServiceDef {
             namespace: "kube-system".into(),
@@ -125,6 +127,7 @@ pub fn services() -> Vec<ServiceDef> {
             cluster_ips: vec![DNS_VIP],
             ports: vec![port("dns", 53, L4Proto::Udp, 5353, None)],
             endpoints: vec![ep(dns_be(), "node-a", "dns-6f7c8d9b5-m4n5b")],
+            affinity_timeout: None,
         },
         ServiceDef {
             namespace: "shop".into(),
@@ -135,6 +138,7 @@ pub fn services() -> Vec<ServiceDef> {
                 port("dns", 53, L4Proto::Udp, 5353, None),
             ],
             endpoints: vec![ep(web6_be(), "node-b", "web6-8b9c7d6f5-t7y8u")],
+            affinity_timeout: None,
         },
         ServiceDef {
             namespace: "shop".into(),
@@ -145,6 +149,7 @@ pub fn services() -> Vec<ServiceDef> {
                 port("dns", 53, L4Proto::Udp, 5353, None),
             ],
             endpoints: vec![],
+            affinity_timeout: None,
         },
     ]
 }

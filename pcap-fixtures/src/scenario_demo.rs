@@ -9,7 +9,7 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::time::Duration;
 
 use dataplane::addr::{Addr, Proto, Tuple};
-use dataplane::hash::{flow_hash, DEFAULT_SEED};
+use dataplane::hash::{client_hash, flow_hash, DEFAULT_SEED};
 use dataplane::maglev::{table_size, Maglev, DEFAULT_MAX_TABLE_SIZE};
 use dataplane::service::{Affinity, BackendSpec, BackendState, ServiceKey, ServiceSpec};
 
@@ -44,7 +44,7 @@ fn mac_for(ip: IpAddr) -> [u8; 6] {
     }
 }
 
-fn host(ip: IpAddr) -> Host {
+pub(crate) fn host(ip: IpAddr) -> Host {
     Host {
         mac: mac_for(ip),
         ip,
@@ -104,6 +104,7 @@ pub fn services() -> Vec<ServiceDef> {
         cluster_ips: ips,
         ports,
         endpoints,
+        affinity_timeout: None,
     };
     let search_eps = (0..8u16)
         .map(|i| EndpointDef {
@@ -214,7 +215,10 @@ pub fn specs(services: &[ServiceDef]) -> Vec<ServiceSpec> {
                     },
                     name: format!("{}/{}:{}", svc.namespace, svc.name, port_name),
                     backends,
-                    affinity: Affinity::None,
+                    affinity: match svc.affinity_timeout {
+                        Some(timeout_s) => Affinity::ClientIp { timeout_s },
+                        None => Affinity::None,
+                    },
                 });
             }
         }
@@ -237,7 +241,8 @@ impl Balanced {
         Balanced { spec, active, ring }
     }
 
-    /// The backend a new flow from `client:cport` gets, `None` without endpoints.
+    /// The backend a new flow from `client:cport` gets (hashing the 5-tuple,
+    /// or only the client under ClientIP affinity), `None` without endpoints.
     pub fn pick(&self, client: IpAddr, cport: u16) -> Option<BackendSpec> {
         let t = Tuple {
             src: Addr::from(client),
@@ -246,14 +251,18 @@ impl Balanced {
             dport: self.spec.key.port,
             proto: self.spec.key.proto,
         };
-        let i = self.ring.pick(flow_hash(&t, DEFAULT_SEED))?;
+        let h = match self.spec.affinity {
+            Affinity::None => flow_hash(&t, DEFAULT_SEED),
+            Affinity::ClientIp { .. } => client_hash(&t.src, DEFAULT_SEED),
+        };
+        let i = self.ring.pick(h)?;
         Some(self.active[i])
     }
 }
 
 /// One packet of the capture before flows are interleaved: sorted by time,
 /// then flow, then position in the flow, so the order is total and fixed.
-struct Timed {
+pub(crate) struct Timed {
     us: u64,
     flow: usize,
     idx: usize,
@@ -262,19 +271,34 @@ struct Timed {
     output: Option<Vec<u8>>,
 }
 
-struct Capture {
+#[derive(Default)]
+pub(crate) struct Capture {
     packets: Vec<Timed>,
     flows: usize,
 }
 
 impl Capture {
-    fn flow(&mut self) -> FlowRec<'_> {
+    /// Packets in capture order as steps.
+    pub(crate) fn into_steps(mut self) -> Vec<Step> {
+        self.packets.sort_by_key(|p| (p.us, p.flow, p.idx));
+        let mut rec = Recorder::default();
+        for p in self.packets {
+            let ts = Duration::from_micros(p.us);
+            match p.output {
+                Some(o) => rec.answered(ts, p.input, p.verdict, o),
+                None => rec.silent(ts, p.input, p.verdict),
+            }
+        }
+        rec.steps
+    }
+
+    pub(crate) fn flow(&mut self) -> FlowRec<'_> {
         self.flows += 1;
         FlowRec { cap: self, idx: 0 }
     }
 }
 
-struct FlowRec<'a> {
+pub(crate) struct FlowRec<'a> {
     cap: &'a mut Capture,
     idx: usize,
 }
@@ -293,11 +317,11 @@ impl FlowRec<'_> {
         self.idx += 1;
     }
 
-    fn fwd(&mut self, us: u64, (i, o): (Vec<u8>, Vec<u8>)) {
+    pub(crate) fn fwd(&mut self, us: u64, (i, o): (Vec<u8>, Vec<u8>)) {
         self.push(us, i, Verdict::Forwarded, Some(o));
     }
 
-    fn rev(&mut self, us: u64, (i, o): (Vec<u8>, Vec<u8>)) {
+    pub(crate) fn rev(&mut self, us: u64, (i, o): (Vec<u8>, Vec<u8>)) {
         self.push(us, i, Verdict::Reversed, Some(o));
     }
 }
@@ -332,10 +356,7 @@ pub fn steps() -> Vec<Step> {
             .unwrap_or_else(|| panic!("no service port {n}"))
     };
     let mut rng = Rng::new(SEED);
-    let mut cap = Capture {
-        packets: Vec::new(),
-        flows: 0,
-    };
+    let mut cap = Capture::default();
     let n_clients = usize::from(CLIENTS_V4) + usize::from(CLIENTS_V6);
     let mut ports = Ports(
         (0..n_clients)
@@ -386,16 +407,7 @@ pub fn steps() -> Vec<Step> {
     }
     background(&mut cap, &mut rng);
 
-    cap.packets.sort_by_key(|p| (p.us, p.flow, p.idx));
-    let mut rec = Recorder::default();
-    for p in cap.packets {
-        let ts = Duration::from_micros(p.us);
-        match p.output {
-            Some(o) => rec.answered(ts, p.input, p.verdict, o),
-            None => rec.silent(ts, p.input, p.verdict),
-        }
-    }
-    rec.steps
+    cap.into_steps()
 }
 
 fn pick_client(rng: &mut Rng, v4: bool) -> (usize, IpAddr) {
@@ -408,7 +420,7 @@ fn pick_client(rng: &mut Rng, v4: bool) -> (usize, IpAddr) {
     }
 }
 
-fn nat_for(svc: &Balanced, client: IpAddr, cport: u16) -> Nat {
+pub(crate) fn nat_for(svc: &Balanced, client: IpAddr, cport: u16) -> Nat {
     let be = svc.pick(client, cport).expect("service with endpoints");
     let vip = svc.spec.key.vip.to_ip();
     Nat::new(

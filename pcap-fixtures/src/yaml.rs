@@ -115,6 +115,8 @@ pub struct ServiceDef {
     pub ports: Vec<PortDef>,
     /// Every endpoint serves every port; one slice per address family.
     pub endpoints: Vec<EndpointDef>,
+    /// `sessionAffinity: ClientIP` with this timeout (seconds) when set.
+    pub affinity_timeout: Option<u32>,
 }
 
 /// The whole `v1 List` document for `services`, slices after services as
@@ -209,6 +211,30 @@ fn service(svc: &ServiceDef, uid: &str, ids: &mut Ids) -> Y {
             m
         })
         .collect();
+    let mut spec = map([
+        ("clusterIP", s(svc.cluster_ips[0].to_string())),
+        (
+            "clusterIPs",
+            Y::List(svc.cluster_ips.iter().map(|ip| s(ip.to_string())).collect()),
+        ),
+        ("internalTrafficPolicy", s("Cluster")),
+        ("ipFamilies", Y::List(families)),
+        ("ipFamilyPolicy", s(policy)),
+        ("ports", Y::List(ports)),
+        ("selector", map([("app", s(svc.name.clone()))])),
+        ("sessionAffinity", s("None")),
+        ("type", s("ClusterIP")),
+    ]);
+    if let (Some(timeout), Y::Map(m)) = (svc.affinity_timeout, &mut spec) {
+        m.insert("sessionAffinity".into(), s("ClientIP"));
+        m.insert(
+            "sessionAffinityConfig".into(),
+            map([(
+                "clientIP",
+                map([("timeoutSeconds", Y::Int(i64::from(timeout)))]),
+            )]),
+        );
+    }
     map([
         ("apiVersion", s("v1")),
         ("kind", s("Service")),
@@ -223,23 +249,7 @@ fn service(svc: &ServiceDef, uid: &str, ids: &mut Ids) -> Y {
                 ("uid", s(uid)),
             ]),
         ),
-        (
-            "spec",
-            map([
-                ("clusterIP", s(svc.cluster_ips[0].to_string())),
-                (
-                    "clusterIPs",
-                    Y::List(svc.cluster_ips.iter().map(|ip| s(ip.to_string())).collect()),
-                ),
-                ("internalTrafficPolicy", s("Cluster")),
-                ("ipFamilies", Y::List(families)),
-                ("ipFamilyPolicy", s(policy)),
-                ("ports", Y::List(ports)),
-                ("selector", map([("app", s(svc.name.clone()))])),
-                ("sessionAffinity", s("None")),
-                ("type", s("ClusterIP")),
-            ]),
-        ),
+        ("spec", spec),
         ("status", map([("loadBalancer", map([]))])),
     ])
 }
@@ -372,6 +382,7 @@ mod tests {
                     pod: "web-0".into(),
                 },
             ],
+            affinity_timeout: None,
         }
     }
 
@@ -408,6 +419,25 @@ mod tests {
             v6["metadata"]["ownerReferences"][0]["uid"],
             items[0]["metadata"]["uid"]
         );
+    }
+
+    #[test]
+    fn client_ip_affinity_is_written_with_its_timeout() {
+        let mut svc = web();
+        svc.affinity_timeout = Some(600);
+        let text = services_yaml(&[svc], 1);
+        let doc: serde_yaml::Value = serde_yaml::from_str(&text).unwrap();
+        let spec = &doc["items"][0]["spec"];
+        assert_eq!(spec["sessionAffinity"], "ClientIP");
+        assert_eq!(
+            spec["sessionAffinityConfig"]["clientIP"]["timeoutSeconds"],
+            600
+        );
+        let plain: serde_yaml::Value = serde_yaml::from_str(&services_yaml(&[web()], 1)).unwrap();
+        assert_eq!(plain["items"][0]["spec"]["sessionAffinity"], "None");
+        assert!(plain["items"][0]["spec"]
+            .get("sessionAffinityConfig")
+            .is_none());
     }
 
     #[test]

@@ -31,11 +31,17 @@ fn expected_json(name: &str) -> serde_json::Value {
 }
 
 #[test]
-fn basic_expected_output_is_consistent() {
+fn expected_outputs_are_consistent() {
+    for name in ["basic", "affinity"] {
+        expected_output_is_consistent(name);
+    }
+}
+
+fn expected_output_is_consistent(name: &str) {
     let dir = fixtures::fixtures_dir();
-    let input = read_pcap(&dir.join("basic.pcap"));
-    let output = read_pcap(&dir.join("basic.expected.pcap"));
-    let counts = expected_json("basic");
+    let input = read_pcap(&dir.join(format!("{name}.pcap")));
+    let output = read_pcap(&dir.join(format!("{name}.expected.pcap")));
+    let counts = expected_json(name);
     assert_eq!(counts["packets"].as_u64().unwrap() as usize, input.len());
     let written = ["forwarded", "reversed", "rejected"]
         .iter()
@@ -53,12 +59,19 @@ fn basic_expected_output_is_consistent() {
         input.len() as u64
     );
     for (i, (_, frame)) in output.iter().enumerate() {
-        assert_eq!(fixtures::check_frame(frame), Ok(()), "expected frame {i}");
+        assert_eq!(
+            fixtures::check_frame(frame),
+            Ok(()),
+            "{name} expected frame {i}"
+        );
     }
     // Every output carries the timestamp of an input, in input order.
     let mut inputs = input.iter().map(|(t, _)| *t);
     for (t, _) in &output {
-        assert!(inputs.any(|it| it == *t), "output at {t:?} has no input");
+        assert!(
+            inputs.any(|it| it == *t),
+            "{name}: output at {t:?} has no input"
+        );
     }
 }
 
