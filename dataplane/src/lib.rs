@@ -5,25 +5,25 @@
 pub mod addr;
 /// Connection tracking: bounded table, TCP state machine, timeouts, eviction.
 pub mod conntrack;
+/// Per-worker counters.
+pub mod counters;
+/// The published table generation: atomically swapped, loaded per burst.
+pub mod generation;
 /// Stable, seeded hashes shared by every gateway (Maglev, flow picks).
 pub mod hash;
 /// Burst packet I/O: the backend trait and its implementations.
 pub mod io;
 /// Maglev consistent-hash tables (Eisenbud et al., NSDI 2016) with weights.
 pub mod maglev;
+/// The per-packet pipeline: classify, conntrack, Maglev pick, NAT.
+pub mod pipeline;
 /// Desired state of a Service port: what `control` hands the dataplane.
 pub mod service;
+/// Flow ownership: which worker's conntrack a packet belongs to.
+pub mod steer;
+/// One generation's service table: keys to Maglev rings.
+pub mod table;
 /// Packet verdicts and drop reasons.
 pub mod verdict;
 /// Packet classification, checksums and in-place rewrites.
 pub mod wire;
-/// One generation's service table: keys to Maglev rings.
-pub mod table;
-/// Per-worker counters.
-pub mod counters;
-/// The per-packet pipeline: classify, conntrack, Maglev pick, NAT.
-pub mod pipeline;
-/// The published table generation: atomically swapped, loaded per burst.
-pub mod generation;
-/// Flow ownership: which worker's conntrack a packet belongs to.
-pub mod steer;

@@ -19,23 +19,13 @@ use crate::wire::reject::{icmp_port_unreachable, tcp_reset};
 pub const EXPIRE_BUDGET_PER_BURST: usize = 64;
 
 /// How a worker's pipeline behaves.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, Default)]
 pub struct PipelineConfig {
     pub conntrack: conntrack::Config,
     /// Tx port for packets towards backends (DNATed forward traffic).
     pub to_backends: u8,
     /// Tx port for packets towards clients (replies, generated answers).
     pub to_clients: u8,
-}
-
-impl Default for PipelineConfig {
-    fn default() -> Self {
-        PipelineConfig {
-            conntrack: conntrack::Config::default(),
-            to_backends: 0,
-            to_clients: 0,
-        }
-    }
 }
 
 /// One worker's pipeline state.
@@ -86,7 +76,13 @@ impl Pipeline {
     /// One frame: `buf` is its whole buffer, `len` its length. Returns the
     /// verdict and the (possibly changed) length.
     #[inline]
-    pub fn process_frame(&mut self, table: &ServiceTable, buf: &mut [u8], len: usize, now: u32) -> (Verdict, usize) {
+    pub fn process_frame(
+        &mut self,
+        table: &ServiceTable,
+        buf: &mut [u8],
+        len: usize,
+        now: u32,
+    ) -> (Verdict, usize) {
         self.counters.packets += 1;
         let v = self.classify_and_nat(table, buf, len, now);
         match v {
@@ -106,7 +102,13 @@ impl Pipeline {
     }
 
     #[inline]
-    fn classify_and_nat(&mut self, table: &ServiceTable, buf: &mut [u8], len: usize, now: u32) -> Outcome {
+    fn classify_and_nat(
+        &mut self,
+        table: &ServiceTable,
+        buf: &mut [u8],
+        len: usize,
+        now: u32,
+    ) -> Outcome {
         let p = match parse(&buf[..len.min(buf.len())]) {
             Ok(p) => p,
             Err(ParseError::NotIp) => return Outcome::Pass,
@@ -120,7 +122,12 @@ impl Pipeline {
             };
         }
         match p.l4 {
-            L4::Tcp { sport, dport, flags, .. } => self.flow(table, buf, &p, Proto::Tcp, sport, dport, flags, now),
+            L4::Tcp {
+                sport,
+                dport,
+                flags,
+                ..
+            } => self.flow(table, buf, &p, Proto::Tcp, sport, dport, flags, now),
             L4::Udp { sport, dport } => self.flow(table, buf, &p, Proto::Udp, sport, dport, 0, now),
             L4::IcmpError { .. } => self.icmp_error(table, buf, &p, now),
             L4::IcmpEcho { .. } | L4::Other => Outcome::Pass,
@@ -131,7 +138,17 @@ impl Pipeline {
     /// a tracked flow (reply), or neither (pass).
     #[allow(clippy::too_many_arguments)]
     #[inline]
-    fn flow(&mut self, table: &ServiceTable, buf: &mut [u8], p: &Parsed, proto: Proto, sport: u16, dport: u16, flags: u8, now: u32) -> Outcome {
+    fn flow(
+        &mut self,
+        table: &ServiceTable,
+        buf: &mut [u8],
+        p: &Parsed,
+        proto: Proto,
+        sport: u16,
+        dport: u16,
+        flags: u8,
+        now: u32,
+    ) -> Outcome {
         let t = Tuple {
             src: p.src,
             dst: p.dst,
@@ -185,7 +202,14 @@ impl Pipeline {
 
     /// Picks a backend for a new flow and records it.
     #[inline]
-    fn new_flow(&mut self, table: &ServiceTable, svc: &crate::table::ServiceEntry, t: &Tuple, flags: u8, now: u32) -> Result<(crate::addr::Addr, u16), Outcome> {
+    fn new_flow(
+        &mut self,
+        table: &ServiceTable,
+        svc: &crate::table::ServiceEntry,
+        t: &Tuple,
+        flags: u8,
+        now: u32,
+    ) -> Result<(crate::addr::Addr, u16), Outcome> {
         let Some(b) = svc.pick(t, table.config().seed) else {
             return Err(Outcome::Rejected(0));
         };
@@ -209,7 +233,13 @@ impl Pipeline {
 
     /// An ICMP error: about a reply we sent (to a VIP, from a router on the
     /// client side) or about a forwarded packet (from a backend's side).
-    fn icmp_error(&mut self, table: &ServiceTable, buf: &mut [u8], p: &Parsed, now: u32) -> Outcome {
+    fn icmp_error(
+        &mut self,
+        table: &ServiceTable,
+        buf: &mut [u8],
+        p: &Parsed,
+        now: u32,
+    ) -> Outcome {
         let to_vip = table.is_vip(&p.dst);
         let untracked = if to_vip {
             Outcome::Drop(DropReason::IcmpUntracked)
@@ -252,7 +282,15 @@ impl Pipeline {
                 return Outcome::Drop(DropReason::TtlExceeded);
             }
             let e = *self.ct.entry(id);
-            translate_icmp_error(buf, p, &q, End::Dst, &q.dst, &e.original.dst, e.original.dport);
+            translate_icmp_error(
+                buf,
+                p,
+                &q,
+                End::Dst,
+                &q.dst,
+                &e.original.dst,
+                e.original.dport,
+            );
             decrement_ttl(buf, p);
             Outcome::Reversed
         }

@@ -29,7 +29,11 @@ pub fn owner(frame: &[u8], table: &ServiceTable, workers: usize) -> usize {
     };
     let h = match p.l4 {
         L4::Tcp { sport, dport, .. } | L4::Udp { sport, dport } => {
-            let proto = if matches!(p.l4, L4::Tcp { .. }) { Proto::Tcp } else { Proto::Udp };
+            let proto = if matches!(p.l4, L4::Tcp { .. }) {
+                Proto::Tcp
+            } else {
+                Proto::Udp
+            };
             if table.lookup(&p.dst, dport, proto).is_some() {
                 endpoint_hash(&p.src, sport)
             } else {

@@ -151,7 +151,11 @@ impl ServiceTable {
     #[inline]
     pub fn lookup(&self, vip: &Addr, port: u16, proto: Proto) -> Option<&ServiceEntry> {
         self.services
-            .get(&ServiceKey { vip: *vip, port, proto })
+            .get(&ServiceKey {
+                vip: *vip,
+                port,
+                proto,
+            })
             .map(|e| &**e)
     }
 
@@ -212,13 +216,30 @@ mod tests {
 
     #[test]
     fn unchanged_services_are_reused() {
-        let t1 = ServiceTable::from_specs(vec![spec(1, &[1, 2]), spec(2, &[3])], TableConfig::default());
+        let t1 = ServiceTable::from_specs(
+            vec![spec(1, &[1, 2]), spec(2, &[3])],
+            TableConfig::default(),
+        );
         let (t2, stats) = ServiceTable::build(vec![spec(1, &[1, 2]), spec(2, &[3, 4])], &t1);
-        assert_eq!(stats, BuildStats { services: 2, rebuilt: 1, reused: 1 });
+        assert_eq!(
+            stats,
+            BuildStats {
+                services: 2,
+                rebuilt: 1,
+                reused: 1
+            }
+        );
         assert_eq!(t2.generation(), 2);
-        let a = t1.lookup(&Addr::from_v4([198, 19, 0, 1]), 80, Proto::Tcp).unwrap();
-        let b = t2.lookup(&Addr::from_v4([198, 19, 0, 1]), 80, Proto::Tcp).unwrap();
-        assert!(std::ptr::eq(a, b), "unchanged entry must be shared, not rebuilt");
+        let a = t1
+            .lookup(&Addr::from_v4([198, 19, 0, 1]), 80, Proto::Tcp)
+            .unwrap();
+        let b = t2
+            .lookup(&Addr::from_v4([198, 19, 0, 1]), 80, Proto::Tcp)
+            .unwrap();
+        assert!(
+            std::ptr::eq(a, b),
+            "unchanged entry must be shared, not rebuilt"
+        );
     }
 
     #[test]
@@ -235,7 +256,9 @@ mod tests {
     #[test]
     fn pick_is_stable_and_active_membership_holds() {
         let t = ServiceTable::from_specs(vec![spec(1, &[1, 2, 3])], TableConfig::default());
-        let e = t.lookup(&Addr::from_v4([198, 19, 0, 1]), 80, Proto::Tcp).unwrap();
+        let e = t
+            .lookup(&Addr::from_v4([198, 19, 0, 1]), 80, Proto::Tcp)
+            .unwrap();
         let tuple = Tuple {
             src: Addr::from_v4([198, 18, 0, 9]),
             dst: Addr::from_v4([198, 19, 0, 1]),

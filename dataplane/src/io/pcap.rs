@@ -16,7 +16,10 @@ use super::memory::Capture;
 #[derive(Debug, thiserror::Error)]
 pub enum PcapError {
     #[error("cannot open {path}: {source}")]
-    Open { path: String, source: std::io::Error },
+    Open {
+        path: String,
+        source: std::io::Error,
+    },
     #[error("{path}: not a pcap or pcapng file ({reason})")]
     Format { path: String, reason: String },
     #[error("{path}: link type {link} is not Ethernet; capture on an Ethernet interface (tcpdump -i eth0), not 'any'")]
@@ -35,10 +38,11 @@ pub fn read_capture(path: &Path) -> Result<Capture, PcapError> {
         source,
     })?;
     let mut bytes = Vec::new();
-    f.read_to_end(&mut bytes).map_err(|source| PcapError::Open {
-        path: name.clone(),
-        source,
-    })?;
+    f.read_to_end(&mut bytes)
+        .map_err(|source| PcapError::Open {
+            path: name.clone(),
+            source,
+        })?;
     parse_capture(&bytes, &name)
 }
 
@@ -82,7 +86,10 @@ pub fn parse_capture(bytes: &[u8], name: &str) -> Result<Capture, PcapError> {
 }
 
 /// Writes frames (with their timestamps in ns) as a microsecond pcap.
-pub fn write_pcap<'a>(path: &Path, frames: impl IntoIterator<Item = (&'a [u8], u64)>) -> Result<usize, PcapError> {
+pub fn write_pcap<'a>(
+    path: &Path,
+    frames: impl IntoIterator<Item = (&'a [u8], u64)>,
+) -> Result<usize, PcapError> {
     let name = path.display().to_string();
     let werr = |reason: String| PcapError::Write {
         path: name.clone(),
@@ -94,7 +101,8 @@ pub fn write_pcap<'a>(path: &Path, frames: impl IntoIterator<Item = (&'a [u8], u
         ts_resolution: TsResolution::MicroSecond,
         ..PcapHeader::default()
     };
-    let mut w = PcapWriter::with_header(BufWriter::new(f), header).map_err(|e| werr(e.to_string()))?;
+    let mut w =
+        PcapWriter::with_header(BufWriter::new(f), header).map_err(|e| werr(e.to_string()))?;
     let mut n = 0;
     for (data, ts_ns) in frames {
         let ts = Duration::from_micros(ts_ns / 1000);
@@ -114,7 +122,10 @@ mod tests {
         let dir = std::env::temp_dir().join(format!("vipgate-pcap-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
         let path = dir.join("rt.pcap");
-        let frames: Vec<(Vec<u8>, u64)> = vec![(vec![1u8; 60], 1_000_000_000), (vec![2u8; 1514], 1_500_001_000)];
+        let frames: Vec<(Vec<u8>, u64)> = vec![
+            (vec![1u8; 60], 1_000_000_000),
+            (vec![2u8; 1514], 1_500_001_000),
+        ];
         write_pcap(&path, frames.iter().map(|(d, t)| (d.as_slice(), *t))).unwrap();
         let cap = read_capture(&path).unwrap();
         assert_eq!(cap.len(), 2);

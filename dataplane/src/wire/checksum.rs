@@ -146,7 +146,9 @@ mod tests {
 
     #[test]
     fn incremental_matches_full_for_a_word() {
-        let mut data = [0x45u8, 0, 0, 0x54, 0x12, 0x34, 0x40, 0, 0x40, 6, 0, 0, 198, 18, 0, 1, 198, 19, 0, 1];
+        let mut data = [
+            0x45u8, 0, 0, 0x54, 0x12, 0x34, 0x40, 0, 0x40, 6, 0, 0, 198, 18, 0, 1, 198, 19, 0, 1,
+        ];
         let c = full(&data);
         put_u16(&mut data, 10, c);
         assert_eq!(full(&data), 0);

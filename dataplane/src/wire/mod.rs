@@ -3,9 +3,9 @@
 
 /// Internet checksums: RFC 1624 incremental updates and RFC 1071 sums.
 pub mod checksum;
-/// The classify step: validate headers once, record offsets and fields.
-pub mod parse;
 /// In-place NAT rewrites: endpoints, TTL, ICMP errors about NATed flows.
 pub mod nat;
+/// The classify step: validate headers once, record offsets and fields.
+pub mod parse;
 /// Generated answers for Services without endpoints: TCP RST, ICMP unreachable.
 pub mod reject;

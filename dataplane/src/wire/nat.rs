@@ -18,7 +18,13 @@ pub enum End {
 /// checksum, and the L4 checksum whose pseudo-header includes them.
 /// Returns them in a fixed array (no allocation) and how many are valid.
 #[inline]
-fn addr_csums(v6: bool, l3_off: usize, proto: u8, l4_off: usize, end: usize) -> ([CsumField; 2], usize) {
+fn addr_csums(
+    v6: bool,
+    l3_off: usize,
+    proto: u8,
+    l4_off: usize,
+    end: usize,
+) -> ([CsumField; 2], usize) {
     let mut out = [CsumField::At(0); 2];
     let mut n = 0;
     if !v6 {
@@ -91,7 +97,15 @@ fn csum_off(c: CsumField) -> usize {
 /// a backend about client -> backend, `Src` for errors to a VIP about a
 /// reply VIP -> client); the outer header's opposite end (outer src for
 /// `Dst`, outer dst for `Src`) is rewritten too when it holds `from`.
-pub fn translate_icmp_error(frame: &mut [u8], outer: &Parsed, q: &Quoted, end: End, from: &Addr, to: &Addr, to_port: u16) {
+pub fn translate_icmp_error(
+    frame: &mut [u8],
+    outer: &Parsed,
+    q: &Quoted,
+    end: End,
+    from: &Addr,
+    to: &Addr,
+    to_port: u16,
+) {
     // Outer header: the address the client or backend must see.
     let outer_end = match end {
         End::Dst => End::Src,
@@ -106,7 +120,13 @@ pub fn translate_icmp_error(frame: &mut [u8], outer: &Parsed, q: &Quoted, end: E
             End::Src => outer.src_off(),
             End::Dst => outer.dst_off(),
         };
-        let (csums, n) = addr_csums(outer.v6, outer.l3_off, outer.proto, outer.l4_off, outer.ip_end);
+        let (csums, n) = addr_csums(
+            outer.v6,
+            outer.l3_off,
+            outer.proto,
+            outer.l4_off,
+            outer.ip_end,
+        );
         rewrite(frame, off, to.wire_bytes(), &csums[..n]);
     }
 
@@ -149,7 +169,13 @@ pub fn translate_icmp_error(frame: &mut [u8], outer: &Parsed, q: &Quoted, end: E
 
 /// Applies the change old -> new (already written) to each quoted checksum
 /// and folds each checksum's own change into the ICMP checksum.
-fn apply_quoted_csums(frame: &mut [u8], outer: &Parsed, quoted: &[CsumField], old: &[u8], new: &[u8]) {
+fn apply_quoted_csums(
+    frame: &mut [u8],
+    outer: &Parsed,
+    quoted: &[CsumField],
+    old: &[u8],
+    new: &[u8],
+) {
     let icmp = outer.l4_off + 2;
     for c in quoted {
         let off = csum_off(*c);

@@ -53,9 +53,15 @@ pub enum L4 {
         dport: u16,
     },
     /// ICMP / ICMPv6 echo request or reply.
-    IcmpEcho { id: u16, request: bool },
+    IcmpEcho {
+        id: u16,
+        request: bool,
+    },
     /// ICMP / ICMPv6 error quoting another packet (at `l4_off + 8`).
-    IcmpError { kind: u8, code: u8 },
+    IcmpError {
+        kind: u8,
+        code: u8,
+    },
     /// Any other L4 (or other ICMP messages); never NATed.
     Other,
 }
@@ -168,7 +174,8 @@ fn parse_ipv6(frame: &[u8], l3_off: usize) -> Result<Parsed, ParseError> {
         return Err(ParseError::Malformed);
     }
     let ip_end = l3_off + 40 + usize::from(ip.payload_len());
-    let (proto, l4_off, fragment) = walk_ipv6_ext(frame, l3_off + 40, ip_end, ip.next_header().into())?;
+    let (proto, l4_off, fragment) =
+        walk_ipv6_ext(frame, l3_off + 40, ip_end, ip.next_header().into())?;
     Ok(Parsed {
         l3_off,
         v6: true,
@@ -305,7 +312,13 @@ pub fn parse_quoted(frame: &[u8], outer: &Parsed) -> Result<Quoted, ParseError> 
         let mut d = [0u8; 4];
         s.copy_from_slice(&frame[l3 + 12..l3 + 16]);
         d.copy_from_slice(&frame[l3 + 16..l3 + 20]);
-        (false, frame[l3 + 9], l3 + ihl, Addr::from_v4(s), Addr::from_v4(d))
+        (
+            false,
+            frame[l3 + 9],
+            l3 + ihl,
+            Addr::from_v4(s),
+            Addr::from_v4(d),
+        )
     } else if outer.v6 && version == 6 {
         if l3 + 40 > end {
             return Err(ParseError::Malformed);

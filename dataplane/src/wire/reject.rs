@@ -7,7 +7,7 @@
 //! rejected packets, never per forwarded packet.
 
 use super::checksum::{finish, pseudo_header_sum, put_u16, sum_bytes};
-use super::parse::{Parsed, L4, IPPROTO_ICMP, IPPROTO_ICMPV6, IPPROTO_TCP};
+use super::parse::{Parsed, IPPROTO_ICMP, IPPROTO_ICMPV6, IPPROTO_TCP, L4};
 
 /// TTL / hop limit of generated packets (Linux's default).
 const ANSWER_TTL: u8 = 64;
@@ -29,9 +29,24 @@ fn swap_macs(frame: &mut [u8]) {
     }
 }
 
-/// Writes an IP header at `l3` from `src` to `dst` (wire bytes) carrying
-/// `l4_len` bytes of `proto`. Returns the L4 offset.
-fn write_ip_header(frame: &mut [u8], l3: usize, v6: bool, src: &[u8], dst: &[u8], proto: u8, l4_len: usize, dont_fragment: bool) -> usize {
+/// The addresses, protocol and length of a generated IP header.
+struct IpHeader<'a> {
+    src: &'a [u8],
+    dst: &'a [u8],
+    proto: u8,
+    l4_len: usize,
+    dont_fragment: bool,
+}
+
+/// Writes an IP header at `l3`. Returns the L4 offset.
+fn write_ip_header(frame: &mut [u8], l3: usize, v6: bool, hdr: IpHeader<'_>) -> usize {
+    let IpHeader {
+        src,
+        dst,
+        proto,
+        l4_len,
+        dont_fragment,
+    } = hdr;
     if v6 {
         let h = &mut frame[l3..l3 + 40];
         h[..4].copy_from_slice(&[0x60, 0, 0, 0]);
@@ -62,7 +77,15 @@ fn write_ip_header(frame: &mut [u8], l3: usize, v6: bool, src: &[u8], dst: &[u8]
 /// Replaces a TCP segment with the RST that answers it (RFC 9293 3.10.7.1).
 /// Returns the new frame length. `frame` is the whole buffer.
 pub fn tcp_reset(frame: &mut [u8], p: &Parsed) -> usize {
-    let L4::Tcp { sport, dport, flags, seq, ack, hdr_len } = p.l4 else {
+    let L4::Tcp {
+        sport,
+        dport,
+        flags,
+        seq,
+        ack,
+        hdr_len,
+    } = p.l4
+    else {
         return 0;
     };
     let payload = (p.ip_end - p.l4_off - usize::from(hdr_len)) as u32;
@@ -80,7 +103,14 @@ pub fn tcp_reset(frame: &mut [u8], p: &Parsed) -> usize {
     };
     let (src, dst) = (p.dst, p.src);
     swap_macs(frame);
-    let l4 = write_ip_header(frame, p.l3_off, p.v6, src.wire_bytes(), dst.wire_bytes(), IPPROTO_TCP, 20, true);
+    let hdr = IpHeader {
+        src: src.wire_bytes(),
+        dst: dst.wire_bytes(),
+        proto: IPPROTO_TCP,
+        l4_len: 20,
+        dont_fragment: true,
+    };
+    let l4 = write_ip_header(frame, p.l3_off, p.v6, hdr);
     let t = &mut frame[l4..l4 + 20];
     t[0..2].copy_from_slice(&dport.to_be_bytes());
     t[2..4].copy_from_slice(&sport.to_be_bytes());
@@ -101,7 +131,11 @@ pub fn tcp_reset(frame: &mut [u8], p: &Parsed) -> usize {
 pub fn icmp_port_unreachable(frame: &mut [u8], p: &Parsed) -> usize {
     let (src, dst) = (p.dst, p.src);
     let ip_hdr = if p.v6 { 40 } else { 20 };
-    let max_quote = if p.v6 { ICMPV6_MAX_QUOTE } else { ICMPV4_MAX_QUOTE };
+    let max_quote = if p.v6 {
+        ICMPV6_MAX_QUOTE
+    } else {
+        ICMPV4_MAX_QUOTE
+    };
     let quote_at = p.l3_off + ip_hdr + 8;
     let quote_len = (p.ip_end - p.l3_off)
         .min(max_quote)
@@ -111,11 +145,23 @@ pub fn icmp_port_unreachable(frame: &mut [u8], p: &Parsed) -> usize {
     swap_macs(frame);
     let icmp_len = 8 + quote_len;
     let proto = if p.v6 { IPPROTO_ICMPV6 } else { IPPROTO_ICMP };
-    let l4 = write_ip_header(frame, p.l3_off, p.v6, src.wire_bytes(), dst.wire_bytes(), proto, icmp_len, false);
+    let hdr = IpHeader {
+        src: src.wire_bytes(),
+        dst: dst.wire_bytes(),
+        proto,
+        l4_len: icmp_len,
+        dont_fragment: false,
+    };
+    let l4 = write_ip_header(frame, p.l3_off, p.v6, hdr);
     let (kind, code) = if p.v6 { (1, 4) } else { (3, 3) };
     frame[l4..l4 + 8].copy_from_slice(&[kind, code, 0, 0, 0, 0, 0, 0]);
     let start = if p.v6 {
-        pseudo_header_sum(src.wire_bytes(), dst.wire_bytes(), IPPROTO_ICMPV6, icmp_len as u32)
+        pseudo_header_sum(
+            src.wire_bytes(),
+            dst.wire_bytes(),
+            IPPROTO_ICMPV6,
+            icmp_len as u32,
+        )
     } else {
         0
     };
