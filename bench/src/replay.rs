@@ -111,11 +111,14 @@ pub fn run(capture: &Capture, tables: &Tables, cfg: &ReplayConfig) -> ReplayResu
                 let core = cores.get(i % cores.len().max(1)).copied();
                 let tables = tables.clone();
                 let pcfg = cfg.pipeline.clone();
-                let (loops, burst, keep_tx) = (cfg.loops, cfg.burst.clamp(1, MAX_BURST), cfg.keep_tx);
+                let (loops, burst, keep_tx) =
+                    (cfg.loops, cfg.burst.clamp(1, MAX_BURST), cfg.keep_tx);
                 std::thread::Builder::new()
                     .name(format!("vipgate-replay-{i}"))
                     .spawn_scoped(s, move || {
-                        let pinned = core.filter(|c| core_affinity::set_for_current(*c)).map(|c| c.id);
+                        let pinned = core
+                            .filter(|c| core_affinity::set_for_current(*c))
+                            .map(|c| c.id);
                         let mut io = MemoryIo::new(capture, part, loops);
                         if keep_tx {
                             io.capture_tx();
@@ -159,7 +162,12 @@ pub fn run(capture: &Capture, tables: &Tables, cfg: &ReplayConfig) -> ReplayResu
 
 /// The worker loop over a memory backend: rx burst, process, tx burst.
 /// Returns the busy seconds.
-fn replay_loop(io: &mut MemoryIo<'_>, pipeline: &mut Pipeline, tables: &Tables, burst: usize) -> f64 {
+fn replay_loop(
+    io: &mut MemoryIo<'_>,
+    pipeline: &mut Pipeline,
+    tables: &Tables,
+    burst: usize,
+) -> f64 {
     let mut batch = Batch::new();
     let start = Instant::now();
     while !io.done() {

@@ -91,18 +91,36 @@ pub fn to_text(r: &ReplayResult) -> String {
     for reason in DropReason::ALL {
         let n = t.dropped(reason);
         if n > 0 {
-            let _ = writeln!(s, "    {:<20} {:>12} {:>8}", reason.name(), n, pct(n, t.packets));
+            let _ = writeln!(
+                s,
+                "    {:<20} {:>12} {:>8}",
+                reason.name(),
+                n,
+                pct(n, t.packets)
+            );
         }
     }
     let _ = writeln!(s, "  {:<22} {:>12}", "flows created", t.flows);
     let _ = writeln!(s);
-    let _ = writeln!(s, "  {:<8} {:>6} {:>12} {:>10} {:>10} {:>8}", "worker", "core", "packets", "Mpps", "ns/pkt", "seconds");
+    let _ = writeln!(
+        s,
+        "  {:<8} {:>6} {:>12} {:>10} {:>10} {:>8}",
+        "worker", "core", "packets", "Mpps", "ns/pkt", "seconds"
+    );
     for (i, w) in r.workers.iter().enumerate() {
         let p = w.counters.packets as f64;
-        let mpps = if w.seconds > 0.0 { p / w.seconds / 1e6 } else { 0.0 };
+        let mpps = if w.seconds > 0.0 {
+            p / w.seconds / 1e6
+        } else {
+            0.0
+        };
         let ns = if p > 0.0 { w.seconds * 1e9 / p } else { 0.0 };
         let core = w.core.map(|c| c.to_string()).unwrap_or_else(|| "-".into());
-        let _ = writeln!(s, "  {:<8} {:>6} {:>12} {:>10.2} {:>10.1} {:>8.3}", i, core, w.counters.packets, mpps, ns, w.seconds);
+        let _ = writeln!(
+            s,
+            "  {:<8} {:>6} {:>12} {:>10.2} {:>10.1} {:>8.3}",
+            i, core, w.counters.packets, mpps, ns, w.seconds
+        );
     }
     let _ = writeln!(
         s,

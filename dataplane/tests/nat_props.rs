@@ -36,7 +36,15 @@ struct Case {
 
 fn case() -> impl Strategy<Value = Case> {
     (
-        (any::<bool>(), any::<bool>(), 1u8..250, 1024u16..65535, 1u16..65535, 1u16..65535, 1u8..8),
+        (
+            any::<bool>(),
+            any::<bool>(),
+            1u8..250,
+            1024u16..65535,
+            1u16..65535,
+            1u16..65535,
+            1u8..8,
+        ),
         (
             proptest::collection::vec(any::<u8>(), 0..300),
             proptest::option::of(1u16..4094),
@@ -46,21 +54,26 @@ fn case() -> impl Strategy<Value = Case> {
             2u8..=255,
         ),
     )
-        .prop_map(|((v6, tcp, client_host, cport, vport, bport, backends), (payload, vlan, ipv4_options, udp_zero_csum, flags, ttl))| Case {
-            v6,
-            tcp,
-            client_host,
-            cport,
-            vport,
-            bport,
-            backends,
-            payload,
-            vlan,
-            ipv4_options,
-            udp_zero_csum,
-            flags,
-            ttl,
-        })
+        .prop_map(
+            |(
+                (v6, tcp, client_host, cport, vport, bport, backends),
+                (payload, vlan, ipv4_options, udp_zero_csum, flags, ttl),
+            )| Case {
+                v6,
+                tcp,
+                client_host,
+                cport,
+                vport,
+                bport,
+                backends,
+                payload,
+                vlan,
+                ipv4_options,
+                udp_zero_csum,
+                flags,
+                ttl,
+            },
+        )
 }
 
 fn addr(v6: bool, net: u8, host: u8) -> Addr {
@@ -71,7 +84,12 @@ fn addr(v6: bool, net: u8, host: u8) -> Addr {
         a[15] = host;
         Addr::from_v6(a)
     } else {
-        Addr::from_v4([198, if net == 2 { 19 } else { 18 }, if net == 2 { 0 } else { net }, host])
+        Addr::from_v4([
+            198,
+            if net == 2 { 19 } else { 18 },
+            if net == 2 { 0 } else { net },
+            host,
+        ])
     }
 }
 

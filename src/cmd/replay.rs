@@ -4,9 +4,9 @@ use std::path::PathBuf;
 
 use clap::Args;
 use dataplane::generation::Tables;
+use dataplane::io::memory::TxCapture;
 use dataplane::io::pcap::{parse_capture, read_capture, write_pcap};
 use dataplane::io::MAX_BURST;
-use dataplane::io::memory::TxCapture;
 use dataplane::table::ServiceTable;
 
 use super::{embedded, services, tuning::Tuning};
@@ -52,7 +52,8 @@ pub fn run(args: ReplayArgs) -> Result<(), String> {
             services::load_file(svc, &opts)?,
         ),
         _ => (
-            parse_capture(embedded::DEMO_PCAP, embedded::DEMO_PCAP_NAME).map_err(|e| e.to_string())?,
+            parse_capture(embedded::DEMO_PCAP, embedded::DEMO_PCAP_NAME)
+                .map_err(|e| e.to_string())?,
             services::load_str(embedded::DEMO_SERVICES, embedded::DEMO_SERVICES_NAME, &opts)?,
         ),
     };
@@ -83,7 +84,14 @@ pub fn run(args: ReplayArgs) -> Result<(), String> {
     } else {
         print!("{}", bench::summary::to_text(&result));
         if let Some(out) = &args.out {
-            println!("\nwrote {} frames to {}", result.tx.as_ref().map_or(0, |t| t.iter().map(|p| p.len()).sum::<usize>()), out.display());
+            println!(
+                "\nwrote {} frames to {}",
+                result
+                    .tx
+                    .as_ref()
+                    .map_or(0, |t| t.iter().map(|p| p.len()).sum::<usize>()),
+                out.display()
+            );
         }
     }
     Ok(())
