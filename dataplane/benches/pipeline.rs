@@ -1,1 +1,160 @@
-fn main() {}
+//! Per-core cost of the pipeline over in-memory bursts (rx copy + classify
+//! + conntrack + Maglev + NAT + tx), for established TCP flows, new TCP
+//! flows (a SYN flood of distinct clients) and UDP flows, against 100
+//! services x 10 backends.
+//!
+//! cargo bench -p vipgate-dataplane --bench pipeline
+
+use std::time::{Duration, Instant};
+
+use criterion::{criterion_group, criterion_main, Criterion, Throughput};
+use dataplane::addr::{Addr, Proto};
+use dataplane::generation::Tables;
+use dataplane::io::memory::{Capture, MemoryIo};
+use dataplane::io::{Batch, PacketIo};
+use dataplane::pipeline::{Pipeline, PipelineConfig};
+use dataplane::service::{Affinity, BackendSpec, BackendState, ServiceKey, ServiceSpec};
+use dataplane::table::{ServiceTable, TableConfig};
+use fixtures::packet::{Eth, Ip, Ipv4, Packet, Tcp, Udp, L4, TCP_ACK, TCP_SYN};
+
+const BURST: usize = 64;
+const SERVICES: u8 = 100;
+
+fn tables() -> Tables {
+    let mut specs = Vec::new();
+    for s in 0..SERVICES {
+        for proto in [Proto::Tcp, Proto::Udp] {
+            specs.push(ServiceSpec {
+                key: ServiceKey {
+                    vip: Addr::from_v4([198, 19, 0, s]),
+                    port: 80,
+                    proto,
+                },
+                name: format!("bench/svc{s}"),
+                backends: (0..10)
+                    .map(|b| BackendSpec {
+                        addr: Addr::from_v4([198, 18, 1 + s / 25, 10 * (s % 25) + b]),
+                        port: 8080,
+                        weight: 1,
+                        state: BackendState::Ready,
+                    })
+                    .collect(),
+                affinity: Affinity::None,
+            });
+        }
+    }
+    Tables::new(ServiceTable::from_specs(specs, TableConfig::default()))
+}
+
+fn frame(client: u32, cport: u16, svc: u8, tcp_flags: Option<u8>) -> Vec<u8> {
+    let c = client.to_be_bytes();
+    let eth = Eth::new([2, 0, 0, 0, 0, 1], [2, 0, 0, 0, 0, 2]);
+    let ip = Ip::V4(Ipv4::new([198, 18, c[2], c[3]], [198, 19, 0, svc], 64));
+    let l4 = match tcp_flags {
+        Some(f) => {
+            let mut t = Tcp::new(cport, 80, 1, 1, f);
+            t.payload = vec![0x55; 32];
+            L4::Tcp(t)
+        }
+        None => L4::Udp(Udp::new(cport, 80, vec![0x55; 32])),
+    };
+    Packet::new(eth, ip, l4).frame()
+}
+
+/// A capture of `n` packets of distinct flows.
+fn capture(n: u32, tcp_flags: Option<u8>) -> Capture {
+    let mut cap = Capture::new();
+    for i in 0..n {
+        let f = frame(
+            i / 50_000,
+            1024 + (i % 50_000) as u16,
+            (i % u32::from(SERVICES)) as u8,
+            tcp_flags,
+        );
+        cap.push(1_000_000_000, &f);
+    }
+    cap
+}
+
+/// Runs `iters` bursts over the capture (looping), returns the time taken.
+fn run_bursts(
+    cap: &Capture,
+    order: &[u32],
+    tables: &Tables,
+    pipeline: &mut Pipeline,
+    iters: u64,
+) -> Duration {
+    let mut io = MemoryIo::new(cap, order, u64::MAX);
+    let mut batch = Batch::new();
+    let start = Instant::now();
+    for _ in 0..iters {
+        io.rx_burst(&mut batch, BURST);
+        let t = tables.load();
+        pipeline.process_burst(&t, &mut batch, io.now_ns());
+        io.tx_burst(&mut batch);
+    }
+    start.elapsed()
+}
+
+fn pipeline(capacity: u32) -> Pipeline {
+    Pipeline::new(PipelineConfig {
+        conntrack: dataplane::conntrack::Config {
+            capacity,
+            ..Default::default()
+        },
+        ..PipelineConfig::default()
+    })
+}
+
+fn bench(c: &mut Criterion) {
+    let tables = tables();
+    let mut g = c.benchmark_group("pipeline");
+    g.throughput(Throughput::Elements(BURST as u64));
+
+    // Established: 64k TCP flows, every packet hits conntrack.
+    let est = capture(65_536, Some(TCP_ACK));
+    let order: Vec<u32> = (0..est.len() as u32).collect();
+    let mut p = pipeline(1 << 18);
+    run_bursts(
+        &est,
+        &order,
+        &tables,
+        &mut p,
+        (est.len() / BURST) as u64 + 1,
+    );
+    g.bench_function("tcp_established", |b| {
+        b.iter_custom(|iters| run_bursts(&est, &order, &tables, &mut p, iters))
+    });
+
+    // New flows: SYNs of 1M distinct (client, port); conntrack evicts the
+    // oldest unreplied entries once full, as under a SYN flood.
+    let syn = capture(1 << 20, Some(TCP_SYN));
+    let order: Vec<u32> = (0..syn.len() as u32).collect();
+    let mut p = pipeline(1 << 18);
+    g.bench_function("tcp_syn_new_flow", |b| {
+        b.iter_custom(|iters| run_bursts(&syn, &order, &tables, &mut p, iters))
+    });
+
+    // UDP: 64k established flows.
+    let udp = capture(65_536, None);
+    let order: Vec<u32> = (0..udp.len() as u32).collect();
+    let mut p = pipeline(1 << 18);
+    run_bursts(
+        &udp,
+        &order,
+        &tables,
+        &mut p,
+        (udp.len() / BURST) as u64 + 1,
+    );
+    g.bench_function("udp", |b| {
+        b.iter_custom(|iters| run_bursts(&udp, &order, &tables, &mut p, iters))
+    });
+    g.finish();
+}
+
+criterion_group! {
+    name = benches;
+    config = Criterion::default().warm_up_time(Duration::from_secs(1)).measurement_time(Duration::from_secs(3));
+    targets = bench
+}
+criterion_main!(benches);

@@ -99,6 +99,9 @@ pub fn write_pcap<'a>(
     let header = PcapHeader {
         datalink: DataLink::ETHERNET,
         ts_resolution: TsResolution::MicroSecond,
+        // Little-endian like tcpdump on x86 and our fixtures, so outputs
+        // compare byte for byte with captures made here.
+        endianness: pcap_file::Endianness::Little,
         ..PcapHeader::default()
     };
     let mut w =
