@@ -62,7 +62,7 @@ fn bursts_allocate_nothing() {
     let mut io = MemoryIo::new(&capture, &order, 4);
     let mut batch = Batch::new();
 
-    let mut burst = |io: &mut MemoryIo<'_>, pipeline: &mut Pipeline, batch: &mut Batch| {
+    let burst = |io: &mut MemoryIo<'_>, pipeline: &mut Pipeline, batch: &mut Batch| {
         let n = io.rx_burst(batch, 64);
         let table = tables.load();
         pipeline.process_burst(&table, batch, io.now_ns());
