@@ -1,7 +1,7 @@
-//! Per-core cost of the pipeline over in-memory bursts (rx copy + classify
-//! + conntrack + Maglev + NAT + tx), for established TCP flows, new TCP
-//! flows (a SYN flood of distinct clients) and UDP flows, against 100
-//! services x 10 backends.
+//! Per-core cost of the pipeline over in-memory bursts (rx copy, classify,
+//! conntrack, Maglev, NAT, tx), for established TCP flows, new TCP flows
+//! (a SYN flood of distinct clients) and UDP flows, against 100 services
+//! with 10 backends each.
 //!
 //! cargo bench -p vipgate-dataplane --bench pipeline
 
