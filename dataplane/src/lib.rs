@@ -15,6 +15,8 @@ pub mod hash;
 pub mod io;
 /// Maglev consistent-hash tables (Eisenbud et al., NSDI 2016) with weights.
 pub mod maglev;
+/// Next hops: egress interface, its MAC and the neighbour's, from netlink.
+pub mod neigh;
 /// The per-packet pipeline: classify, conntrack, Maglev pick, NAT.
 pub mod pipeline;
 /// Desired state of a Service port: what `control` hands the dataplane.
@@ -27,3 +29,5 @@ pub mod table;
 pub mod verdict;
 /// Packet classification, checksums and in-place rewrites.
 pub mod wire;
+/// The `vipgate run` worker loop: poll ports, pipeline, next hop, transmit.
+pub mod worker;

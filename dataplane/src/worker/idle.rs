@@ -1,0 +1,38 @@
+//! How an idle worker sleeps on a port until frames may have arrived,
+//! instead of spinning a core a 2-core lab needs for its traffic.
+
+use std::os::fd::AsRawFd;
+
+use crate::io::af_packet::AfPacket;
+use crate::io::af_xdp::AfXdp;
+use crate::io::memory::MemoryIo;
+
+/// A backend an idle worker can wait on.
+pub trait IdleWait {
+    /// Returns when frames may be ready or after `timeout_ms`.
+    fn idle_wait(&mut self, timeout_ms: i32);
+}
+
+impl IdleWait for AfPacket {
+    fn idle_wait(&mut self, timeout_ms: i32) {
+        self.wait_rx(timeout_ms);
+    }
+}
+
+impl IdleWait for AfXdp {
+    fn idle_wait(&mut self, timeout_ms: i32) {
+        let mut p = libc::pollfd {
+            fd: self.as_raw_fd(),
+            events: libc::POLLIN,
+            revents: 0,
+        };
+        // SAFETY: one valid pollfd; the result only says whether to look.
+        unsafe { libc::poll(&mut p, 1, timeout_ms) };
+    }
+}
+
+impl IdleWait for MemoryIo<'_> {
+    fn idle_wait(&mut self, timeout_ms: i32) {
+        std::thread::sleep(std::time::Duration::from_millis(timeout_ms.max(0) as u64));
+    }
+}

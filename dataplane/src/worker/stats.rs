@@ -1,0 +1,140 @@
+//! A worker's counters, published for other threads to read.
+//!
+//! The owner keeps plain counters and, once per burst, copies them into a
+//! cache-line-aligned block of relaxed atomics with plain stores: no
+//! read-modify-write, no shared line between workers. Readers (the admin
+//! endpoint, the final summary) load each field; a reading may mix two
+//! bursts, which is fine for counters that only grow.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use crate::counters::Counters;
+use crate::verdict::DropReason;
+
+/// What one worker has done: the pipeline's counters with the worker's own
+/// drops (no_neighbour, tx_full) folded into `pipeline.dropped`, plus I/O.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct WorkerCounters {
+    pub pipeline: Counters,
+    /// Frames handed to a device (in place or copied to another port).
+    pub tx_sent: u64,
+    /// Of those, frames copied to a port other than the one they came in on.
+    pub tx_cross: u64,
+    /// Times the idle worker slept in poll() instead of spinning.
+    pub idle_waits: u64,
+}
+
+impl WorkerCounters {
+    pub fn add(&mut self, o: &WorkerCounters) {
+        self.pipeline.add(&o.pipeline);
+        self.tx_sent += o.tx_sent;
+        self.tx_cross += o.tx_cross;
+        self.idle_waits += o.idle_waits;
+    }
+
+    pub fn total<'a>(all: impl IntoIterator<Item = &'a WorkerCounters>) -> WorkerCounters {
+        let mut t = WorkerCounters::default();
+        for c in all {
+            t.add(c);
+        }
+        t
+    }
+}
+
+/// Fields in publication order; `DropReason::COUNT` drop counters follow.
+const FIXED: usize = 10;
+const FIELDS: usize = FIXED + DropReason::COUNT;
+
+/// The published block of one worker. Share it in an `Arc`.
+#[derive(Debug)]
+#[repr(align(64))]
+pub struct SharedCounters {
+    cells: [AtomicU64; FIELDS],
+}
+
+impl Default for SharedCounters {
+    fn default() -> Self {
+        SharedCounters {
+            cells: std::array::from_fn(|_| AtomicU64::new(0)),
+        }
+    }
+}
+
+impl SharedCounters {
+    /// Owner only: publishes the current values (plain relaxed stores).
+    #[inline]
+    pub fn store(&self, c: &WorkerCounters) {
+        let p = &c.pipeline;
+        let fixed = [
+            p.packets,
+            p.forwarded,
+            p.reversed,
+            p.rejected,
+            p.passed,
+            p.flows,
+            p.bursts,
+            c.tx_sent,
+            c.tx_cross,
+            c.idle_waits,
+        ];
+        for (cell, v) in self.cells.iter().zip(fixed.iter().chain(p.dropped.iter())) {
+            cell.store(*v, Ordering::Relaxed);
+        }
+    }
+
+    /// Any thread: the last published values.
+    pub fn load(&self) -> WorkerCounters {
+        let v: [u64; FIELDS] = std::array::from_fn(|i| self.cells[i].load(Ordering::Relaxed));
+        let mut p = Counters {
+            packets: v[0],
+            forwarded: v[1],
+            reversed: v[2],
+            rejected: v[3],
+            passed: v[4],
+            flows: v[5],
+            bursts: v[6],
+            ..Counters::default()
+        };
+        p.dropped.copy_from_slice(&v[FIXED..]);
+        WorkerCounters {
+            pipeline: p,
+            tx_sent: v[7],
+            tx_cross: v[8],
+            idle_waits: v[9],
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn store_then_load_round_trips_every_field() {
+        let mut c = WorkerCounters::default();
+        let p = &mut c.pipeline;
+        (p.packets, p.forwarded, p.reversed, p.rejected, p.passed) = (1, 2, 3, 4, 5);
+        (p.flows, p.bursts) = (6, 7);
+        for (i, d) in p.dropped.iter_mut().enumerate() {
+            *d = 100 + i as u64;
+        }
+        (c.tx_sent, c.tx_cross, c.idle_waits) = (8, 9, 10);
+        let s = SharedCounters::default();
+        s.store(&c);
+        assert_eq!(s.load(), c);
+        assert_eq!(std::mem::align_of::<SharedCounters>(), 64);
+    }
+
+    #[test]
+    fn total_sums_workers() {
+        let mut a = WorkerCounters::default();
+        a.pipeline.packets = 3;
+        a.tx_cross = 1;
+        let mut b = a;
+        b.pipeline.dropped[DropReason::NoNeighbour as usize] = 2;
+        let t = WorkerCounters::total([&a, &b]);
+        assert_eq!(t.pipeline.packets, 6);
+        assert_eq!(t.tx_cross, 2);
+        assert_eq!(t.pipeline.dropped(DropReason::NoNeighbour), 2);
+    }
+}

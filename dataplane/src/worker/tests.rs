@@ -1,0 +1,208 @@
+//! The worker over in-memory frames: next-hop MACs on forwarded frames,
+//! unknown neighbours dropped, counted and reported, counters published.
+
+use std::net::{IpAddr, Ipv4Addr};
+use std::sync::atomic::AtomicBool;
+use std::sync::Arc;
+
+use fixtures::flow::{Host, Nat};
+use fixtures::packet::{Tcp, L4};
+
+use super::*;
+use crate::addr::{Addr, Proto};
+use crate::io::memory::{Capture, MemoryIo};
+use crate::neigh::netlink::{IfAddr, Link, Neigh};
+use crate::neigh::{Mac, NeighTable};
+use crate::service::{Affinity, BackendSpec, BackendState, ServiceKey, ServiceSpec};
+use crate::table::{ServiceTable, TableConfig};
+
+const PORT_MAC: Mac = [0x02, 0, 0, 0, 0xaa, 0x01];
+const CLIENT_MAC: Mac = [0x02, 0, 0, 0, 0, 0x02];
+const BACKEND_MAC: Mac = [0x02, 0, 0, 0, 0, 0x0a];
+const CLIENT: [u8; 4] = [198, 18, 0, 2];
+const BACKEND: [u8; 4] = [198, 18, 0, 10];
+const VIP: [u8; 4] = [198, 19, 0, 10];
+const SYN: u8 = 0x02;
+const ACK: u8 = 0x10;
+
+fn tables() -> Tables {
+    let spec = ServiceSpec {
+        key: ServiceKey {
+            vip: Addr::from_v4(VIP),
+            port: 80,
+            proto: Proto::Tcp,
+        },
+        name: "default/web:http".into(),
+        backends: vec![BackendSpec {
+            addr: Addr::from_v4(BACKEND),
+            port: 8080,
+            weight: 1,
+            state: BackendState::Ready,
+        }],
+        affinity: Affinity::None,
+    };
+    Tables::new(ServiceTable::from_specs(vec![spec], TableConfig::default()))
+}
+
+/// One-armed: one port on 198.18.0.0/24; the backend's MAC is known, the
+/// client's only if `client_known`.
+fn neighbours(client_known: bool) -> Arc<Neighbours> {
+    let links = [Link {
+        ifindex: 3,
+        name: "p0".into(),
+        mac: Some(PORT_MAC),
+    }];
+    let addrs = [IfAddr {
+        ifindex: 3,
+        addr: Addr::from_v4([198, 18, 0, 1]),
+        prefix: 24,
+    }];
+    let mut neighs = vec![Neigh {
+        ifindex: 3,
+        addr: Addr::from_v4(BACKEND),
+        mac: BACKEND_MAC,
+    }];
+    if client_known {
+        neighs.push(Neigh {
+            ifindex: 3,
+            addr: Addr::from_v4(CLIENT),
+            mac: CLIENT_MAC,
+        });
+    }
+    let t = NeighTable::build(&["p0".into()], &links, &addrs, &neighs).unwrap();
+    Arc::new(Neighbours::fixed(t))
+}
+
+fn nat() -> Nat {
+    Nat::new(
+        Host {
+            mac: CLIENT_MAC,
+            ip: IpAddr::V4(Ipv4Addr::from(CLIENT)),
+        },
+        40000,
+        IpAddr::V4(Ipv4Addr::from(VIP)),
+        80,
+        Host {
+            mac: BACKEND_MAC,
+            ip: IpAddr::V4(Ipv4Addr::from(BACKEND)),
+        },
+        8080,
+    )
+}
+
+/// Runs the capture through a one-port worker; returns the transmitted
+/// frames and the published counters.
+fn run(capture: &Capture, neigh: Arc<Neighbours>) -> (Vec<Vec<u8>>, WorkerCounters) {
+    let order: Vec<u32> = (0..capture.len() as u32).collect();
+    let mut io = MemoryIo::new(capture, &order, 1);
+    io.capture_tx();
+    let port = Port {
+        io,
+        ifindex: 3,
+        copy: None,
+    };
+    let mut w = Worker::new(vec![port], &WorkerConfig::default(), tables(), neigh).unwrap();
+    let shared = w.shared();
+    for round in 0..10 {
+        w.poll_once(1_000_000_000 + round);
+    }
+    let published = shared.load();
+    assert_eq!(published, w.counters());
+    let mut ports = w.into_ports();
+    let tx = ports[0].io.take_tx().unwrap();
+    let frames = tx.sorted().iter().map(|(_, f, _)| f.to_vec()).collect();
+    (frames, published)
+}
+
+#[test]
+fn forwarded_and_reply_frames_get_next_hop_macs() {
+    let n = nat();
+    let mut cap = Capture::new();
+    let (syn, _) = n.forward(L4::Tcp(Tcp::new(0, 0, 1, 0, SYN)));
+    let (synack, _) = n.reply(L4::Tcp(Tcp::new(0, 0, 7, 2, SYN | ACK)));
+    cap.push(1, &syn);
+    cap.push(2, &synack);
+    let (tx, c) = run(&cap, neighbours(true));
+    assert_eq!(tx.len(), 2);
+    assert_eq!(&tx[0][0..6], &BACKEND_MAC, "forward: dst = backend");
+    assert_eq!(&tx[0][6..12], &PORT_MAC, "forward: src = our port");
+    assert_eq!(l2::l3_dst(&tx[0]), Some(Addr::from_v4(BACKEND)));
+    assert_eq!(&tx[1][0..6], &CLIENT_MAC, "reply: dst = client");
+    assert_eq!(&tx[1][6..12], &PORT_MAC);
+    assert_eq!(c.pipeline.forwarded, 1);
+    assert_eq!(c.pipeline.reversed, 1);
+    assert_eq!(c.tx_sent, 2);
+    assert_eq!(c.pipeline.dropped(DropReason::NoNeighbour), 0);
+}
+
+#[test]
+fn unknown_neighbour_is_dropped_counted_and_reported() {
+    let n = nat();
+    let mut cap = Capture::new();
+    let (syn, _) = n.forward(L4::Tcp(Tcp::new(0, 0, 1, 0, SYN)));
+    let (synack, _) = n.reply(L4::Tcp(Tcp::new(0, 0, 7, 2, SYN | ACK)));
+    cap.push(1, &syn);
+    cap.push(2, &synack);
+    let neigh = neighbours(false);
+    let (tx, c) = run(&cap, Arc::clone(&neigh));
+    assert_eq!(tx.len(), 1, "only the forward frame had a known next hop");
+    assert_eq!(&tx[0][0..6], &BACKEND_MAC);
+    assert_eq!(c.pipeline.dropped(DropReason::NoNeighbour), 1);
+    assert_eq!(c.tx_sent, 1);
+    // The miss reached the queue (drained without resolving here: this
+    // test must not send anything from the host namespace).
+    assert_eq!(neigh.misses_lost(), 0);
+}
+
+#[test]
+fn run_stops_when_told_and_returns_its_counters() {
+    let n = nat();
+    let mut cap = Capture::new();
+    let (syn, _) = n.forward(L4::Tcp(Tcp::new(0, 0, 1, 0, SYN)));
+    cap.push(1, &syn);
+    let order = [0u32];
+    let port = Port {
+        io: MemoryIo::new(&cap, &order, 1),
+        ifindex: 3,
+        copy: None,
+    };
+    let mut w = Worker::new(
+        vec![port],
+        &WorkerConfig::default(),
+        tables(),
+        neighbours(true),
+    )
+    .unwrap();
+    let stop = AtomicBool::new(false);
+    let shared = w.shared();
+    let c = std::thread::scope(|s| {
+        let h = s.spawn(|| w.run(&stop));
+        let t0 = std::time::Instant::now();
+        while shared.load().pipeline.packets == 0 && t0.elapsed().as_secs() < 5 {
+            std::thread::sleep(std::time::Duration::from_millis(1));
+        }
+        stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        h.join().unwrap()
+    });
+    assert_eq!(c.pipeline.packets, 1);
+    assert_eq!(c.pipeline.forwarded, 1);
+    assert_eq!(shared.load(), c);
+}
+
+#[test]
+fn ports_must_match_the_neighbour_interfaces() {
+    let cap = Capture::new();
+    let order: [u32; 0] = [];
+    let port = Port {
+        io: MemoryIo::new(&cap, &order, 1),
+        ifindex: 99,
+        copy: None,
+    };
+    let r = Worker::new(
+        vec![port],
+        &WorkerConfig::default(),
+        tables(),
+        neighbours(true),
+    );
+    assert!(r.is_err());
+}
