@@ -23,12 +23,20 @@ enum Command {
     /// Replay a capture through the real pipeline in memory and report
     /// verdicts and throughput (without arguments: the bundled demo).
     Replay(cmd::replay::ReplayArgs),
+    /// Benchmarks: `vipgate bench replay` runs traffic mixes x table sizes x
+    /// workers through the pipeline and writes a report.
+    Bench(cmd::bench::BenchArgs),
+    /// Show the live service table of a running gateway (from its admin endpoint).
+    Services(cmd::list::ServicesArgs),
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Replay(args) => cmd::replay::run(args),
+        Command::Run(args) => cmd::run::run(args),
+        Command::Bench(args) => cmd::bench::run(args),
+        Command::Services(args) => cmd::list::run(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

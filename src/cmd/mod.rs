@@ -1,9 +1,15 @@
 //! One file per subcommand, plus what they share.
 
+/// `vipgate bench replay`: the replay matrix and its report.
+pub mod bench;
 /// The demo capture and services file built into the binary.
 pub mod embedded;
+/// `vipgate services`: the live table of a running gateway.
+pub mod list;
 /// `vipgate replay`.
 pub mod replay;
+/// `vipgate run`: the gateway on real interfaces.
+pub mod run;
 /// Loading a services file into dataplane specs, printing its warnings.
 pub mod services;
 /// Table and pipeline options shared by the subcommands.
