@@ -5,3 +5,7 @@
 pub mod replay;
 /// The replay summary as a table and as JSON.
 pub mod summary;
+/// Synthetic traffic mixes and service tables for the replay matrix.
+pub mod matrix;
+/// The replay matrix's report: report.json, report.md and SVG plots.
+pub mod report;
