@@ -23,6 +23,9 @@ enum Command {
     /// Replay a capture through the real pipeline in memory and report
     /// verdicts and throughput (without arguments: the bundled demo).
     Replay(cmd::replay::ReplayArgs),
+    /// Run the gateway on real interfaces (AF_XDP or AF_PACKET) until
+    /// SIGINT/SIGTERM, then print its counters.
+    Run(cmd::run::RunArgs),
     /// Benchmarks: `vipgate bench replay` runs traffic mixes x table sizes x
     /// workers through the pipeline and writes a report.
     Bench(cmd::bench::BenchArgs),

@@ -14,6 +14,8 @@ pub mod idle;
 pub mod l2;
 /// Copy-transmit on another interface (send-only packet socket).
 pub mod send;
+/// SIGINT/SIGTERM to a stop flag; pinning to a core.
+pub mod signal;
 /// Per-worker counters and their lock-free published copy.
 pub mod stats;
 
@@ -28,6 +30,7 @@ use crate::verdict::{DropReason, Verdict};
 
 pub use idle::IdleWait;
 pub use send::CopySender;
+pub use signal::{pin_to_core, stop_on_signals};
 pub use stats::{SharedCounters, WorkerCounters};
 
 /// Idle rounds spent spinning before yielding: a few microseconds, so a
@@ -39,12 +42,11 @@ pub const YIELD_ROUNDS: u32 = 64;
 /// the first packet after a quiet period.
 pub const IDLE_WAIT_MS: i32 = 1;
 
-/// One interface as the worker sees it.
+/// One socket (an interface queue) as the worker sees it. Several ports
+/// may share an interface (one per rx queue).
 pub struct Port<I> {
     pub io: I,
     pub ifindex: u32,
-    /// Sends frames that arrived on another port; `None` in one-port setups.
-    pub copy: Option<CopySender>,
 }
 
 /// How a worker runs.
@@ -67,6 +69,10 @@ impl Default for WorkerConfig {
 /// One worker: its ports, pipeline and counters.
 pub struct Worker<I> {
     ports: Vec<Port<I>>,
+    /// Interface (index into the neighbour snapshot's `ifaces()`) of each port.
+    port_iface: Vec<u8>,
+    /// Copy senders per interface; empty with a single interface.
+    copies: Vec<CopySender>,
     pipeline: Pipeline,
     tables: Tables,
     neigh: Arc<Neighbours>,
@@ -84,28 +90,47 @@ pub struct Worker<I> {
 }
 
 impl<I: PacketIo + IdleWait> Worker<I> {
-    /// `ports` must be in the order of the interfaces `neigh` was opened
-    /// with (port i is `neigh.load().ifaces()[i]`).
+    /// Every port's interface must be one `neigh` was opened with. With
+    /// more than one interface, opens a send-only packet socket on each
+    /// (CAP_NET_RAW) for frames that leave on another interface.
     pub fn new(
         ports: Vec<Port<I>>,
         cfg: &WorkerConfig,
         tables: Tables,
         neigh: Arc<Neighbours>,
     ) -> Result<Worker<I>, String> {
-        if ports.is_empty() || ports.len() > u8::MAX as usize {
-            return Err(format!("a worker needs 1..=255 ports, got {}", ports.len()));
+        if ports.is_empty() {
+            return Err("a worker needs at least one port".into());
         }
-        {
+        let (port_iface, ifindexes) = {
             let snap = neigh.load();
-            let ifs = snap.ifaces();
-            if ifs.len() != ports.len()
-                || ifs.iter().zip(&ports).any(|(i, p)| i.ifindex != p.ifindex)
-            {
-                return Err("worker ports and neighbour interfaces differ in order".into());
+            if snap.ifaces().len() > u8::MAX as usize {
+                return Err("a worker handles at most 255 interfaces".into());
+            }
+            let mut map = Vec::with_capacity(ports.len());
+            for p in &ports {
+                let i = snap.port_of(p.ifindex).ok_or_else(|| {
+                    format!("port on ifindex {} is not a gateway interface", p.ifindex)
+                })?;
+                map.push(i as u8);
+            }
+            let idx: Vec<u32> = snap.ifaces().iter().map(|i| i.ifindex).collect();
+            (map, idx)
+        };
+        let mut copies = Vec::new();
+        if ifindexes.len() > 1 {
+            for ifindex in ifindexes {
+                copies.push(CopySender::open(ifindex).map_err(|e| {
+                    format!(
+                        "send socket on ifindex {ifindex}: {e} (needs CAP_NET_RAW: run as root)"
+                    )
+                })?);
             }
         }
         Ok(Worker {
             ports,
+            port_iface,
+            copies,
             pipeline: Pipeline::new(cfg.pipeline.clone()),
             tables,
             neigh,
@@ -178,6 +203,7 @@ impl<I: PacketIo + IdleWait> Worker<I> {
         let table = self.tables.load();
         self.pipeline.process_burst(&table, batch, now_ns);
         let neigh = self.neigh.load();
+        let rx_iface = self.port_iface[rx_port] as usize;
         let mut cross = false;
         for i in 0..batch.len() {
             if !matches!(batch.verdicts()[i], Verdict::Tx(_)) {
@@ -187,12 +213,12 @@ impl<I: PacketIo + IdleWait> Worker<I> {
                 batch.set_verdict(i, Verdict::Drop(DropReason::Malformed));
                 continue;
             };
-            let out = neigh.egress(&dst, rx_port);
+            let out = neigh.egress(&dst, rx_iface);
             match neigh.next_hop(out, &dst) {
                 Some((src_mac, dst_mac)) => {
                     l2::set_macs(batch.frame_mut(i), &src_mac, &dst_mac);
                     self.egress[i] = out as u8;
-                    cross |= out != rx_port;
+                    cross |= out != rx_iface;
                 }
                 None => {
                     self.no_neighbour += 1;
@@ -202,7 +228,7 @@ impl<I: PacketIo + IdleWait> Worker<I> {
             }
         }
         if cross {
-            self.send_cross(rx_port);
+            self.send_cross(rx_iface);
         }
         let st = self.ports[rx_port].io.tx_burst(&mut self.batch);
         self.tx_sent += st.sent as u64;
@@ -210,19 +236,21 @@ impl<I: PacketIo + IdleWait> Worker<I> {
         n
     }
 
-    /// Copies the frames leaving on other ports out through those ports'
-    /// senders, then marks them Pass so the rx backend just recycles them.
-    fn send_cross(&mut self, rx_port: usize) {
+    /// Copies the frames leaving on other interfaces out through those
+    /// interfaces' senders, then marks them Pass so the rx backend just
+    /// recycles them.
+    fn send_cross(&mut self, rx_iface: usize) {
         let batch = &mut *self.batch;
-        for out in 0..self.ports.len() {
-            if out == rx_port {
+        let ifaces = self.neigh.load().ifaces().len();
+        for out in 0..ifaces {
+            if out == rx_iface {
                 continue;
             }
             let egress = &self.egress;
             let verdicts = batch.verdicts();
             let pick =
                 |i: usize| matches!(verdicts[i], Verdict::Tx(_)) && egress[i] as usize == out;
-            let (sent, failed) = match self.ports[out].copy.as_mut() {
+            let (sent, failed) = match self.copies.get_mut(out) {
                 Some(c) => c.send(batch, pick),
                 None => (0, (0..batch.len()).filter(|&i| pick(i)).count() as u32),
             };
@@ -231,7 +259,8 @@ impl<I: PacketIo + IdleWait> Worker<I> {
             self.tx_full += failed as u64;
         }
         for i in 0..batch.len() {
-            if matches!(batch.verdicts()[i], Verdict::Tx(_)) && self.egress[i] as usize != rx_port {
+            if matches!(batch.verdicts()[i], Verdict::Tx(_)) && self.egress[i] as usize != rx_iface
+            {
                 batch.set_verdict(i, Verdict::Pass);
             }
         }

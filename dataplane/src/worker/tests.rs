@@ -96,11 +96,7 @@ fn run(capture: &Capture, neigh: Arc<Neighbours>) -> (Vec<Vec<u8>>, WorkerCounte
     let order: Vec<u32> = (0..capture.len() as u32).collect();
     let mut io = MemoryIo::new(capture, &order, 1);
     io.capture_tx();
-    let port = Port {
-        io,
-        ifindex: 3,
-        copy: None,
-    };
+    let port = Port { io, ifindex: 3 };
     let mut w = Worker::new(vec![port], &WorkerConfig::default(), tables(), neigh).unwrap();
     let shared = w.shared();
     for round in 0..10 {
@@ -164,7 +160,6 @@ fn run_stops_when_told_and_returns_its_counters() {
     let port = Port {
         io: MemoryIo::new(&cap, &order, 1),
         ifindex: 3,
-        copy: None,
     };
     let mut w = Worker::new(
         vec![port],
@@ -196,7 +191,6 @@ fn ports_must_match_the_neighbour_interfaces() {
     let port = Port {
         io: MemoryIo::new(&cap, &order, 1),
         ifindex: 99,
-        copy: None,
     };
     let r = Worker::new(
         vec![port],

@@ -1,0 +1,294 @@
+//! veth labs: network namespaces for a client, the gateway and backends,
+//! joined by veth pairs and one bridge, with RFC 2544 addresses only.
+//!
+//! ```text
+//!  client ──veth── gw ──veth── sw (bridge) ──veth── b0, b1, ...
+//!  198.18.0.2   .0.1 | .1.1                      198.18.1.10+i
+//!  fd00:0::2  fd00:0::1 | fd00:1::1              fd00:1::10+i
+//! ```
+//! The client routes the VIP ranges (198.19.0.0/16, fd00:ff::/64) via the
+//! gateway; backends route everything via it. The gateway does not
+//! forward (ip_forward off) and blackholes the VIP ranges: whatever
+//! crosses it was forwarded by vipgate (or by the kernel rules a
+//! comparison benchmark installs). The gateway
+//! has exactly two interfaces, [`GW_CLIENT_IF`] and [`GW_BACKEND_IF`].
+//!
+//! Namespaces are named `vgl<pid>x<n>-<role>`, unique per process and lab;
+//! dropping the [`Lab`] deletes them all (also while unwinding a panic).
+
+/// Namespace helpers: ip, setns, offloads, sysctls.
+pub mod netns;
+
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+use std::process::{Command, Output};
+use std::sync::atomic::{AtomicU32, Ordering};
+
+pub use netns::{in_netns, ip};
+
+/// The gateway's client-side interface.
+pub const GW_CLIENT_IF: &str = "gwc";
+/// The gateway's backend-side interface.
+pub const GW_BACKEND_IF: &str = "gwb";
+/// Every lab namespace name starts with this.
+pub const NS_PREFIX: &str = "vgl";
+
+pub const CLIENT_V4: Ipv4Addr = Ipv4Addr::new(198, 18, 0, 2);
+pub const GW_CLIENT_V4: Ipv4Addr = Ipv4Addr::new(198, 18, 0, 1);
+pub const GW_BACKEND_V4: Ipv4Addr = Ipv4Addr::new(198, 18, 1, 1);
+pub const CLIENT_V6: Ipv6Addr = Ipv6Addr::new(0xfd00, 0, 0, 0, 0, 0, 0, 2);
+pub const GW_CLIENT_V6: Ipv6Addr = Ipv6Addr::new(0xfd00, 0, 0, 0, 0, 0, 0, 1);
+pub const GW_BACKEND_V6: Ipv6Addr = Ipv6Addr::new(0xfd00, 1, 0, 0, 0, 0, 0, 1);
+
+/// Backend `i`'s IPv4 address.
+pub fn backend_v4(i: usize) -> Ipv4Addr {
+    Ipv4Addr::new(198, 18, 1, 10 + i as u8)
+}
+
+/// Backend `i`'s IPv6 address.
+pub fn backend_v6(i: usize) -> Ipv6Addr {
+    Ipv6Addr::new(0xfd00, 1, 0, 0, 0, 0, 0, 0x10 + i as u16)
+}
+
+/// What to build.
+#[derive(Clone, Copy, Debug)]
+pub struct LabSpec {
+    /// Backend namespaces (1..=200).
+    pub backends: usize,
+    /// Add the IPv6 addresses and routes.
+    pub ipv6: bool,
+}
+
+impl Default for LabSpec {
+    fn default() -> Self {
+        LabSpec {
+            backends: 2,
+            ipv6: true,
+        }
+    }
+}
+
+/// A built lab; dropping it deletes every namespace it made.
+pub struct Lab {
+    pub client: String,
+    pub gw: String,
+    pub switch: String,
+    pub backends: Vec<String>,
+    created: Vec<String>,
+}
+
+impl Lab {
+    /// Builds the lab (needs root). On error, what was built is removed.
+    pub fn up(spec: LabSpec) -> Result<Lab, String> {
+        if spec.backends == 0 || spec.backends > 200 {
+            return Err(format!("backends must be 1..=200, got {}", spec.backends));
+        }
+        static SEQ: AtomicU32 = AtomicU32::new(0);
+        let id = format!(
+            "{NS_PREFIX}{}x{}",
+            std::process::id(),
+            SEQ.fetch_add(1, Ordering::Relaxed)
+        );
+        let mut lab = Lab {
+            client: format!("{id}-client"),
+            gw: format!("{id}-gw"),
+            switch: format!("{id}-sw"),
+            backends: (0..spec.backends).map(|i| format!("{id}-b{i}")).collect(),
+            created: Vec::new(),
+        };
+        // On error `lab` drops here and removes what was created.
+        lab.build(spec)?;
+        Ok(lab)
+    }
+
+    fn build(&mut self, spec: LabSpec) -> Result<(), String> {
+        let all: Vec<String> = [&self.client, &self.gw, &self.switch]
+            .into_iter()
+            .cloned()
+            .chain(self.backends.iter().cloned())
+            .collect();
+        for ns in &all {
+            ip(&["netns", "add", ns])?;
+            self.created.push(ns.clone());
+            ip(&["-n", ns, "link", "set", "lo", "up"])?;
+        }
+        let (c, g, sw) = (&self.client, &self.gw, &self.switch);
+        // client <-> gw
+        ip(&[
+            "-n",
+            c,
+            "link",
+            "add",
+            "eth0",
+            "type",
+            "veth",
+            "peer",
+            "name",
+            GW_CLIENT_IF,
+            "netns",
+            g,
+        ])?;
+        // gw <-> switch bridge
+        ip(&["-n", sw, "link", "add", "br0", "type", "bridge"])?;
+        ip(&[
+            "-n",
+            g,
+            "link",
+            "add",
+            GW_BACKEND_IF,
+            "type",
+            "veth",
+            "peer",
+            "name",
+            "pgw",
+            "netns",
+            sw,
+        ])?;
+        ip(&["-n", sw, "link", "set", "pgw", "master", "br0"])?;
+        for (i, b) in self.backends.iter().enumerate() {
+            let port = format!("pb{i}");
+            ip(&[
+                "-n", b, "link", "add", "eth0", "type", "veth", "peer", "name", &port, "netns", sw,
+            ])?;
+            ip(&["-n", sw, "link", "set", &port, "master", "br0"])?;
+            ip(&["-n", sw, "link", "set", &port, "up"])?;
+            netns::offloads_off(sw, &port)?;
+        }
+        ip(&["-n", sw, "link", "set", "pgw", "up"])?;
+        ip(&["-n", sw, "link", "set", "br0", "up"])?;
+        netns::offloads_off(sw, "pgw")?;
+
+        let mut addrs: Vec<(&str, &str, String)> = vec![
+            (c, "eth0", format!("{CLIENT_V4}/24")),
+            (g, GW_CLIENT_IF, format!("{GW_CLIENT_V4}/24")),
+            (g, GW_BACKEND_IF, format!("{GW_BACKEND_V4}/24")),
+        ];
+        for (i, b) in self.backends.iter().enumerate() {
+            addrs.push((b, "eth0", format!("{}/24", backend_v4(i))));
+        }
+        if spec.ipv6 {
+            addrs.push((c, "eth0", format!("{CLIENT_V6}/64")));
+            addrs.push((g, GW_CLIENT_IF, format!("{GW_CLIENT_V6}/64")));
+            addrs.push((g, GW_BACKEND_IF, format!("{GW_BACKEND_V6}/64")));
+            for (i, b) in self.backends.iter().enumerate() {
+                addrs.push((b, "eth0", format!("{}/64", backend_v6(i))));
+            }
+        }
+        for (ns, dev, a) in &addrs {
+            // nodad: the address is usable at once, not after ~2 s of DAD.
+            let mut args = vec!["-n", ns, "addr", "add", a.as_str(), "dev", dev];
+            if a.contains(':') {
+                args.push("nodad");
+            }
+            ip(&args)?;
+        }
+        for (ns, dev) in [(c, "eth0"), (g, GW_CLIENT_IF), (g, GW_BACKEND_IF)]
+            .into_iter()
+            .chain(self.backends.iter().map(|b| (b, "eth0")))
+        {
+            ip(&["-n", ns, "link", "set", dev, "up"])?;
+            netns::offloads_off(ns, dev)?;
+        }
+        ip(&[
+            "-n",
+            c,
+            "route",
+            "add",
+            "198.19.0.0/16",
+            "via",
+            &GW_CLIENT_V4.to_string(),
+        ])?;
+        for b in &self.backends {
+            ip(&[
+                "-n",
+                b,
+                "route",
+                "add",
+                "default",
+                "via",
+                &GW_BACKEND_V4.to_string(),
+            ])?;
+        }
+        if spec.ipv6 {
+            ip(&[
+                "-n",
+                c,
+                "-6",
+                "route",
+                "add",
+                "fd00:ff::/64",
+                "via",
+                &GW_CLIENT_V6.to_string(),
+            ])?;
+            for b in &self.backends {
+                ip(&[
+                    "-n",
+                    b,
+                    "-6",
+                    "route",
+                    "add",
+                    "default",
+                    "via",
+                    &GW_BACKEND_V6.to_string(),
+                ])?;
+            }
+        }
+        // AF_PACKET hands vipgate copies: the gateway's kernel sees every
+        // VIP packet too. Without a route it would answer IPv6 ones with
+        // "no route" ICMP errors that reset the client's connection first.
+        ip(&["-n", g, "route", "add", "blackhole", "198.19.0.0/16"])?;
+        if spec.ipv6 {
+            ip(&["-n", g, "-6", "route", "add", "blackhole", "fd00:ff::/64"])?;
+        }
+        netns::sysctl(g, "net/ipv4/ip_forward", "0")?;
+        netns::sysctl(g, "net/ipv6/conf/all/forwarding", "0")?;
+        Ok(())
+    }
+
+    /// `ip netns exec <ns> <program> <args...>` as a Command to adjust and run.
+    pub fn command(ns: &str, program: &str) -> Command {
+        let mut c = Command::new("ip");
+        c.args(["netns", "exec", ns, program]);
+        c
+    }
+
+    /// Runs a command in `ns` and waits for it.
+    pub fn exec(ns: &str, program: &str, args: &[&str]) -> Result<Output, String> {
+        Lab::command(ns, program)
+            .args(args)
+            .output()
+            .map_err(|e| format!("ip netns exec {ns} {program}: {e}"))
+    }
+
+    /// Every namespace of this lab, in creation order.
+    pub fn namespaces(&self) -> &[String] {
+        &self.created
+    }
+
+    /// The address a client reaches backend `i` at (for checks).
+    pub fn backend_ip(i: usize, v6: bool) -> IpAddr {
+        if v6 {
+            IpAddr::V6(backend_v6(i))
+        } else {
+            IpAddr::V4(backend_v4(i))
+        }
+    }
+}
+
+impl Drop for Lab {
+    fn drop(&mut self) {
+        for ns in self.created.iter().rev() {
+            let _ = Command::new("ip").args(["netns", "del", ns]).output();
+        }
+    }
+}
+
+/// Lab namespaces that currently exist (all labs of all processes).
+pub fn existing_namespaces(prefix: &str) -> Result<Vec<String>, String> {
+    let out = ip(&["netns", "list"])?;
+    Ok(out
+        .lines()
+        .filter_map(|l| l.split_whitespace().next())
+        .filter(|n| n.starts_with(prefix))
+        .map(str::to_string)
+        .collect())
+}

@@ -1,0 +1,393 @@
+//! The lab scenario shared by the AF_PACKET and AF_XDP tests: a real
+//! `vipgate run` in the gateway namespace of a veth lab, real TCP/UDP
+//! servers in the backend namespaces, real clients in the client one.
+//! Every wait and loop is bounded in count and time.
+
+use std::io::{BufRead, BufReader, ErrorKind, Read, Write};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, TcpListener, TcpStream, UdpSocket};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc;
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use bench::lab::{self, in_netns, Lab, LabSpec, GW_BACKEND_IF, GW_CLIENT_IF};
+
+pub const VIP_WEB: Ipv4Addr = Ipv4Addr::new(198, 19, 0, 10);
+pub const VIP_WEB6: Ipv6Addr = Ipv6Addr::new(0xfd00, 0xff, 0, 0, 0, 0, 0, 0x10);
+pub const VIP_UDP: Ipv4Addr = Ipv4Addr::new(198, 19, 0, 11);
+pub const VIP_EMPTY: Ipv4Addr = Ipv4Addr::new(198, 19, 0, 12);
+const TCP_PORT: u16 = 8080;
+const UDP_PORT: u16 = 9053;
+const BACKENDS: usize = 3;
+const IO_TIMEOUT: Duration = Duration::from_secs(3);
+
+pub fn is_root() -> bool {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("Uid:"))
+                .and_then(|l| l.split_whitespace().nth(2).map(|u| u == "0"))
+        })
+        .unwrap_or(false)
+}
+
+/// Services + EndpointSlices as `kubectl get -o yaml` prints a v1 List.
+fn services_yaml() -> String {
+    let mut v4 = String::new();
+    let mut v6 = String::new();
+    let mut udp = String::new();
+    for i in 0..BACKENDS {
+        for (out, ip) in [
+            (&mut v4, lab::backend_v4(i).to_string()),
+            (&mut v6, lab::backend_v6(i).to_string()),
+            (&mut udp, lab::backend_v4(i).to_string()),
+        ] {
+            out.push_str(&format!(
+                "  - addresses: ['{ip}']\n    conditions: {{ready: true, serving: true, terminating: false}}\n"
+            ));
+        }
+    }
+    format!(
+        r#"apiVersion: v1
+kind: List
+items:
+- apiVersion: v1
+  kind: Service
+  metadata: {{name: web, namespace: lab}}
+  spec:
+    type: ClusterIP
+    clusterIP: {VIP_WEB}
+    clusterIPs: ['{VIP_WEB}', '{VIP_WEB6}']
+    ipFamilies: [IPv4, IPv6]
+    ipFamilyPolicy: RequireDualStack
+    ports:
+    - {{name: http, port: 80, protocol: TCP, targetPort: {TCP_PORT}}}
+- apiVersion: discovery.k8s.io/v1
+  kind: EndpointSlice
+  metadata:
+    name: web-v4
+    namespace: lab
+    labels: {{kubernetes.io/service-name: web}}
+  addressType: IPv4
+  ports:
+  - {{name: http, port: {TCP_PORT}, protocol: TCP}}
+  endpoints:
+{v4}- apiVersion: discovery.k8s.io/v1
+  kind: EndpointSlice
+  metadata:
+    name: web-v6
+    namespace: lab
+    labels: {{kubernetes.io/service-name: web}}
+  addressType: IPv6
+  ports:
+  - {{name: http, port: {TCP_PORT}, protocol: TCP}}
+  endpoints:
+{v6}- apiVersion: v1
+  kind: Service
+  metadata: {{name: echo, namespace: lab}}
+  spec:
+    type: ClusterIP
+    clusterIP: {VIP_UDP}
+    clusterIPs: ['{VIP_UDP}']
+    ports:
+    - {{name: echo, port: 5353, protocol: UDP, targetPort: {UDP_PORT}}}
+- apiVersion: discovery.k8s.io/v1
+  kind: EndpointSlice
+  metadata:
+    name: echo-v4
+    namespace: lab
+    labels: {{kubernetes.io/service-name: echo}}
+  addressType: IPv4
+  ports:
+  - {{name: echo, port: {UDP_PORT}, protocol: UDP}}
+  endpoints:
+{udp}- apiVersion: v1
+  kind: Service
+  metadata: {{name: empty, namespace: lab}}
+  spec:
+    type: ClusterIP
+    clusterIP: {VIP_EMPTY}
+    clusterIPs: ['{VIP_EMPTY}']
+    ports:
+    - {{name: http, port: 80, protocol: TCP, targetPort: 8080}}
+    - {{name: dns, port: 53, protocol: UDP, targetPort: 53}}
+"#
+    )
+}
+
+/// TCP and UDP servers of one backend: every answer names the backend.
+struct Servers {
+    stop: Arc<AtomicBool>,
+    threads: Vec<JoinHandle<()>>,
+}
+
+impl Servers {
+    fn start(lab: &Lab) -> Servers {
+        let stop = Arc::new(AtomicBool::new(false));
+        let mut threads = Vec::new();
+        for (i, ns) in lab.backends.iter().enumerate() {
+            // Sockets keep the namespace they were made in: bind inside,
+            // serve from ordinary threads. [::] takes IPv4 too (dual-stack).
+            let (tcp, udp) = in_netns(ns, || {
+                (
+                    TcpListener::bind(("::", TCP_PORT)).expect("bind tcp"),
+                    UdpSocket::bind(("::", UDP_PORT)).expect("bind udp"),
+                )
+            })
+            .unwrap();
+            tcp.set_nonblocking(true).unwrap();
+            udp.set_read_timeout(Some(Duration::from_millis(50)))
+                .unwrap();
+            let name = format!("b{i}");
+            let (s1, n1) = (Arc::clone(&stop), name.clone());
+            threads.push(std::thread::spawn(move || {
+                while !s1.load(Ordering::Relaxed) {
+                    match tcp.accept() {
+                        Ok((mut c, _)) => {
+                            let _ = c.set_nonblocking(false);
+                            let _ = c.set_read_timeout(Some(IO_TIMEOUT));
+                            let mut buf = [0u8; 64];
+                            let _ = c.read(&mut buf);
+                            let _ = c.write_all(format!("{n1}\n").as_bytes());
+                        }
+                        Err(e) if e.kind() == ErrorKind::WouldBlock => {
+                            std::thread::sleep(Duration::from_millis(2))
+                        }
+                        Err(_) => std::thread::sleep(Duration::from_millis(2)),
+                    }
+                }
+            }));
+            let s2 = Arc::clone(&stop);
+            threads.push(std::thread::spawn(move || {
+                let mut buf = [0u8; 512];
+                while !s2.load(Ordering::Relaxed) {
+                    if let Ok((n, from)) = udp.recv_from(&mut buf) {
+                        let mut reply = format!("{name}:").into_bytes();
+                        reply.extend_from_slice(&buf[..n]);
+                        let _ = udp.send_to(&reply, from);
+                    }
+                }
+            }));
+        }
+        Servers { stop, threads }
+    }
+}
+
+impl Drop for Servers {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        for t in self.threads.drain(..) {
+            let _ = t.join();
+        }
+    }
+}
+
+/// The gateway process; killed if still running when dropped.
+struct Gateway {
+    child: Child,
+    lines: mpsc::Receiver<String>,
+    stdout: Vec<String>,
+}
+
+impl Gateway {
+    fn start(lab: &Lab, io: &str, services: &std::path::Path) -> Gateway {
+        let mut child = Lab::command(&lab.gw, env!("CARGO_BIN_EXE_vipgate"))
+            .args([
+                "run",
+                "--iface",
+                &format!("{GW_CLIENT_IF},{GW_BACKEND_IF}"),
+                "--io",
+                io,
+                "--admin-addr",
+                "127.0.0.1:0",
+                "--services",
+            ])
+            .arg(services)
+            .stdout(Stdio::piped())
+            .spawn()
+            .expect("start vipgate");
+        let out = child.stdout.take().unwrap();
+        let (tx, lines) = mpsc::channel();
+        std::thread::spawn(move || {
+            for l in BufReader::new(out).lines().map_while(Result::ok) {
+                if tx.send(l).is_err() {
+                    break;
+                }
+            }
+        });
+        let mut g = Gateway {
+            child,
+            lines,
+            stdout: Vec::new(),
+        };
+        let t0 = Instant::now();
+        while t0.elapsed() < Duration::from_secs(15) {
+            if let Some(status) = g.child.try_wait().unwrap() {
+                panic!("vipgate exited early ({status}): {:?}", g.stdout);
+            }
+            if let Ok(l) = g.lines.recv_timeout(Duration::from_millis(100)) {
+                eprintln!("[vipgate] {l}");
+                let running = l.starts_with("vipgate: running");
+                g.stdout.push(l);
+                if running {
+                    return g;
+                }
+            }
+        }
+        panic!("vipgate did not report running within 15 s: {:?}", g.stdout);
+    }
+
+    /// SIGTERM, then wait (bounded) for exit; returns success and stdout.
+    fn terminate(mut self) -> (bool, String) {
+        let pid = self.child.id().to_string();
+        let st = Command::new("kill").args(["-TERM", &pid]).status().unwrap();
+        assert!(st.success(), "kill -TERM {pid}");
+        let t0 = Instant::now();
+        let status = loop {
+            if let Some(s) = self.child.try_wait().unwrap() {
+                break s;
+            }
+            assert!(
+                t0.elapsed() < Duration::from_secs(10),
+                "vipgate still running 10 s after SIGTERM"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        };
+        while let Ok(l) = self.lines.recv_timeout(Duration::from_millis(500)) {
+            eprintln!("[vipgate] {l}");
+            self.stdout.push(l);
+        }
+        (status.success(), self.stdout.join("\n"))
+    }
+}
+
+impl Drop for Gateway {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// One TCP request/response; the answer names the backend.
+fn tcp_ask(to: SocketAddr) -> std::io::Result<String> {
+    let mut s = TcpStream::connect_timeout(&to, IO_TIMEOUT)?;
+    s.set_read_timeout(Some(IO_TIMEOUT))?;
+    s.write_all(b"hello\n")?;
+    let mut out = String::new();
+    s.read_to_string(&mut out)?;
+    Ok(out.trim().to_string())
+}
+
+/// A UDP exchange on a connected socket: a few sends (the first may meet
+/// a neighbour still being resolved), each waiting up to a second.
+fn udp_ask(to: SocketAddr) -> std::io::Result<String> {
+    let bind: SocketAddr = if to.is_ipv4() {
+        "0.0.0.0:0".parse().unwrap()
+    } else {
+        "[::]:0".parse().unwrap()
+    };
+    let s = UdpSocket::bind(bind)?;
+    s.connect(to)?;
+    s.set_read_timeout(Some(Duration::from_secs(1)))?;
+    let mut last = std::io::Error::from(ErrorKind::TimedOut);
+    for _ in 0..4 {
+        s.send(b"ping")?;
+        let mut buf = [0u8; 512];
+        match s.recv(&mut buf) {
+            Ok(n) => return Ok(String::from_utf8_lossy(&buf[..n]).into_owned()),
+            Err(e) if e.kind() == ErrorKind::ConnectionRefused => return Err(e),
+            Err(e) => last = e,
+        }
+    }
+    Err(last)
+}
+
+/// The whole scenario for one I/O mode.
+pub fn scenario(io: &str) {
+    if !is_root() {
+        eprintln!("\n*** SKIPPED: needs root (network namespaces, AF_PACKET/AF_XDP) ***\n");
+        return;
+    }
+    let lab = Lab::up(LabSpec {
+        backends: BACKENDS,
+        ipv6: true,
+    })
+    .expect("lab up");
+    let prefix = lab.client.trim_end_matches("-client").to_string();
+    let yaml = std::env::temp_dir().join(format!("{prefix}-{io}-services.yaml"));
+    std::fs::write(&yaml, services_yaml()).unwrap();
+    let servers = Servers::start(&lab);
+    let gw = Gateway::start(&lab, io, &yaml);
+
+    let client = lab.client.clone();
+    let results = in_netns(&client, move || {
+        // (a) many TCP connections, spread over backends.
+        let web = SocketAddr::new(IpAddr::V4(VIP_WEB), 80);
+        let mut per_backend = [0usize; BACKENDS];
+        let mut errors = Vec::new();
+        for _ in 0..50 {
+            match tcp_ask(web) {
+                Ok(name) => match name.strip_prefix('b').and_then(|n| n.parse::<usize>().ok()) {
+                    Some(i) if i < BACKENDS => per_backend[i] += 1,
+                    _ => errors.push(format!("odd answer {name:?}")),
+                },
+                Err(e) => errors.push(e.to_string()),
+            }
+        }
+        // (b) UDP request/response.
+        let udp = udp_ask(SocketAddr::new(IpAddr::V4(VIP_UDP), 5353));
+        // (c) IPv6 VIP.
+        let web6 = SocketAddr::new(IpAddr::V6(VIP_WEB6), 80);
+        let v6: Vec<_> = (0..10).map(|_| tcp_ask(web6)).collect();
+        // (d) no endpoints: RST and ICMP port unreachable.
+        let empty_tcp = tcp_ask(SocketAddr::new(IpAddr::V4(VIP_EMPTY), 80));
+        let empty_udp = udp_ask(SocketAddr::new(IpAddr::V4(VIP_EMPTY), 53));
+        (per_backend, errors, udp, v6, empty_tcp, empty_udp)
+    })
+    .unwrap();
+    let (per_backend, errors, udp, v6, empty_tcp, empty_udp) = results;
+    // (e) the gateway itself still answers ping.
+    let ping = Lab::exec(&lab.client, "ping", &["-c1", "-W2", "198.18.0.1"]).unwrap();
+    // (f) SIGTERM: clean exit, counters, no XDP left.
+    let (ok, stdout) = gw.terminate();
+    let links = lab::ip(&["-n", &lab.gw, "-d", "link", "show"]).unwrap();
+    drop(servers);
+
+    assert!(errors.is_empty(), "TCP via VIP failed: {errors:?}");
+    assert_eq!(per_backend.iter().sum::<usize>(), 50);
+    assert!(
+        per_backend.iter().filter(|&&n| n > 0).count() >= 2,
+        "connections did not spread over backends: {per_backend:?}"
+    );
+    let udp = udp.expect("UDP via VIP");
+    assert!(
+        udp.starts_with('b') && udp.ends_with(":ping"),
+        "UDP answer {udp:?}"
+    );
+    for r in &v6 {
+        let name = r.as_ref().expect("TCP via the IPv6 VIP");
+        assert!(name.starts_with('b'), "IPv6 answer {name:?}");
+    }
+    assert_eq!(
+        empty_tcp.as_ref().map_err(|e| e.kind()),
+        Err(ErrorKind::ConnectionRefused),
+        "TCP to a VIP without endpoints"
+    );
+    assert_eq!(
+        empty_udp.as_ref().map_err(|e| e.kind()),
+        Err(ErrorKind::ConnectionRefused),
+        "UDP to a VIP without endpoints"
+    );
+    assert!(ping.status.success(), "ping to the gateway: {ping:?}");
+    assert!(ok, "vipgate did not exit 0 after SIGTERM:\n{stdout}");
+    assert!(stdout.contains("forwarded (DNAT)"), "{stdout}");
+    assert!(!links.contains("xdp"), "XDP still attached:\n{links}");
+
+    drop(lab);
+    let _ = std::fs::remove_file(&yaml);
+    let left = lab::existing_namespaces(&prefix).unwrap();
+    assert!(left.is_empty(), "namespaces left: {left:?}");
+}
