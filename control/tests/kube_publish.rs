@@ -27,7 +27,7 @@ fn start(server: &ApiServer, dir: &Scratch) -> (KubeSource, Tables, Arc<Mutex<Ve
         ..KubeSourceConfig::default()
     };
     let source = KubeSource::start(cfg, move |snap| {
-        let p = publisher.publish(&snap.services, &snap.slices);
+        let p = publisher.publish_shared(&snap.services, &snap.slices);
         took2.lock().unwrap().push(p.took);
     })
     .unwrap();

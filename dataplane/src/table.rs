@@ -111,10 +111,19 @@ impl ServiceTable {
     /// whose spec is unchanged (same backends, states and weights).
     /// Duplicate keys: the first spec wins.
     pub fn build(specs: Vec<ServiceSpec>, previous: &ServiceTable) -> (ServiceTable, BuildStats) {
+        ServiceTable::build_from(specs.iter(), previous)
+    }
+
+    /// As [`ServiceTable::build`], from borrowed specs: only services whose
+    /// spec changed are cloned and get a new Maglev ring.
+    pub fn build_from<'a>(
+        specs: impl Iterator<Item = &'a ServiceSpec>,
+        previous: &ServiceTable,
+    ) -> (ServiceTable, BuildStats) {
         let cfg = previous.cfg;
         let mut stats = BuildStats::default();
         let mut services: HashMap<ServiceKey, Arc<ServiceEntry>, RandomState> = HashMap::default();
-        services.reserve(specs.len());
+        services.reserve(previous.services.len());
         let mut vips = HashSet::default();
         for spec in specs {
             if services.contains_key(&spec.key) {
@@ -122,13 +131,13 @@ impl ServiceTable {
             }
             vips.insert(spec.key.vip);
             let entry = match previous.services.get(&spec.key) {
-                Some(old) if old.spec == spec => {
+                Some(old) if old.spec == *spec => {
                     stats.reused += 1;
                     Arc::clone(old)
                 }
                 _ => {
                     stats.rebuilt += 1;
-                    Arc::new(ServiceEntry::build(spec, &cfg))
+                    Arc::new(ServiceEntry::build(spec.clone(), &cfg))
                 }
             };
             services.insert(entry.spec.key, entry);

@@ -115,7 +115,7 @@ fn start_source(args: &RunArgs, tables: &Tables, health: &Arc<Health>) -> Result
     let h = Arc::clone(health);
     let mut publisher = publisher;
     let src = KubeSource::start(cfg, move |snap| {
-        let p = publisher.publish(&snap.services, &snap.slices);
+        let p = publisher.publish_shared(&snap.services, &snap.slices);
         for w in &p.warnings {
             eprintln!("vipgate: warning: {w}");
         }

@@ -1,6 +1,9 @@
-//! When to publish: after a quiet `settle` period, but never later than
-//! `max_delay` after the first unpublished change, so a continuous stream
-//! of changes still publishes regularly.
+//! When to publish. A lone change after a quiet period publishes at once
+//! (leading edge: one EndpointSlice update reaches the dataplane in
+//! milliseconds). Changes arriving close together, or within `settle` of
+//! the last publication, wait for a quiet `settle` period (trailing edge),
+//! but never longer than `max_delay` after the first unpublished change, so
+//! a continuous stream still publishes regularly.
 
 use std::time::{Duration, Instant};
 
@@ -14,6 +17,7 @@ pub(crate) struct Coalescer {
     max_delay: Duration,
     first: Option<Instant>,
     last: Option<Instant>,
+    published: Option<Instant>,
 }
 
 impl Coalescer {
@@ -23,6 +27,7 @@ impl Coalescer {
             max_delay,
             first: None,
             last: None,
+            published: None,
         }
     }
 
@@ -35,13 +40,18 @@ impl Coalescer {
     /// When the pending changes should be published; `None` if none are.
     pub(crate) fn deadline(&self) -> Option<Instant> {
         let (first, last) = (self.first?, self.last?);
+        let quiet = self.published.is_none_or(|p| first >= p + self.settle);
+        if quiet && first == last {
+            return Some(first);
+        }
         Some((last + self.settle).min(first + self.max_delay))
     }
 
-    /// The pending changes were published.
-    pub(crate) fn clear(&mut self) {
+    /// The pending changes were published at `now`.
+    pub(crate) fn clear(&mut self, now: Instant) {
         self.first = None;
         self.last = None;
+        self.published = Some(now);
     }
 }
 
@@ -52,22 +62,30 @@ mod tests {
     const MS: Duration = Duration::from_millis(1);
 
     #[test]
-    fn quiet_period_then_publish() {
+    fn lone_change_publishes_at_once_then_bursts_settle() {
         let t0 = Instant::now();
         let mut c = Coalescer::new(5 * MS, MAX_DELAY);
         assert_eq!(c.deadline(), None);
         c.note(t0);
-        assert_eq!(c.deadline(), Some(t0 + 5 * MS));
+        assert_eq!(c.deadline(), Some(t0), "leading edge");
         c.note(t0 + 3 * MS);
-        assert_eq!(c.deadline(), Some(t0 + 8 * MS));
-        c.clear();
+        assert_eq!(c.deadline(), Some(t0 + 8 * MS), "a burst waits to settle");
+        c.clear(t0 + 8 * MS);
         assert_eq!(c.deadline(), None);
+        // Right after a publication: trailing edge.
+        c.note(t0 + 9 * MS);
+        assert_eq!(c.deadline(), Some(t0 + 14 * MS));
+        c.clear(t0 + 14 * MS);
+        // After a quiet period: leading edge again.
+        c.note(t0 + 30 * MS);
+        assert_eq!(c.deadline(), Some(t0 + 30 * MS));
     }
 
     #[test]
     fn continuous_changes_are_capped() {
         let t0 = Instant::now();
         let mut c = Coalescer::new(5 * MS, MAX_DELAY);
+        c.clear(t0);
         for i in 0..200 {
             c.note(t0 + i * MS);
         }
@@ -78,6 +96,7 @@ mod tests {
     fn settle_longer_than_the_cap_is_capped() {
         let t0 = Instant::now();
         let mut c = Coalescer::new(Duration::from_secs(5), MAX_DELAY);
+        c.clear(t0);
         c.note(t0);
         assert_eq!(c.deadline(), Some(t0 + MAX_DELAY));
     }

@@ -1,6 +1,7 @@
 //! The source's event loop: two reflectors, merged, coalesced into
 //! snapshots.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use futures::{Stream, StreamExt};
@@ -61,8 +62,8 @@ where
     (store, stream)
 }
 
-fn sorted<K: Resource<DynamicType = ()> + Clone>(store: &Store<K>) -> Vec<K> {
-    let mut objs: Vec<K> = store.state().iter().map(|o| K::clone(o)).collect();
+fn sorted<K: Resource<DynamicType = ()> + Clone>(store: &Store<K>) -> Vec<Arc<K>> {
+    let mut objs: Vec<Arc<K>> = store.state();
     objs.sort_by_cached_key(|o| (o.namespace(), o.name_any()));
     objs
 }
@@ -127,7 +128,7 @@ pub(crate) async fn run(
                 }
             }
             _ = tokio::time::sleep_until(wake), if deadline.is_some() => {
-                pending.clear();
+                pending.clear(std::time::Instant::now());
                 on_snapshot(Snapshot {
                     services: sorted(&services),
                     slices: sorted(&slices),

@@ -131,7 +131,7 @@ pub fn eventually(what: &str, limit: Duration, cond: impl Fn() -> bool) {
     }
 }
 
-pub fn names<K: ResourceExt>(objs: &[K]) -> Vec<String> {
+pub fn names<K: ResourceExt>(objs: &[std::sync::Arc<K>]) -> Vec<String> {
     objs.iter()
         .map(|o| format!("{}/{}", o.namespace().unwrap_or_default(), o.name_any()))
         .collect()
