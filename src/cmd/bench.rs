@@ -98,7 +98,12 @@ fn replay(a: ReplayBenchArgs) -> Result<(), String> {
         (Some(pcap), Some(svc)) => {
             let capture = read_capture(pcap).map_err(|e| e.to_string())?;
             let specs = services::load_file(svc, &a.tuning.model_options())?;
-            let services = specs.len() as u32;
+            // Services as people count them: distinct VIPs, not service ports.
+            let services = specs
+                .iter()
+                .map(|s| s.key.vip)
+                .collect::<std::collections::HashSet<_>>()
+                .len() as u32;
             let name = pcap
                 .file_stem()
                 .map_or_else(|| "capture".into(), |s| s.to_string_lossy().into_owned());
@@ -144,8 +149,14 @@ fn replay(a: ReplayBenchArgs) -> Result<(), String> {
     let mut cells = Vec::with_capacity(cells_total);
     let run_workload = |w: &Workload, cells: &mut Vec<_>| {
         for &n in &worker_counts {
+            // Backends are named only off the usual 10, so the 100 x 1000
+            // cells stand apart from the 100 x 10 ones.
+            let backends = match w.backends {
+                0 | 10 => String::new(),
+                b => format!(" ({b} backends)"),
+            };
             eprint!(
-                "[{}/{cells_total}] {} x {} services x {n} worker{} ... ",
+                "[{}/{cells_total}] {} x {} services{backends} x {n} worker{} ... ",
                 cells.len() + 1,
                 w.mix,
                 w.services,
