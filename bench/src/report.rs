@@ -209,7 +209,10 @@ pub fn to_markdown(r: &Report) -> String {
     }
     let _ = writeln!(
         s,
-        "\nns = busy nanoseconds per packet on one core. New flows per packet (median run): {}.\n",
+        "\nns = busy nanoseconds per packet on one core. New flows per packet (median run): {}. \
+         Each run starts with an empty conntrack, so the first loop of the capture creates the \
+         flows of established, udp and mix (mix's SYNs are new only in that loop); \
+         syn overflows conntrack and creates a flow per packet.\n",
         mixes(cells)
             .iter()
             .filter_map(|m| {
