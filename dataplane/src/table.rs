@@ -152,6 +152,41 @@ impl ServiceTable {
         (table, stats)
     }
 
+    /// The next generation as `previous` with some keys removed and some
+    /// specs inserted or replaced: cost proportional to the change (plus a
+    /// shallow copy of the map), for live updates of one Service among
+    /// thousands. Unchanged specs keep their entry and Maglev ring.
+    pub fn apply<'a>(
+        previous: &ServiceTable,
+        removed: impl Iterator<Item = &'a ServiceKey>,
+        upserts: impl Iterator<Item = &'a ServiceSpec>,
+    ) -> (ServiceTable, BuildStats) {
+        let cfg = previous.cfg;
+        let mut stats = BuildStats::default();
+        let mut services = previous.services.clone();
+        for k in removed {
+            services.remove(k);
+        }
+        for spec in upserts {
+            match services.get(&spec.key) {
+                Some(old) if old.spec == *spec => stats.reused += 1,
+                _ => {
+                    stats.rebuilt += 1;
+                    services.insert(spec.key, Arc::new(ServiceEntry::build(spec.clone(), &cfg)));
+                }
+            }
+        }
+        let vips = services.keys().map(|k| k.vip).collect();
+        stats.services = services.len();
+        let table = ServiceTable {
+            generation: previous.generation + 1,
+            cfg,
+            services,
+            vips,
+        };
+        (table, stats)
+    }
+
     /// Builds generation 1 from scratch.
     pub fn from_specs(specs: Vec<ServiceSpec>, cfg: TableConfig) -> ServiceTable {
         ServiceTable::build(specs, &ServiceTable::empty(cfg)).0

@@ -9,7 +9,7 @@ use k8s_openapi::api::core::v1::Service;
 use k8s_openapi::api::discovery::v1::EndpointSlice;
 use kube::runtime::reflector::{self, Store};
 use kube::runtime::{watcher, WatchStreamExt};
-use kube::{Api, Client, Resource, ResourceExt};
+use kube::{Api, Client, Resource};
 use serde::de::DeserializeOwned;
 use tokio::sync::oneshot;
 
@@ -64,7 +64,12 @@ where
 
 fn sorted<K: Resource<DynamicType = ()> + Clone>(store: &Store<K>) -> Vec<Arc<K>> {
     let mut objs: Vec<Arc<K>> = store.state();
-    objs.sort_by_cached_key(|o| (o.namespace(), o.name_any()));
+    // Compare borrowed names: no allocation per object (10,000 of them).
+    objs.sort_unstable_by(|a, b| {
+        let (ma, mb) = (a.meta(), b.meta());
+        (ma.namespace.as_deref(), ma.name.as_deref())
+            .cmp(&(mb.namespace.as_deref(), mb.name.as_deref()))
+    });
     objs
 }
 
