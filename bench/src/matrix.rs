@@ -284,6 +284,8 @@ pub struct CellResult {
     pub mpps_per_core: f64,
     /// Flows created per packet in the median run.
     pub new_flows_per_packet: f64,
+    /// (max - min) / median of the runs' Mpps: how far to trust the median.
+    pub spread: f64,
 }
 
 /// Median of a non-empty slice (mean of the middle two when even); 0 if empty.
@@ -348,6 +350,14 @@ pub fn run_cell(w: &Workload, workers: usize, cfg: &CellConfig) -> CellResult {
                 .total_cmp(&(b.mpps - median_mpps).abs())
         })
         .expect("at least one run");
+    let (lo, hi) = mpps.iter().fold((f64::INFINITY, 0.0f64), |(lo, hi), &m| {
+        (lo.min(m), hi.max(m))
+    });
+    let spread = if median_mpps > 0.0 {
+        (hi - lo) / median_mpps
+    } else {
+        0.0
+    };
     let new_flows_per_packet = if mid.packets > 0 {
         mid.flows as f64 / mid.packets as f64
     } else {
@@ -363,6 +373,7 @@ pub fn run_cell(w: &Workload, workers: usize, cfg: &CellConfig) -> CellResult {
         median_ns_per_packet: median(&ns),
         mpps_per_core: median_mpps / rc.workers as f64,
         new_flows_per_packet,
+        spread,
         runs,
     }
 }
@@ -506,6 +517,7 @@ mod tests {
         let mut m: Vec<f64> = c.runs.iter().map(|r| r.mpps).collect();
         m.sort_by(f64::total_cmp);
         assert_eq!(c.median_mpps, m[1]);
+        assert_eq!(c.spread, (m[2] - m[0]) / m[1]);
     }
 
     #[test]

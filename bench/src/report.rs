@@ -17,6 +17,9 @@ pub struct Machine {
     pub cores: usize,
     pub cpu_model: String,
     pub kernel: String,
+    /// /proc/loadavg when the run started: other work on the machine skews
+    /// the figures, and this says how much there was.
+    pub load_average: String,
 }
 
 impl Machine {
@@ -30,6 +33,9 @@ impl Machine {
             cores: std::thread::available_parallelism().map_or(1, |n| n.get()),
             cpu_model,
             kernel: kernel().unwrap_or_else(|| "unknown".into()),
+            load_average: std::fs::read_to_string("/proc/loadavg")
+                .map(|s| s.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
+                .unwrap_or_else(|_| "unknown".into()),
         }
     }
 }
@@ -164,6 +170,7 @@ pub fn to_markdown(r: &Report) -> String {
         r.vipgate_version, r.machine.cpu_model, r.machine.cores, r.machine.kernel
     );
     let _ = writeln!(s, "Command: `{}`  ", r.command_line.join(" "));
+    let _ = writeln!(s, "Load average at start: {}  ", r.machine.load_average);
     let _ = writeln!(
         s,
         "Each cell is the median of {} runs; {} s budget in all, burst {}, conntrack {} entries per worker{}.\n",
@@ -173,6 +180,17 @@ pub fn to_markdown(r: &Report) -> String {
         r.config.conntrack_capacity,
         if r.config.pinned { ", workers pinned" } else { "" }
     );
+    if let Some(c) = cells.iter().max_by(|a, b| a.spread.total_cmp(&b.spread)) {
+        let _ = writeln!(
+            s,
+            "Largest spread between repeats: {:.0}% ({} x {} x {} worker{}); treat differences smaller than that as noise.\n",
+            c.spread * 100.0,
+            c.mix,
+            table_label(c.services, c.backends),
+            c.workers,
+            plural(c.workers)
+        );
+    }
     let ws = workers(cells);
     let all_shapes = shapes(cells);
     let Some(&w0) = ws.first() else {
@@ -576,6 +594,7 @@ mod tests {
             median_ns_per_packet: 1000.0 / mpps,
             mpps_per_core: mpps / workers as f64,
             new_flows_per_packet: 0.5,
+            spread: f64::from(services % 7) / 10.0,
         }
     }
 
@@ -588,6 +607,7 @@ mod tests {
                 cores: 2,
                 cpu_model: "test <cpu>".into(),
                 kernel: "k".into(),
+                load_average: "0.00 0.00 0.00".into(),
             },
             config: RunConfig {
                 duration_seconds: 1.0,
@@ -630,6 +650,10 @@ mod tests {
         assert!(md.contains("| syn | 1 svc x 10 be | 4.00 (x1.00) | 8.00 (x2.00) |"));
         assert!(md.contains("Flatness: 10000 vs 1 services"));
         assert!(md.contains("| syn | 4.00 | 3.00 | 0.75 |"));
+        // 10000 % 7 = 4: the largest spread of the four cells.
+        assert!(
+            md.contains("Largest spread between repeats: 40% (syn x 10000 svc x 10 be x 1 worker)")
+        );
     }
 
     #[test]
