@@ -1,0 +1,185 @@
+//! `vipgate run --kubeconfig` end to end: a veth lab, the test Kubernetes
+//! API server (real list/watch protocol) listening inside the gateway's
+//! namespace, real TCP servers on the backends and real clients. Endpoint
+//! changes made through the API steer new connections; with the API gone,
+//! the last tables keep serving; SIGTERM ends it cleanly.
+//! Root only (namespaces); otherwise it says so loudly and passes.
+
+use std::io::{ErrorKind, Read, Write};
+use std::net::{IpAddr, Ipv4Addr, SocketAddr, TcpListener, TcpStream};
+use std::process::{Command, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bench::lab::{self, in_netns, Lab, LabSpec, GW_BACKEND_IF, GW_CLIENT_IF};
+use control::test_api_server::{fixtures, ApiServer};
+
+const VIP: Ipv4Addr = Ipv4Addr::new(198, 19, 0, 20);
+const PORT: u16 = 8080;
+const IO_TIMEOUT: Duration = Duration::from_secs(3);
+
+fn is_root() -> bool {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("Uid:"))
+                .map(|l| l.split_whitespace().nth(2) == Some("0"))
+        })
+        .unwrap_or(false)
+}
+
+fn slice(backends: &[usize]) -> serde_json::Value {
+    let addrs: Vec<IpAddr> = backends
+        .iter()
+        .map(|&i| IpAddr::V4(lab::backend_v4(i)))
+        .collect();
+    fixtures::endpoint_slice("lab", "web-1", "web", &addrs, PORT)
+}
+
+/// Asks the VIP once from the client namespace; the answer names the backend.
+fn ask(lab: &Lab) -> Result<String, String> {
+    in_netns(&lab.client, || -> std::io::Result<String> {
+        let mut s = TcpStream::connect_timeout(&SocketAddr::from((VIP, 80)), IO_TIMEOUT)?;
+        s.set_read_timeout(Some(IO_TIMEOUT))?;
+        s.write_all(b"hi\n")?;
+        let mut out = String::new();
+        s.read_to_string(&mut out)?;
+        Ok(out.trim().to_string())
+    })?
+    .map_err(|e| e.to_string())
+}
+
+/// Asks `n` times; the set of backends that answered.
+fn answers(lab: &Lab, n: usize) -> Vec<String> {
+    let mut v: Vec<String> = (0..n).map(|_| ask(lab).expect("the VIP answers")).collect();
+    v.sort();
+    v.dedup();
+    v
+}
+
+#[test]
+fn run_follows_the_kubernetes_api() {
+    if !is_root() {
+        eprintln!("\n*** SKIPPED lab_kube: needs root (network namespaces) ***\n");
+        return;
+    }
+    let lab = Lab::up(LabSpec {
+        backends: 3,
+        ipv6: false,
+    })
+    .expect("lab up");
+
+    // Backend servers: the answer names the backend.
+    let stop = Arc::new(AtomicBool::new(false));
+    let mut threads = Vec::new();
+    for (i, ns) in lab.backends.iter().enumerate() {
+        let l = in_netns(ns, || TcpListener::bind(("0.0.0.0", PORT)).expect("bind")).unwrap();
+        l.set_nonblocking(true).unwrap();
+        let stop = Arc::clone(&stop);
+        threads.push(std::thread::spawn(move || {
+            while !stop.load(Ordering::Relaxed) {
+                match l.accept() {
+                    Ok((mut c, _)) => {
+                        let _ = c.set_nonblocking(false);
+                        let _ = c.set_read_timeout(Some(IO_TIMEOUT));
+                        let mut b = [0u8; 16];
+                        let _ = c.read(&mut b);
+                        let _ = c.write_all(format!("b{i}\n").as_bytes());
+                    }
+                    Err(e) if e.kind() == ErrorKind::WouldBlock => {
+                        std::thread::sleep(Duration::from_millis(2))
+                    }
+                    Err(_) => std::thread::sleep(Duration::from_millis(2)),
+                }
+            }
+        }));
+    }
+
+    // The API server listens on the gateway namespace's loopback.
+    let server = in_netns(&lab.gw, || ApiServer::start().expect("api server")).unwrap();
+    server
+        .apply(fixtures::service("lab", "web", IpAddr::V4(VIP), 80))
+        .unwrap();
+    server.apply(slice(&[0])).unwrap();
+    let dir = std::env::temp_dir().join(format!("vipgate-labkube-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let kubeconfig = server.write_kubeconfig(&dir).unwrap();
+
+    let mut child = Lab::command(&lab.gw, env!("CARGO_BIN_EXE_vipgate"))
+        .args([
+            "run",
+            "--iface",
+            &format!("{GW_CLIENT_IF},{GW_BACKEND_IF}"),
+            "--io",
+            "af-packet",
+            "--admin-addr",
+            "127.0.0.1:0",
+            "--kubeconfig",
+        ])
+        .arg(&kubeconfig)
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("start vipgate");
+    // Wait (bounded) until it answers through the VIP.
+    let t0 = Instant::now();
+    let first = loop {
+        if let Some(st) = child.try_wait().unwrap() {
+            panic!("vipgate exited early: {st}");
+        }
+        match ask(&lab) {
+            Ok(b) => break b,
+            Err(_) if t0.elapsed() < Duration::from_secs(15) => {
+                std::thread::sleep(Duration::from_millis(200))
+            }
+            Err(e) => panic!("the VIP never answered: {e}"),
+        }
+    };
+    assert_eq!(first, "b0");
+    assert_eq!(answers(&lab, 10), ["b0"]);
+
+    // Endpoints move to b1 and b2 through the API: new connections follow.
+    server.apply(slice(&[1, 2])).unwrap();
+    let t0 = Instant::now();
+    loop {
+        let a = answers(&lab, 20);
+        if a == ["b1", "b2"] {
+            break;
+        }
+        assert!(
+            t0.elapsed() < Duration::from_secs(10),
+            "new endpoints not used after 10 s: {a:?}"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+
+    // The API server goes away: the last good tables keep serving.
+    server.shutdown();
+    std::thread::sleep(Duration::from_millis(500));
+    assert_eq!(answers(&lab, 20), ["b1", "b2"]);
+
+    let pid = child.id().to_string();
+    assert!(Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .unwrap()
+        .success());
+    let t0 = Instant::now();
+    let status = loop {
+        if let Some(s) = child.try_wait().unwrap() {
+            break s;
+        }
+        assert!(
+            t0.elapsed() < Duration::from_secs(10),
+            "still running 10 s after SIGTERM"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    assert!(status.success(), "vipgate exit status {status}");
+    stop.store(true, Ordering::Relaxed);
+    for t in threads {
+        let _ = t.join();
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}
