@@ -1,13 +1,22 @@
-//! The worker loop of `vipgate run`: poll every port, run bursts through
-//! the pipeline, give transmitted frames their next hop's MACs, send them
-//! on their egress port, and back off when idle.
+//! The worker loop of `vipgate run`: poll the worker's ports, run bursts
+//! through the pipeline, give transmitted frames their next hop's MACs,
+//! send them on their egress port, and back off when idle.
 //!
-//! One worker owns one pipeline, hence one conntrack: it polls all ports
-//! (every interface's socket), so both directions of every flow meet the
-//! same entry. The loop, after DPDK's l3fwd:
-//! `while !stop { for port { rx burst; process; L2; tx } ; idle back-off }`.
-//! The clock is read once per round and the tables once per burst.
+//! Both directions of a flow must meet one conntrack entry. A lone worker
+//! polls every port, so they do. In a group of workers (`vipgate run
+//! --workers N`), each polls its own share of the traffic (a fanout socket
+//! or an rx queue per interface) and hands frames whose flow another worker
+//! owns ([`crate::steer::owner`]) to that worker's inbox ([`handoff`]); the
+//! owner processes them with its own pipeline and sends them itself.
+//! The loop, after DPDK's l3fwd:
+//! `while !stop { for port { rx burst; hand off; process; L2; tx }; inbox
+//! burst; idle back-off }`. The clock is read once per round and the tables
+//! once per burst.
 
+/// Which worker owns a frame: steering bursts out, draining the inbox.
+pub mod group;
+/// Lock-free inboxes over preallocated frame slots between workers.
+pub mod handoff;
 /// Idle waiting per backend.
 pub mod idle;
 /// Ethernet header helpers: destination IP, MAC rewrite.
@@ -28,6 +37,8 @@ use crate::neigh::Neighbours;
 use crate::pipeline::{Pipeline, PipelineConfig};
 use crate::verdict::{DropReason, Verdict};
 
+use group::Group;
+pub use handoff::{ForeignTx, Handoff};
 pub use idle::IdleWait;
 pub use send::CopySender;
 pub use signal::{pin_to_core, stop_on_signals};
@@ -39,7 +50,8 @@ pub const SPIN_ROUNDS: u32 = 64;
 /// Idle rounds (after spinning) spent in `yield_now` before sleeping.
 pub const YIELD_ROUNDS: u32 = 64;
 /// Longest sleep of an idle worker, in milliseconds: the added latency of
-/// the first packet after a quiet period.
+/// the first packet after a quiet period (handed-over frames included: a
+/// sleeping owner finds them when it wakes).
 pub const IDLE_WAIT_MS: i32 = 1;
 
 /// One socket (an interface queue) as the worker sees it. Several ports
@@ -71,7 +83,8 @@ pub struct Worker<I> {
     ports: Vec<Port<I>>,
     /// Interface (index into the neighbour snapshot's `ifaces()`) of each port.
     port_iface: Vec<u8>,
-    /// Copy senders per interface; empty with a single interface.
+    /// Copy senders per interface; empty with a single interface whose
+    /// ports can send any batch.
     copies: Vec<CopySender>,
     pipeline: Pipeline,
     tables: Tables,
@@ -81,25 +94,59 @@ pub struct Worker<I> {
     burst: usize,
     /// Egress port of each frame of the current burst.
     egress: [u8; MAX_BURST],
+    /// Set when this worker is one of several.
+    group: Option<Group>,
     no_neighbour: u64,
     tx_full: u64,
     tx_sent: u64,
     tx_cross: u64,
     idle_waits: u64,
+    handoff_out: u64,
+    handoff_in: u64,
+    handoff_full: u64,
+    handoff_oversize: u64,
     start: std::time::Instant,
 }
 
-impl<I: PacketIo + IdleWait> Worker<I> {
-    /// Every port's interface must be one `neigh` was opened with. With
-    /// more than one interface, opens a send-only packet socket on each
-    /// (CAP_NET_RAW) for frames that leave on another interface.
+impl<I: PacketIo + IdleWait + ForeignTx> Worker<I> {
+    /// A lone worker. Every port's interface must be one `neigh` was opened
+    /// with. With more than one interface, opens a send-only packet socket
+    /// on each (CAP_NET_RAW) for frames that leave on another interface.
     pub fn new(
         ports: Vec<Port<I>>,
         cfg: &WorkerConfig,
         tables: Tables,
         neigh: Arc<Neighbours>,
     ) -> Result<Worker<I>, String> {
-        if ports.is_empty() {
+        Worker::build(ports, cfg, tables, neigh, None)
+    }
+
+    /// Worker `me` of the group that shares `handoff`. It may have no ports
+    /// at all (more workers than AF_XDP queues): it then only processes
+    /// what the others hand over, and sends it through copy senders.
+    pub fn in_group(
+        ports: Vec<Port<I>>,
+        cfg: &WorkerConfig,
+        tables: Tables,
+        neigh: Arc<Neighbours>,
+        handoff: &Arc<Handoff>,
+        me: usize,
+    ) -> Result<Worker<I>, String> {
+        if me >= handoff.workers() {
+            return Err(format!("worker {me} of a group of {}", handoff.workers()));
+        }
+        let group = (handoff.workers() > 1).then(|| Group::new(handoff, me));
+        Worker::build(ports, cfg, tables, neigh, group)
+    }
+
+    fn build(
+        ports: Vec<Port<I>>,
+        cfg: &WorkerConfig,
+        tables: Tables,
+        neigh: Arc<Neighbours>,
+        group: Option<Group>,
+    ) -> Result<Worker<I>, String> {
+        if ports.is_empty() && group.is_none() {
             return Err("a worker needs at least one port".into());
         }
         let (port_iface, ifindexes) = {
@@ -117,8 +164,13 @@ impl<I: PacketIo + IdleWait> Worker<I> {
             let idx: Vec<u32> = snap.ifaces().iter().map(|i| i.ifindex).collect();
             (map, idx)
         };
+        // Handed-over frames live in the inbox, not in a port's memory: a
+        // port sends them only if its backend copies any batch out, and
+        // only when it is the single interface's.
+        let need_copies =
+            ifindexes.len() > 1 || (group.is_some() && (!I::SENDS_FOREIGN || ports.is_empty()));
         let mut copies = Vec::new();
-        if ifindexes.len() > 1 {
+        if need_copies {
             for ifindex in ifindexes {
                 copies.push(CopySender::open(ifindex).map_err(|e| {
                     format!(
@@ -138,11 +190,16 @@ impl<I: PacketIo + IdleWait> Worker<I> {
             batch: Box::new(Batch::new()),
             burst: cfg.burst.clamp(1, MAX_BURST),
             egress: [0; MAX_BURST],
+            group,
             no_neighbour: 0,
             tx_full: 0,
             tx_sent: 0,
             tx_cross: 0,
             idle_waits: 0,
+            handoff_out: 0,
+            handoff_in: 0,
+            handoff_full: 0,
+            handoff_oversize: 0,
             start: std::time::Instant::now(),
         })
     }
@@ -168,10 +225,15 @@ impl<I: PacketIo + IdleWait> Worker<I> {
             } else if idle < SPIN_ROUNDS + YIELD_ROUNDS {
                 std::thread::yield_now();
             } else {
-                // Rotate over ports: a port with traffic answers at once, a
-                // quiet one costs at most IDLE_WAIT_MS.
-                self.ports[next_wait].io.idle_wait(IDLE_WAIT_MS);
-                next_wait = (next_wait + 1) % self.ports.len();
+                if self.ports.is_empty() {
+                    // Only handed-over frames come here: nothing to poll on.
+                    std::thread::sleep(std::time::Duration::from_millis(IDLE_WAIT_MS as u64));
+                } else {
+                    // Rotate over ports: a port with traffic answers at once,
+                    // a quiet one costs at most IDLE_WAIT_MS.
+                    self.ports[next_wait].io.idle_wait(IDLE_WAIT_MS);
+                    next_wait = (next_wait + 1) % self.ports.len();
+                }
                 self.idle_waits += 1;
                 if self.idle_waits.is_multiple_of(256) {
                     self.publish();
@@ -182,12 +244,14 @@ impl<I: PacketIo + IdleWait> Worker<I> {
         self.counters()
     }
 
-    /// One round: a burst from every port. Returns frames received.
+    /// One round: a burst from every port, then one from the inbox.
+    /// Returns frames received (handed-over ones included).
     pub fn poll_once(&mut self, now_ns: u64) -> usize {
         let mut got = 0;
         for p in 0..self.ports.len() {
             got += self.burst_on(p, now_ns);
         }
+        got += self.inbox_burst(now_ns);
         if got > 0 {
             self.publish();
         }
@@ -201,69 +265,74 @@ impl<I: PacketIo + IdleWait> Worker<I> {
             return 0;
         }
         let table = self.tables.load();
-        self.pipeline.process_burst(&table, batch, now_ns);
-        let neigh = self.neigh.load();
-        let rx_iface = self.port_iface[rx_port] as usize;
-        let mut cross = false;
-        for i in 0..batch.len() {
-            if !matches!(batch.verdicts()[i], Verdict::Tx(_)) {
-                continue;
-            }
-            let Some(dst) = l2::l3_dst(batch.frame(i)) else {
-                batch.set_verdict(i, Verdict::Drop(DropReason::Malformed));
-                continue;
-            };
-            let out = neigh.egress(&dst, rx_iface);
-            match neigh.next_hop(out, &dst) {
-                Some((src_mac, dst_mac)) => {
-                    l2::set_macs(batch.frame_mut(i), &src_mac, &dst_mac);
-                    self.egress[i] = out as u8;
-                    cross |= out != rx_iface;
-                }
-                None => {
-                    self.no_neighbour += 1;
-                    self.neigh.report_miss(dst);
-                    batch.set_verdict(i, Verdict::Drop(DropReason::NoNeighbour));
-                }
-            }
+        let rx_iface = self.port_iface[rx_port];
+        if let Some(g) = self.group.as_mut() {
+            let st = g.steer_away(batch, &table, rx_iface);
+            self.handoff_out += st.out;
+            self.handoff_full += st.full;
+            self.handoff_oversize += st.oversize;
         }
+        if !batch.is_empty() {
+            self.pipeline.process_burst(&table, batch, now_ns);
+        }
+        let rx_iface = rx_iface as usize;
+        let cross = route(
+            batch,
+            &self.neigh,
+            &mut self.egress,
+            &mut self.no_neighbour,
+            |_| rx_iface,
+        );
         if cross {
-            self.send_cross(rx_iface);
+            let c = send_copies(batch, &mut self.copies, &self.egress, Some(rx_iface));
+            self.tx_sent += c.sent;
+            self.tx_cross += c.sent;
+            self.tx_full += c.failed;
         }
-        let st = self.ports[rx_port].io.tx_burst(&mut self.batch);
+        if let Some(g) = self.group.as_mut() {
+            g.restore(batch);
+        }
+        let st = self.ports[rx_port].io.tx_burst(batch);
         self.tx_sent += st.sent as u64;
         self.tx_full += st.dropped as u64;
         n
     }
 
-    /// Copies the frames leaving on other interfaces out through those
-    /// interfaces' senders, then marks them Pass so the rx backend just
-    /// recycles them.
-    fn send_cross(&mut self, rx_iface: usize) {
-        let batch = &mut *self.batch;
-        let ifaces = self.neigh.load().ifaces().len();
-        for out in 0..ifaces {
-            if out == rx_iface {
-                continue;
-            }
-            let egress = &self.egress;
-            let verdicts = batch.verdicts();
-            let pick =
-                |i: usize| matches!(verdicts[i], Verdict::Tx(_)) && egress[i] as usize == out;
-            let (sent, failed) = match self.copies.get_mut(out) {
-                Some(c) => c.send(batch, pick),
-                None => (0, (0..batch.len()).filter(|&i| pick(i)).count() as u32),
-            };
-            self.tx_sent += sent as u64;
-            self.tx_cross += sent as u64;
-            self.tx_full += failed as u64;
+    /// Processes and sends a burst of frames other workers handed over.
+    fn inbox_burst(&mut self, now_ns: u64) -> usize {
+        let Some(g) = self.group.as_mut() else {
+            return 0;
+        };
+        let batch = &mut *g.batch;
+        let n = g.rx.drain(batch, self.burst);
+        if n == 0 {
+            return 0;
         }
-        for i in 0..batch.len() {
-            if matches!(batch.verdicts()[i], Verdict::Tx(_)) && self.egress[i] as usize != rx_iface
-            {
-                batch.set_verdict(i, Verdict::Pass);
-            }
+        self.handoff_in += n as u64;
+        let table = self.tables.load();
+        self.pipeline.process_burst(&table, batch, now_ns);
+        let rx = &g.rx;
+        route(
+            batch,
+            &self.neigh,
+            &mut self.egress,
+            &mut self.no_neighbour,
+            |i| rx.iface(i),
+        );
+        if !self.copies.is_empty() {
+            let c = send_copies(batch, &mut self.copies, &self.egress, None);
+            self.tx_sent += c.sent;
+            self.tx_full += c.failed;
+        } else if let Some(p) = self.ports.first_mut() {
+            // `build` opened no copy senders: one interface, whose ports'
+            // backend sends any batch (ForeignTx).
+            let st = p.io.tx_burst(batch);
+            self.tx_sent += st.sent as u64;
+            self.tx_full += st.dropped as u64;
         }
+        batch.clear();
+        g.rx.release();
+        n
     }
 
     /// Counters so far (the owner's view).
@@ -276,6 +345,10 @@ impl<I: PacketIo + IdleWait> Worker<I> {
             tx_sent: self.tx_sent,
             tx_cross: self.tx_cross,
             idle_waits: self.idle_waits,
+            handoff_out: self.handoff_out,
+            handoff_in: self.handoff_in,
+            handoff_full: self.handoff_full,
+            handoff_oversize: self.handoff_oversize,
         }
     }
 
@@ -289,5 +362,92 @@ impl<I: PacketIo + IdleWait> Worker<I> {
     }
 }
 
+/// Gives every `Tx` frame of `batch` its next hop's MACs and records its
+/// egress interface; a frame without a known next hop is dropped, counted
+/// and reported for resolution. `rx_iface(i)` is where frame `i` came in
+/// (the one-armed fallback). Returns whether any frame leaves on an
+/// interface other than its own.
+fn route(
+    batch: &mut Batch,
+    neigh: &Neighbours,
+    egress: &mut [u8; MAX_BURST],
+    no_neighbour: &mut u64,
+    rx_iface: impl Fn(usize) -> usize,
+) -> bool {
+    let snap = neigh.load();
+    let mut cross = false;
+    for (i, e) in egress.iter_mut().enumerate().take(batch.len()) {
+        if !matches!(batch.verdicts()[i], Verdict::Tx(_)) {
+            continue;
+        }
+        let Some(dst) = l2::l3_dst(batch.frame(i)) else {
+            batch.set_verdict(i, Verdict::Drop(DropReason::Malformed));
+            continue;
+        };
+        let from = rx_iface(i);
+        let out = snap.egress(&dst, from);
+        match snap.next_hop(out, &dst) {
+            Some((src_mac, dst_mac)) => {
+                l2::set_macs(batch.frame_mut(i), &src_mac, &dst_mac);
+                *e = out as u8;
+                cross |= out != from;
+            }
+            None => {
+                *no_neighbour += 1;
+                neigh.report_miss(dst);
+                batch.set_verdict(i, Verdict::Drop(DropReason::NoNeighbour));
+            }
+        }
+    }
+    cross
+}
+
+/// What a round of copy sends did.
+#[derive(Default)]
+struct CopyStats {
+    sent: u64,
+    failed: u64,
+}
+
+/// Copies the `Tx` frames of `batch` out through the copy sender of their
+/// egress interface, except those leaving on `keep` (the rx port sends
+/// those in place), then marks the copied ones `Pass` so the rx backend
+/// just recycles them. Without a sender for an interface its frames fail.
+fn send_copies(
+    batch: &mut Batch,
+    copies: &mut [CopySender],
+    egress: &[u8; MAX_BURST],
+    keep: Option<usize>,
+) -> CopyStats {
+    let mut st = CopyStats::default();
+    let mut highest = 0usize;
+    for (v, &e) in batch.verdicts().iter().zip(egress.iter()) {
+        if matches!(v, Verdict::Tx(_)) {
+            highest = highest.max(e as usize + 1);
+        }
+    }
+    for out in 0..highest {
+        if Some(out) == keep {
+            continue;
+        }
+        let verdicts = batch.verdicts();
+        let pick = |i: usize| matches!(verdicts[i], Verdict::Tx(_)) && egress[i] as usize == out;
+        let (sent, failed) = match copies.get_mut(out) {
+            Some(c) => c.send(batch, pick),
+            None => (0, (0..batch.len()).filter(|&i| pick(i)).count() as u32),
+        };
+        st.sent += sent as u64;
+        st.failed += failed as u64;
+    }
+    for (i, &e) in egress.iter().enumerate().take(batch.len()) {
+        if matches!(batch.verdicts()[i], Verdict::Tx(_)) && Some(e as usize) != keep {
+            batch.set_verdict(i, Verdict::Pass);
+        }
+    }
+    st
+}
+
+#[cfg(test)]
+mod group_tests;
 #[cfg(test)]
 mod tests;

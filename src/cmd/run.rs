@@ -1,6 +1,7 @@
 //! `vipgate run`: the gateway on real interfaces. Loads services (a file,
 //! reloaded on change, or the Kubernetes API), opens AF_XDP or AF_PACKET
-//! sockets, serves the admin endpoint, runs the worker on a pinned core,
+//! sockets, serves the admin endpoint, runs the workers on pinned cores
+//! (several share the traffic and hand each frame to its flow's owner),
 //! and on SIGINT/SIGTERM stops, detaches and prints its counters.
 
 /// Opening sockets per I/O mode, with the AF_XDP -> AF_PACKET fallback.
@@ -25,7 +26,7 @@ use dataplane::generation::Tables;
 use dataplane::io::{PacketIo, MAX_BURST};
 use dataplane::neigh::Neighbours;
 use dataplane::worker::{
-    self, IdleWait, Port, SharedCounters, Worker, WorkerConfig, WorkerCounters,
+    self, ForeignTx, Handoff, IdleWait, Port, SharedCounters, Worker, WorkerConfig, WorkerCounters,
 };
 
 use self::ports::{IoMode, Opened};
@@ -51,11 +52,15 @@ pub struct RunArgs {
     /// Packet I/O backend.
     #[arg(long, value_enum, default_value_t = IoMode::Auto)]
     io: IoMode,
-    /// Worker threads. This version runs one worker (one conntrack) that
-    /// polls every socket; more are refused with a warning.
+    /// Worker threads, each with its own sockets and conntrack. AF_PACKET:
+    /// one fanout socket per interface and worker. AF_XDP: one worker per
+    /// rx queue; workers beyond the queue count only process frames handed
+    /// to them. A frame received by a worker that does not own its flow is
+    /// handed to the owner.
     #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..=256))]
     workers: u16,
-    /// Cores to pin workers to (comma-separated); default: the last core.
+    /// Cores to pin workers to (comma-separated, worker i on the i-th,
+    /// wrapping); default: the last cores, worker 0 on the last one.
     #[arg(long, value_name = "LIST", value_delimiter = ',')]
     cores: Vec<usize>,
     /// Admin endpoint (/services, /healthz, /readyz); port 0 picks one.
@@ -125,79 +130,102 @@ fn start_source(args: &RunArgs, tables: &Tables, health: &Arc<Health>) -> Result
     Ok(Source::Kube(src))
 }
 
-fn default_core() -> Option<usize> {
-    dataplane_cores().last().copied()
+/// The core worker `w` runs on: the i-th of `--cores` (wrapping), else
+/// counted down from the last core, so the control thread and the kernel's
+/// softirq work keep the low cores.
+fn core_for(cores: &[usize], w: usize) -> Option<usize> {
+    if !cores.is_empty() {
+        return Some(cores[w % cores.len()]);
+    }
+    let n = std::thread::available_parallelism().map_or(1, |n| n.get());
+    Some(n - 1 - w % n)
 }
 
-fn dataplane_cores() -> Vec<usize> {
-    std::thread::available_parallelism()
-        .map(|n| (0..n.get()).collect())
-        .unwrap_or_default()
+/// A running worker thread and its published counters.
+struct Running {
+    handle: std::thread::JoinHandle<WorkerCounters>,
+    shared: Arc<SharedCounters>,
 }
 
-/// Builds the worker and runs it on its own pinned thread.
-fn spawn_worker<I>(
-    ports: Vec<Port<I>>,
+/// Builds one worker per port list (all in one handoff group) and runs
+/// each on its own pinned thread.
+fn spawn_workers<I>(
+    per_worker: Vec<Vec<Port<I>>>,
     cfg: WorkerConfig,
-    tables: Tables,
-    neigh: Arc<Neighbours>,
-    core: Option<usize>,
+    tables: &Tables,
+    neigh: &Arc<Neighbours>,
+    cores: &[usize],
     stop: &'static AtomicBool,
-) -> Result<(std::thread::JoinHandle<WorkerCounters>, Arc<SharedCounters>), String>
+) -> Result<Vec<Running>, String>
 where
-    I: PacketIo + IdleWait + Send + 'static,
+    I: PacketIo + IdleWait + ForeignTx + Send + 'static,
 {
-    let mut w = Worker::new(ports, &cfg, tables, neigh)?;
-    let shared = w.shared();
-    let h = std::thread::Builder::new()
-        .name("vipgate-worker-0".into())
-        .spawn(move || {
-            if let Some(c) = core {
-                if !worker::pin_to_core(c) {
-                    eprintln!(
-                        "vipgate: warning: cannot pin the worker to core {c}; running unpinned"
-                    );
+    let handoff = Handoff::new(per_worker.len());
+    let mut built = Vec::with_capacity(per_worker.len());
+    for (me, ports) in per_worker.into_iter().enumerate() {
+        let w = Worker::in_group(ports, &cfg, tables.clone(), Arc::clone(neigh), &handoff, me)
+            .map_err(|e| format!("worker {me}: {e}"))?;
+        built.push(w);
+    }
+    let mut running = Vec::with_capacity(built.len());
+    for (me, mut w) in built.into_iter().enumerate() {
+        let shared = w.shared();
+        let core = core_for(cores, me);
+        let handle = std::thread::Builder::new()
+            .name(format!("vipgate-worker-{me}"))
+            .spawn(move || {
+                if let Some(c) = core {
+                    if !worker::pin_to_core(c) {
+                        eprintln!(
+                            "vipgate: warning: cannot pin worker {me} to core {c}; running unpinned"
+                        );
+                    }
                 }
-            }
-            w.run(stop)
-            // The worker (sockets) drops here, on its own thread.
-        })
-        .map_err(|e| format!("cannot start the worker thread: {e}"))?;
-    Ok((h, shared))
+                w.run(stop)
+                // The worker (sockets) drops here, on its own thread.
+            })
+            .map_err(|e| format!("cannot start worker thread {me}: {e}"))?;
+        running.push(Running { handle, shared });
+    }
+    Ok(running)
 }
 
 pub fn run(args: RunArgs) -> Result<(), String> {
     let stop =
         worker::stop_on_signals().map_err(|e| format!("cannot install signal handlers: {e}"))?;
-    if args.workers > 1 {
-        eprintln!(
-            "vipgate: warning: --workers {} not supported yet: running 1 worker that polls every socket (one conntrack keeps both directions of each flow together)",
-            args.workers
-        );
-    }
-    let core = args.cores.first().copied().or_else(default_core);
+    let workers = usize::from(args.workers);
     let tables = Tables::empty(args.tuning.table_config());
     let health = Arc::new(Health::new());
     let source = start_source(&args, &tables, &health)?;
     let neigh = Arc::new(Neighbours::open(&args.ifaces)?);
 
-    let opened = ports::open(args.io, &args.ifaces)?;
+    let opened = ports::open(args.io, &args.ifaces, workers)?;
     let cfg = WorkerConfig {
         burst: usize::from(args.burst),
         pipeline: args.tuning.pipeline_config(),
     };
     let mut sync = SteerSync::default();
-    let (handle, shared, mut xdp, io_desc) = match opened {
+    let (running, mut xdp, io_desc) = match opened {
         Opened::Xdp(mut x) => {
             sync.apply(&tables.current(), &mut x.steering)?;
-            let (h, s) =
-                spawn_worker(x.ports, cfg, tables.clone(), Arc::clone(&neigh), core, stop)?;
+            let idle = x.ports.iter().filter(|p| p.is_empty()).count();
+            if idle > 0 {
+                eprintln!(
+                    "vipgate: note: {idle} of {workers} workers have no rx queue (fewer queues than workers); they process frames handed over by the others"
+                );
+            }
+            let r = spawn_workers(x.ports, cfg, &tables, &neigh, &args.cores, stop)?;
             let desc = format!("af_xdp ({} mode)", x.mode);
-            (h, s, Some((x.steering, x.links)), desc)
+            (r, Some((x.steering, x.links)), desc)
         }
         Opened::Packet(p) => {
-            let (h, s) = spawn_worker(p, cfg, tables.clone(), Arc::clone(&neigh), core, stop)?;
-            (h, s, None, "af_packet".to_string())
+            let r = spawn_workers(p, cfg, &tables, &neigh, &args.cores, stop)?;
+            let desc = if workers > 1 {
+                "af_packet (fanout hash)".to_string()
+            } else {
+                "af_packet".to_string()
+            };
+            (r, None, desc)
         }
     };
     health.set_attached(true);
@@ -212,9 +240,11 @@ pub fn run(args: RunArgs) -> Result<(), String> {
         neigh.resolve_if_unknown(&b);
     }
     println!(
-        "vipgate: running on {} via {}, {} service ports, admin http://{}",
+        "vipgate: running on {} via {}, {} worker{}, {} service ports, admin http://{}",
         args.ifaces.join(","),
         io_desc,
+        workers,
+        if workers == 1 { "" } else { "s" },
         tables.current().len(),
         admin.local_addr()
     );
@@ -222,7 +252,7 @@ pub fn run(args: RunArgs) -> Result<(), String> {
 
     let mut last_gen = tables.current().generation();
     let mut last_refresh = Instant::now();
-    while !stop.load(Ordering::Relaxed) && !handle.is_finished() {
+    while !stop.load(Ordering::Relaxed) && !running.iter().any(|r| r.handle.is_finished()) {
         std::thread::sleep(SYNC_EVERY);
         let t = tables.current();
         if t.generation() != last_gen {
@@ -247,31 +277,38 @@ pub fn run(args: RunArgs) -> Result<(), String> {
             health.set_source_error(k.status().last_error());
         }
     }
+    // A worker that ended on its own (a panic) stops the others too.
     stop.store(true, Ordering::Relaxed);
     health.set_attached(false);
-    let joined = handle.join();
-    // Detach XDP (links drop) only after the worker closed its sockets.
+    let mut counters = Vec::with_capacity(running.len());
+    let mut panicked = Vec::new();
+    for (w, r) in running.into_iter().enumerate() {
+        match r.handle.join() {
+            Ok(c) => counters.push(c),
+            Err(_) => {
+                panicked.push(w);
+                counters.push(r.shared.load());
+            }
+        }
+    }
+    // Detach XDP (links drop) only after the workers closed their sockets.
     drop(xdp);
     admin.stop();
     match source {
         Source::File(f) => f.stop(),
         Source::Kube(k) => k.stop(),
     }
-    let counters = match joined {
-        Ok(c) => c,
-        Err(_) => {
-            let last = shared.load();
-            print!(
-                "{}",
-                summary::to_text(&last, 1, started.elapsed().as_secs_f64())
-            );
-            return Err("the worker thread panicked".into());
-        }
-    };
+    let total = WorkerCounters::total(&counters);
     print!(
         "{}",
-        summary::to_text(&counters, 1, started.elapsed().as_secs_f64())
+        summary::to_text(&total, workers, started.elapsed().as_secs_f64())
     );
+    if workers > 1 {
+        print!("{}", summary::per_worker(&counters));
+    }
+    if !panicked.is_empty() {
+        return Err(format!("worker thread(s) {panicked:?} panicked"));
+    }
     Ok(())
 }
 

@@ -22,6 +22,14 @@ pub struct WorkerCounters {
     pub tx_cross: u64,
     /// Times the idle worker slept in poll() instead of spinning.
     pub idle_waits: u64,
+    /// Frames received here and copied to the worker owning their flow.
+    pub handoff_out: u64,
+    /// Frames other workers handed here (processed by this pipeline).
+    pub handoff_in: u64,
+    /// Frames dropped because the owner's inbox lane was full.
+    pub handoff_full: u64,
+    /// Frames dropped because they do not fit a handoff slot.
+    pub handoff_oversize: u64,
 }
 
 impl WorkerCounters {
@@ -30,6 +38,15 @@ impl WorkerCounters {
         self.tx_sent += o.tx_sent;
         self.tx_cross += o.tx_cross;
         self.idle_waits += o.idle_waits;
+        self.handoff_out += o.handoff_out;
+        self.handoff_in += o.handoff_in;
+        self.handoff_full += o.handoff_full;
+        self.handoff_oversize += o.handoff_oversize;
+    }
+
+    /// Received frames that never reached a pipeline (handoff drops).
+    pub fn handoff_dropped(&self) -> u64 {
+        self.handoff_full + self.handoff_oversize
     }
 
     pub fn total<'a>(all: impl IntoIterator<Item = &'a WorkerCounters>) -> WorkerCounters {
@@ -42,7 +59,7 @@ impl WorkerCounters {
 }
 
 /// Fields in publication order; `DropReason::COUNT` drop counters follow.
-const FIXED: usize = 10;
+const FIXED: usize = 14;
 const FIELDS: usize = FIXED + DropReason::COUNT;
 
 /// The published block of one worker. Share it in an `Arc`.
@@ -76,6 +93,10 @@ impl SharedCounters {
             c.tx_sent,
             c.tx_cross,
             c.idle_waits,
+            c.handoff_out,
+            c.handoff_in,
+            c.handoff_full,
+            c.handoff_oversize,
         ];
         for (cell, v) in self.cells.iter().zip(fixed.iter().chain(p.dropped.iter())) {
             cell.store(*v, Ordering::Relaxed);
@@ -101,6 +122,10 @@ impl SharedCounters {
             tx_sent: v[7],
             tx_cross: v[8],
             idle_waits: v[9],
+            handoff_out: v[10],
+            handoff_in: v[11],
+            handoff_full: v[12],
+            handoff_oversize: v[13],
         }
     }
 }
@@ -119,6 +144,12 @@ mod tests {
             *d = 100 + i as u64;
         }
         (c.tx_sent, c.tx_cross, c.idle_waits) = (8, 9, 10);
+        (
+            c.handoff_out,
+            c.handoff_in,
+            c.handoff_full,
+            c.handoff_oversize,
+        ) = (11, 12, 13, 14);
         let s = SharedCounters::default();
         s.store(&c);
         assert_eq!(s.load(), c);

@@ -16,16 +16,16 @@ use crate::neigh::{Mac, NeighTable};
 use crate::service::{Affinity, BackendSpec, BackendState, ServiceKey, ServiceSpec};
 use crate::table::{ServiceTable, TableConfig};
 
-const PORT_MAC: Mac = [0x02, 0, 0, 0, 0xaa, 0x01];
-const CLIENT_MAC: Mac = [0x02, 0, 0, 0, 0, 0x02];
-const BACKEND_MAC: Mac = [0x02, 0, 0, 0, 0, 0x0a];
-const CLIENT: [u8; 4] = [198, 18, 0, 2];
-const BACKEND: [u8; 4] = [198, 18, 0, 10];
-const VIP: [u8; 4] = [198, 19, 0, 10];
-const SYN: u8 = 0x02;
-const ACK: u8 = 0x10;
+pub(super) const PORT_MAC: Mac = [0x02, 0, 0, 0, 0xaa, 0x01];
+pub(super) const CLIENT_MAC: Mac = [0x02, 0, 0, 0, 0, 0x02];
+pub(super) const BACKEND_MAC: Mac = [0x02, 0, 0, 0, 0, 0x0a];
+pub(super) const CLIENT: [u8; 4] = [198, 18, 0, 2];
+pub(super) const BACKEND: [u8; 4] = [198, 18, 0, 10];
+pub(super) const VIP: [u8; 4] = [198, 19, 0, 10];
+pub(super) const SYN: u8 = 0x02;
+pub(super) const ACK: u8 = 0x10;
 
-fn tables() -> Tables {
+pub(super) fn tables() -> Tables {
     let spec = ServiceSpec {
         key: ServiceKey {
             vip: Addr::from_v4(VIP),
@@ -46,7 +46,7 @@ fn tables() -> Tables {
 
 /// One-armed: one port on 198.18.0.0/24; the backend's MAC is known, the
 /// client's only if `client_known`.
-fn neighbours(client_known: bool) -> Arc<Neighbours> {
+pub(super) fn neighbours(client_known: bool) -> Arc<Neighbours> {
     let links = [Link {
         ifindex: 3,
         name: "p0".into(),

@@ -1,8 +1,14 @@
-//! Opening the gateway's sockets: AF_XDP (steering program per interface,
-//! one socket per rx queue) or AF_PACKET (one socket per interface), with
+//! Opening the gateway's sockets for `workers` workers: AF_XDP (steering
+//! program per interface, one socket per rx queue, queue q to worker
+//! q % workers) or AF_PACKET (one socket per interface and worker, the
+//! workers of an interface in one PACKET_FANOUT hash group), with
 //! `--io auto` falling back from the first to the second.
+//!
+//! An interface with fewer rx queues than workers (a veth has one unless
+//! created with `numrxqueues`) leaves AF_XDP workers without a socket
+//! there; such workers only process what the others hand over.
 
-use dataplane::io::af_packet::{check_host, AfPacket, AfPacketConfig};
+use dataplane::io::af_packet::{check_host, AfPacket, AfPacketConfig, Fanout, FanoutMode};
 use dataplane::io::af_xdp::{AfXdp, AfXdpConfig, BindMode, SteeringConfig, XdpLink, XdpSteering};
 use dataplane::worker::Port;
 
@@ -21,7 +27,8 @@ pub enum IoMode {
 /// maps are filled from every published table) and the links that keep the
 /// programs attached (dropping a link detaches its program).
 pub struct XdpPorts {
-    pub ports: Vec<Port<AfXdp>>,
+    /// Per worker.
+    pub ports: Vec<Vec<Port<AfXdp>>>,
     pub steering: Vec<XdpSteering>,
     pub links: Vec<XdpLink>,
     /// "zero-copy" or "copy".
@@ -30,7 +37,8 @@ pub struct XdpPorts {
 
 pub enum Opened {
     Xdp(XdpPorts),
-    Packet(Vec<Port<AfPacket>>),
+    /// Per worker.
+    Packet(Vec<Vec<Port<AfPacket>>>),
 }
 
 /// Receive queues of `ifname` (sysfs of the current network namespace).
@@ -56,9 +64,10 @@ fn ifindex_of(ifname: &str) -> Result<u32, String> {
         })
 }
 
-pub fn open_xdp(ifaces: &[String]) -> Result<XdpPorts, String> {
+pub fn open_xdp(ifaces: &[String], workers: usize) -> Result<XdpPorts, String> {
+    let workers = workers.max(1);
     let mut out = XdpPorts {
-        ports: Vec::new(),
+        ports: (0..workers).map(|_| Vec::new()).collect(),
         steering: Vec::new(),
         links: Vec::new(),
         mode: "zero-copy",
@@ -78,7 +87,7 @@ pub fn open_xdp(ifaces: &[String]) -> Result<XdpPorts, String> {
             steer
                 .register(&sock)
                 .map_err(|e| format!("{ifname} queue {q}: {e}"))?;
-            out.ports.push(Port { io: sock, ifindex });
+            out.ports[q as usize % workers].push(Port { io: sock, ifindex });
         }
         out.steering.push(steer);
         out.links.push(link);
@@ -86,32 +95,74 @@ pub fn open_xdp(ifaces: &[String]) -> Result<XdpPorts, String> {
     Ok(out)
 }
 
-pub fn open_packet(ifaces: &[String]) -> Result<Vec<Port<AfPacket>>, String> {
-    let cfg = AfPacketConfig::default();
-    let mut ports = Vec::new();
-    for ifname in ifaces {
-        for w in check_host(ifname, &cfg) {
-            eprintln!("vipgate: warning: {w}");
-        }
-        let sock = AfPacket::open(ifname, &cfg).map_err(|e| format!("{ifname}: {e}"))?;
-        ports.push(Port {
-            ifindex: sock.ifindex(),
-            io: sock,
-        });
-    }
-    Ok(ports)
+/// The fanout group of an interface. Group ids are shared by the whole
+/// network namespace: mixing in the process id keeps two gateways (or a
+/// packet capture tool using fanout) from joining each other's groups,
+/// and XOR with one value keeps different interfaces apart.
+pub fn fanout_group(ifindex: u32) -> u16 {
+    (ifindex as u16) ^ (std::process::id() as u16).rotate_left(8)
 }
 
-pub fn open(mode: IoMode, ifaces: &[String]) -> Result<Opened, String> {
+pub fn open_packet(ifaces: &[String], workers: usize) -> Result<Vec<Vec<Port<AfPacket>>>, String> {
+    let workers = workers.max(1);
+    let base = AfPacketConfig::default();
+    let mut cfgs = Vec::with_capacity(ifaces.len());
+    for ifname in ifaces {
+        for w in check_host(ifname, &base) {
+            eprintln!("vipgate: warning: {w}");
+        }
+        let mut cfg = base.clone();
+        if workers > 1 {
+            // Hash mode keeps each direction of a flow on one worker; the
+            // handoff brings the other direction to the flow's owner.
+            cfg.fanout = Some(Fanout {
+                group_id: fanout_group(ifindex_of(ifname)?),
+                mode: FanoutMode::Hash,
+            });
+        }
+        cfgs.push(cfg);
+    }
+    let mut out = Vec::with_capacity(workers);
+    for w in 0..workers {
+        let mut ports = Vec::with_capacity(ifaces.len());
+        for (ifname, cfg) in ifaces.iter().zip(&cfgs) {
+            let sock =
+                AfPacket::open(ifname, cfg).map_err(|e| format!("{ifname} (worker {w}): {e}"))?;
+            ports.push(Port {
+                ifindex: sock.ifindex(),
+                io: sock,
+            });
+        }
+        out.push(ports);
+    }
+    Ok(out)
+}
+
+pub fn open(mode: IoMode, ifaces: &[String], workers: usize) -> Result<Opened, String> {
     match mode {
-        IoMode::AfXdp => open_xdp(ifaces).map(Opened::Xdp),
-        IoMode::AfPacket => open_packet(ifaces).map(Opened::Packet),
-        IoMode::Auto => match open_xdp(ifaces) {
+        IoMode::AfXdp => open_xdp(ifaces, workers).map(Opened::Xdp),
+        IoMode::AfPacket => open_packet(ifaces, workers).map(Opened::Packet),
+        IoMode::Auto => match open_xdp(ifaces, workers) {
             Ok(x) => Ok(Opened::Xdp(x)),
             Err(why) => {
                 eprintln!("vipgate: AF_XDP unavailable, falling back to AF_PACKET: {why}");
-                open_packet(ifaces).map(Opened::Packet)
+                open_packet(ifaces, workers).map(Opened::Packet)
             }
         },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn fanout_groups_differ_per_interface() {
+        let g: Vec<u16> = (1..64).map(fanout_group).collect();
+        let mut d = g.clone();
+        d.sort();
+        d.dedup();
+        assert_eq!(d.len(), g.len());
+        assert_eq!(fanout_group(7), fanout_group(7));
     }
 }

@@ -51,6 +51,37 @@ pub fn to_text(c: &WorkerCounters, workers: usize, seconds: f64) -> String {
     let _ = writeln!(s, "  {:<22} {:>12}", "flows created", t.flows);
     let _ = writeln!(s, "  {:<22} {:>12}", "transmitted", c.tx_sent);
     let _ = writeln!(s, "  {:<22} {:>12}", "  to another iface", c.tx_cross);
+    if workers > 1 || c.handoff_out + c.handoff_dropped() > 0 {
+        let _ = writeln!(s, "  {:<22} {:>12}", "handed to owner", c.handoff_out);
+        let _ = writeln!(
+            s,
+            "  {:<22} {:>12}",
+            "  dropped: inbox full", c.handoff_full
+        );
+        let _ = writeln!(
+            s,
+            "  {:<22} {:>12}",
+            "  dropped: oversize", c.handoff_oversize
+        );
+    }
+    s
+}
+
+/// One line per worker: how the traffic and the handoffs spread.
+pub fn per_worker(all: &[WorkerCounters]) -> String {
+    let mut s = String::new();
+    let _ = writeln!(
+        s,
+        "\n  {:<8} {:>12} {:>12} {:>12} {:>12}",
+        "worker", "packets", "flows", "handed out", "handed in"
+    );
+    for (w, c) in all.iter().enumerate() {
+        let _ = writeln!(
+            s,
+            "  {:<8} {:>12} {:>12} {:>12} {:>12}",
+            w, c.pipeline.packets, c.pipeline.flows, c.handoff_out, c.handoff_in
+        );
+    }
     s
 }
 
@@ -71,5 +102,32 @@ mod tests {
         assert!(s.contains("40.0%"), "{s}");
         assert!(s.contains("no_neighbour"), "{s}");
         assert!(!s.contains("tx_full"), "{s}");
+        assert!(!s.contains("handed to owner"), "{s}");
+    }
+
+    #[test]
+    fn several_workers_show_handoffs() {
+        let mut a = WorkerCounters::default();
+        a.pipeline.packets = 7;
+        a.handoff_out = 3;
+        a.handoff_full = 1;
+        let mut b = WorkerCounters::default();
+        b.pipeline.packets = 5;
+        b.handoff_in = 3;
+        let t = WorkerCounters::total([&a, &b]);
+        let s = to_text(&t, 2, 1.0);
+        assert!(s.contains("on 2 workers"), "{s}");
+        let line = s.lines().find(|l| l.contains("handed to owner")).unwrap();
+        assert_eq!(line.split_whitespace().last(), Some("3"), "{s}");
+        let full = s.lines().find(|l| l.contains("inbox full")).unwrap();
+        assert_eq!(full.split_whitespace().last(), Some("1"), "{s}");
+        let p = per_worker(&[a, b]);
+        let rows: Vec<Vec<&str>> = p
+            .lines()
+            .skip(2)
+            .map(|l| l.split_whitespace().collect())
+            .collect();
+        assert_eq!(rows[0], ["0", "7", "0", "3", "0"]);
+        assert_eq!(rows[1], ["1", "5", "0", "0", "3"]);
     }
 }

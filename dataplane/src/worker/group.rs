@@ -1,0 +1,100 @@
+//! A worker's part in a group of workers: frames of a received burst whose
+//! flow another worker owns leave the burst for the owner's inbox, and the
+//! worker's own inbox is drained into a second batch it processes like a
+//! received one.
+//!
+//! Handed-off frames are copies; the originals stay in the backend's
+//! memory. They are put back into the burst as `Pass` before transmit so
+//! the backend recycles them (AF_XDP returns them to its fill ring).
+
+use std::sync::Arc;
+
+use super::handoff::{Handoff, HandoffError, HandoffRx, HandoffTx};
+use crate::io::{Batch, FrameDesc, MAX_BURST};
+use crate::steer;
+use crate::table::ServiceTable;
+
+/// What steering a burst did, added to the worker's counters.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Steered {
+    pub out: u64,
+    pub full: u64,
+    pub oversize: u64,
+}
+
+/// Worker `me` of `workers`.
+pub struct Group {
+    me: usize,
+    workers: usize,
+    tx: HandoffTx,
+    pub(super) rx: HandoffRx,
+    /// Frames handed to this worker, drained from its inbox.
+    pub(super) batch: Box<Batch>,
+    kept: Box<[FrameDesc; MAX_BURST]>,
+    away: Box<[FrameDesc; MAX_BURST]>,
+    n_away: usize,
+}
+
+impl Group {
+    pub fn new(handoff: &Arc<Handoff>, me: usize) -> Group {
+        Group {
+            me,
+            workers: handoff.workers(),
+            tx: handoff.sender(me),
+            rx: handoff.receiver(me),
+            batch: Box::new(Batch::new()),
+            kept: Box::new([FrameDesc::default(); MAX_BURST]),
+            away: Box::new([FrameDesc::default(); MAX_BURST]),
+            n_away: 0,
+        }
+    }
+
+    pub fn me(&self) -> usize {
+        self.me
+    }
+
+    /// Copies every frame of `batch` that another worker owns into that
+    /// worker's inbox and takes it out of `batch` (until [`Group::restore`]).
+    /// A frame that cannot be handed over is taken out too: it is counted
+    /// as dropped, since this worker's conntrack would mishandle it.
+    pub fn steer_away(&mut self, batch: &mut Batch, table: &ServiceTable, rx_iface: u8) -> Steered {
+        let mut st = Steered::default();
+        self.n_away = 0;
+        let mut keep = 0;
+        for i in 0..batch.len() {
+            let d = batch.descs()[i];
+            let frame = batch.frame(i);
+            let owner = steer::owner(frame, table, self.workers);
+            if owner == self.me {
+                self.kept[keep] = d;
+                keep += 1;
+                continue;
+            }
+            match self.tx.send(owner, frame, d.tag, rx_iface) {
+                Ok(()) => st.out += 1,
+                Err(HandoffError::Oversize) => st.oversize += 1,
+                // BadOwner cannot happen (owner < workers, != me): count it
+                // with Full rather than lose it silently.
+                Err(HandoffError::Full | HandoffError::BadOwner) => st.full += 1,
+            }
+            self.away[self.n_away] = d;
+            self.n_away += 1;
+        }
+        if self.n_away > 0 {
+            batch.clear();
+            for d in &self.kept[..keep] {
+                batch.push(*d);
+            }
+        }
+        st
+    }
+
+    /// Puts the frames `steer_away` took out back into `batch` with a
+    /// `Pass` verdict, so the backend gets its buffers back on transmit.
+    pub fn restore(&mut self, batch: &mut Batch) {
+        for d in &self.away[..self.n_away] {
+            batch.push(*d);
+        }
+        self.n_away = 0;
+    }
+}
