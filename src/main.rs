@@ -31,6 +31,9 @@ enum Command {
     Bench(cmd::bench::BenchArgs),
     /// Show the live service table of a running gateway (from its admin endpoint).
     Services(cmd::list::ServicesArgs),
+    /// Transmit a capture on an interface (AF_PACKET or AF_XDP), paced or
+    /// at top speed, bounded by loops and time; print the rate reached.
+    Send(cmd::send::SendArgs),
 }
 
 fn main() -> ExitCode {
@@ -40,6 +43,7 @@ fn main() -> ExitCode {
         Command::Run(args) => cmd::run::run(args),
         Command::Bench(args) => cmd::bench::run(args),
         Command::Services(args) => cmd::list::run(args),
+        Command::Send(args) => cmd::send::run(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -26,6 +26,9 @@ enum BenchCommand {
     /// Replay synthetic traffic (or a capture) through the pipeline across
     /// traffic mixes, table sizes and worker counts; write a report.
     Replay(ReplayBenchArgs),
+    /// kube-proxy's iptables and nftables paths against vipgate in a veth
+    /// lab: forwarded pps, loss and latency per service count (root).
+    Lab(super::bench_lab::LabBenchArgs),
 }
 
 #[derive(Args, Debug)]
@@ -64,6 +67,7 @@ pub struct ReplayBenchArgs {
 pub fn run(args: BenchArgs) -> Result<(), String> {
     match args.command {
         BenchCommand::Replay(a) => replay(a),
+        BenchCommand::Lab(a) => super::bench_lab::run(a),
     }
 }
 

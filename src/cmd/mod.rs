@@ -2,6 +2,8 @@
 
 /// `vipgate bench replay`: the replay matrix and its report.
 pub mod bench;
+/// `vipgate bench lab`: kernel paths against vipgate in a veth lab.
+pub mod bench_lab;
 /// The demo capture and services file built into the binary.
 pub mod embedded;
 /// `vipgate services`: the live table of a running gateway.
@@ -10,6 +12,8 @@ pub mod list;
 pub mod replay;
 /// `vipgate run`: the gateway on real interfaces.
 pub mod run;
+/// `vipgate send`: transmit a capture on an interface.
+pub mod send;
 /// Loading a services file into dataplane specs, printing its warnings.
 pub mod services;
 /// Table and pipeline options shared by the subcommands.

@@ -1,0 +1,178 @@
+//! One path across service counts. Each cell (path x service count) gets
+//! a fresh lab, so no conntrack entry, neighbour or rule of an earlier
+//! cell carries over; the lab is removed when the cell ends, error or not.
+//!
+//! A cell: configure the gateway, warm up (neighbours resolve, flows
+//! enter conntrack, and a path that forwards nothing fails fast), then
+//! `repeats` top-speed blasts counted at the backends' veths, then
+//! `repeats` latency probes against echo servers on the backends.
+
+use std::net::{Ipv4Addr, SocketAddrV4};
+use std::time::{Duration, Instant};
+
+use crate::lab::{self, netns, Lab, LabSpec, CLIENT_V4, GW_CLIENT_IF};
+
+use super::gateway::Gateway;
+use super::services::{services, services_yaml, LabService, SERVICE_PORT, TARGET_PORT};
+use super::traffic::{self, EchoServers};
+use super::{kernel_paths, Cell, LabBenchConfig, PathKind, ThroughputRun};
+
+/// The client's and backends' lab interface.
+const LAB_IF: &str = "eth0";
+/// Warm-up blast length.
+const WARMUP_SECONDS: f64 = 0.3;
+/// Time for frames still in flight to reach the backends before the
+/// counters are read.
+const SETTLE: Duration = Duration::from_millis(150);
+
+/// All cells of `path`; failures are recorded per cell.
+pub fn run_path(path: PathKind, cfg: &LabBenchConfig) -> Vec<Cell> {
+    let mut cells = Vec::with_capacity(cfg.services.len());
+    for &n in &cfg.services {
+        let mut cell = Cell {
+            path: path.name().into(),
+            services: n,
+            ..Cell::default()
+        };
+        eprint!("  {n} services: ");
+        match measure_cell(path, n, cfg, &mut cell) {
+            Ok(()) => {
+                cell.summarise();
+                eprintln!(
+                    "{:.3} Mpps forwarded (sent {:.3}), loss {:.1}%, p50 {:.0} us, p99 {:.0} us",
+                    cell.forwarded_mpps,
+                    cell.sent_mpps,
+                    cell.loss * 100.0,
+                    cell.p50_us,
+                    cell.p99_us
+                );
+            }
+            Err(e) => {
+                cell.summarise();
+                eprintln!("FAILED: {e}");
+                cell.error = Some(e);
+            }
+        }
+        cells.push(cell);
+    }
+    cells
+}
+
+/// What runs the gateway for one cell; dropping it tears that down.
+enum Setup {
+    Kernel,
+    Vipgate(Gateway),
+}
+
+fn measure_cell(
+    path: PathKind,
+    n: usize,
+    cfg: &LabBenchConfig,
+    cell: &mut Cell,
+) -> Result<(), String> {
+    let lab = Lab::up(LabSpec {
+        backends: cfg.backends,
+        ipv6: false,
+    })?;
+    let backends: Vec<Ipv4Addr> = (0..cfg.backends).map(lab::backend_v4).collect();
+    let svcs = services(n, &backends)?;
+    let t0 = Instant::now();
+    let setup = configure(path, &lab, &svcs, cfg)?;
+    cell.setup_seconds = t0.elapsed().as_secs_f64();
+
+    let src = traffic::mac_of(&lab.client, LAB_IF)?;
+    let dst = traffic::mac_of(&lab.gw, GW_CLIENT_IF)?;
+    let vip = svcs[0].vip;
+    let cap = traffic::blast_capture(src, dst, CLIENT_V4, vip, SERVICE_PORT, cfg.flows);
+
+    let warm = one_run(&lab, &cap, WARMUP_SECONDS, cfg.max_packets())?;
+    if warm.received == 0 {
+        return Err(format!(
+            "nothing reached the backends in the warm-up ({} frames sent)",
+            warm.sent
+        ));
+    }
+    for _ in 0..cfg.repeats {
+        cell.runs
+            .push(one_run(&lab, &cap, cfg.duration, cfg.max_packets())?);
+    }
+    {
+        let _echo = EchoServers::start(&lab.backends, TARGET_PORT)?;
+        let to = SocketAddrV4::new(vip, SERVICE_PORT);
+        for _ in 0..cfg.repeats {
+            cell.latency.push(traffic::udp_latency(
+                &lab.client,
+                to,
+                cfg.latency_rate,
+                cfg.latency_seconds,
+            )?);
+        }
+    }
+    if let Setup::Vipgate(g) = setup {
+        g.stop()?;
+    }
+    Ok(())
+}
+
+fn configure(
+    path: PathKind,
+    lab: &Lab,
+    svcs: &[LabService],
+    cfg: &LabBenchConfig,
+) -> Result<Setup, String> {
+    let gw = &lab.gw;
+    match path {
+        PathKind::KernelIptables | PathKind::KernelNftables => {
+            netns::sysctl(gw, "net/ipv4/ip_forward", "1")?;
+            if path == PathKind::KernelIptables {
+                kernel_paths::load_iptables(gw, svcs)?;
+            } else {
+                kernel_paths::load_nft(gw, svcs)?;
+            }
+            Ok(Setup::Kernel)
+        }
+        PathKind::VipgateAfPacket | PathKind::VipgateAfXdp => {
+            // The lab's gateway already has ip_forward off and the VIP
+            // range blackholed: only vipgate moves VIP packets.
+            std::fs::create_dir_all(&cfg.work_dir)
+                .map_err(|e| format!("{}: {e}", cfg.work_dir.display()))?;
+            let yaml = cfg.work_dir.join(format!("{gw}-services.yaml"));
+            std::fs::write(&yaml, services_yaml(svcs))
+                .map_err(|e| format!("{}: {e}", yaml.display()))?;
+            let io = if path == PathKind::VipgateAfXdp {
+                "af-xdp"
+            } else {
+                "af-packet"
+            };
+            let g = Gateway::start(&cfg.vipgate_bin, gw, io, &yaml, None);
+            let _ = std::fs::remove_file(&yaml);
+            let g = g?;
+            let want = format!(" {} service ports", svcs.len());
+            if !g.running_line.contains(&want) {
+                return Err(format!(
+                    "vipgate loaded the wrong table: {:?} (expected{want})",
+                    g.running_line
+                ));
+            }
+            Ok(Setup::Vipgate(g))
+        }
+    }
+}
+
+/// One blast, counted at the backends.
+fn one_run(
+    lab: &Lab,
+    cap: &dataplane::io::memory::Capture,
+    seconds: f64,
+    max_packets: u64,
+) -> Result<ThroughputRun, String> {
+    let before = traffic::rx_sum(&lab.backends, LAB_IF)?;
+    let st = traffic::blast(&lab.client, LAB_IF, cap, seconds, max_packets)?;
+    std::thread::sleep(SETTLE);
+    let after = traffic::rx_sum(&lab.backends, LAB_IF)?;
+    Ok(ThroughputRun::new(
+        st.sent,
+        after.saturating_sub(before),
+        st.seconds,
+    ))
+}

@@ -1,0 +1,250 @@
+//! `vipgate bench lab`: the same Services served by kube-proxy's iptables
+//! rules, its nftables rules, and vipgate (AF_PACKET, AF_XDP) in the
+//! gateway of a veth lab, measured in one run with the same traffic:
+//! forwarded packets per second and loss under a top-speed UDP blast,
+//! and round-trip latency at a moderate request rate.
+//!
+//! Each path gets a fresh lab (so no conntrack entry or rule of one path
+//! serves another); service counts are applied to the path's lab in turn.
+
+/// `vipgate run` in the gateway namespace.
+pub mod gateway;
+/// Loading kube-proxy-shaped iptables and nftables rules.
+pub mod kernel_paths;
+/// One path across service counts: setup, blasts, latency probes.
+pub mod measure;
+/// report.json, report.md and the SVG plot.
+pub mod report;
+/// The benchmark's Services and their YAML.
+pub mod services;
+/// Blast, echo servers, latency probe, veth counters.
+pub mod traffic;
+
+use std::path::PathBuf;
+
+use serde::Serialize;
+
+use crate::matrix::median;
+use traffic::Latency;
+
+/// A way packets to a VIP can cross the gateway.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum PathKind {
+    KernelIptables,
+    KernelNftables,
+    VipgateAfPacket,
+    VipgateAfXdp,
+}
+
+impl PathKind {
+    pub const ALL: [PathKind; 4] = [
+        PathKind::KernelIptables,
+        PathKind::KernelNftables,
+        PathKind::VipgateAfPacket,
+        PathKind::VipgateAfXdp,
+    ];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            PathKind::KernelIptables => "kernel-iptables",
+            PathKind::KernelNftables => "kernel-nftables",
+            PathKind::VipgateAfPacket => "vipgate-af_packet",
+            PathKind::VipgateAfXdp => "vipgate-af_xdp",
+        }
+    }
+
+    pub fn parse(s: &str) -> Result<PathKind, String> {
+        PathKind::ALL
+            .into_iter()
+            .find(|p| p.name() == s || p.name().replace('_', "-") == s)
+            .ok_or_else(|| {
+                let names: Vec<&str> = PathKind::ALL.iter().map(|p| p.name()).collect();
+                format!("unknown path {s:?}; one of {}", names.join(", "))
+            })
+    }
+
+    pub fn is_vipgate(self) -> bool {
+        matches!(self, PathKind::VipgateAfPacket | PathKind::VipgateAfXdp)
+    }
+}
+
+impl Serialize for PathKind {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(self.name())
+    }
+}
+
+/// How to run the benchmark.
+#[derive(Clone, Debug, Serialize)]
+pub struct LabBenchConfig {
+    pub paths: Vec<PathKind>,
+    pub services: Vec<usize>,
+    /// Seconds per throughput run.
+    pub duration: f64,
+    /// Runs per figure; the report shows medians.
+    pub repeats: usize,
+    /// Backend namespaces (endpoints per service).
+    pub backends: usize,
+    /// Distinct UDP flows in the blast.
+    pub flows: u16,
+    /// Latency probe: requests per second, and seconds per probe.
+    pub latency_rate: f64,
+    pub latency_seconds: f64,
+    /// The `vipgate` binary run in the gateway.
+    pub vipgate_bin: PathBuf,
+    /// Where services files for vipgate are written.
+    pub work_dir: PathBuf,
+    pub quick: bool,
+}
+
+impl LabBenchConfig {
+    /// Frames one blast may send at most: far above what a veth lab
+    /// reaches in `duration`, so time is the bound that acts.
+    pub fn max_packets(&self) -> u64 {
+        (self.duration * 50e6) as u64
+    }
+}
+
+/// One throughput run.
+#[derive(Clone, Debug, Default, PartialEq, Serialize)]
+pub struct ThroughputRun {
+    pub sent: u64,
+    pub received: u64,
+    pub seconds: f64,
+    pub sent_pps: f64,
+    pub forwarded_pps: f64,
+    pub loss: f64,
+}
+
+impl ThroughputRun {
+    pub fn new(sent: u64, received: u64, seconds: f64) -> ThroughputRun {
+        let per_s = |n: u64| {
+            if seconds > 0.0 {
+                n as f64 / seconds
+            } else {
+                0.0
+            }
+        };
+        ThroughputRun {
+            sent,
+            received,
+            seconds,
+            sent_pps: per_s(sent),
+            forwarded_pps: per_s(received),
+            loss: if sent == 0 {
+                1.0
+            } else {
+                (1.0 - received as f64 / sent as f64).max(0.0)
+            },
+        }
+    }
+}
+
+/// One path at one service count: raw runs and their medians.
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct Cell {
+    pub path: String,
+    pub services: usize,
+    pub runs: Vec<ThroughputRun>,
+    pub latency: Vec<Latency>,
+    pub forwarded_mpps: f64,
+    pub sent_mpps: f64,
+    pub loss: f64,
+    pub p50_us: f64,
+    pub p99_us: f64,
+    /// Seconds to load the rules or start the gateway with them.
+    pub setup_seconds: f64,
+    /// Why the cell has no figures, if it failed.
+    pub error: Option<String>,
+}
+
+impl Cell {
+    /// Fills the medians from the raw runs.
+    pub fn summarise(&mut self) {
+        let m = |f: &dyn Fn(&ThroughputRun) -> f64| {
+            median(&self.runs.iter().map(f).collect::<Vec<_>>())
+        };
+        self.forwarded_mpps = m(&|r| r.forwarded_pps) / 1e6;
+        self.sent_mpps = m(&|r| r.sent_pps) / 1e6;
+        self.loss = m(&|r| r.loss);
+        let answered: Vec<&Latency> = self.latency.iter().filter(|l| l.answered > 0).collect();
+        self.p50_us = median(&answered.iter().map(|l| l.p50_us).collect::<Vec<_>>());
+        self.p99_us = median(&answered.iter().map(|l| l.p99_us).collect::<Vec<_>>());
+    }
+}
+
+/// Runs every path over every service count. A path that fails is
+/// recorded in its cells and the next path still runs.
+pub fn run(cfg: &LabBenchConfig) -> Vec<Cell> {
+    let mut cells = Vec::new();
+    for (i, &path) in cfg.paths.iter().enumerate() {
+        eprintln!("[{}/{}] {}", i + 1, cfg.paths.len(), path.name());
+        cells.extend(measure::run_path(path, cfg));
+    }
+    cells
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn path_names_round_trip_with_either_separator() {
+        for p in PathKind::ALL {
+            assert_eq!(PathKind::parse(p.name()).unwrap(), p);
+        }
+        assert_eq!(
+            PathKind::parse("vipgate-af-xdp").unwrap(),
+            PathKind::VipgateAfXdp
+        );
+        assert!(PathKind::parse("kernel-ipvs").is_err());
+    }
+
+    #[test]
+    fn runs_derive_rates_and_loss() {
+        let r = ThroughputRun::new(1000, 750, 0.5);
+        assert_eq!(r.forwarded_pps, 1500.0);
+        assert_eq!(r.sent_pps, 2000.0);
+        assert!((r.loss - 0.25).abs() < 1e-12);
+        assert_eq!(ThroughputRun::new(0, 0, 1.0).loss, 1.0);
+        // Stray frames (ARP) can make received exceed sent: no negative loss.
+        assert_eq!(ThroughputRun::new(10, 12, 1.0).loss, 0.0);
+    }
+
+    #[test]
+    fn cells_take_medians_and_ignore_silent_latency_probes() {
+        let mut c = Cell {
+            runs: vec![
+                ThroughputRun::new(100, 90, 1.0),
+                ThroughputRun::new(100, 10, 1.0),
+                ThroughputRun::new(100, 50, 1.0),
+            ],
+            latency: vec![
+                Latency {
+                    sent: 10,
+                    answered: 10,
+                    p50_us: 40.0,
+                    p99_us: 90.0,
+                },
+                Latency {
+                    sent: 10,
+                    answered: 0,
+                    p50_us: 0.0,
+                    p99_us: 0.0,
+                },
+                Latency {
+                    sent: 10,
+                    answered: 9,
+                    p50_us: 60.0,
+                    p99_us: 70.0,
+                },
+            ],
+            ..Cell::default()
+        };
+        c.summarise();
+        assert!((c.forwarded_mpps - 50e-6).abs() < 1e-12);
+        assert!((c.loss - 0.5).abs() < 1e-12);
+        assert_eq!(c.p50_us, 50.0);
+        assert_eq!(c.p99_us, 80.0);
+    }
+}

@@ -1,0 +1,267 @@
+//! The lab benchmark's report: `report.json` (every raw run, medians,
+//! machine, tool versions, command line), `report.md` (a table per service
+//! count with vipgate/kernel ratios) and `throughput-vs-services.svg`.
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::io;
+use std::path::{Path, PathBuf};
+
+use serde::Serialize;
+
+use crate::report::{line_chart, Machine, Series};
+
+use super::{Cell, LabBenchConfig, PathKind};
+
+/// Everything the run produced.
+#[derive(Clone, Debug, Serialize)]
+pub struct LabReport {
+    pub vipgate_version: String,
+    pub command_line: Vec<String>,
+    pub started_unix: u64,
+    pub machine: Machine,
+    /// iptables, nft and kernel versions.
+    pub versions: BTreeMap<String, String>,
+    pub config: LabBenchConfig,
+    pub cells: Vec<Cell>,
+}
+
+/// Tool versions the kernel paths ran with.
+pub fn versions() -> BTreeMap<String, String> {
+    let mut v = BTreeMap::new();
+    for tool in ["iptables", "nft", "ip"] {
+        v.insert(tool.to_string(), super::kernel_paths::tool_version(tool));
+    }
+    v
+}
+
+fn find<'a>(cells: &'a [Cell], path: &str, services: usize) -> Option<&'a Cell> {
+    cells
+        .iter()
+        .find(|c| c.path == path && c.services == services && c.error.is_none())
+}
+
+/// `a / b` as "1.23x", or "-" when either side is missing or zero.
+fn ratio(a: Option<f64>, b: Option<f64>) -> String {
+    match (a, b) {
+        (Some(a), Some(b)) if a > 0.0 && b > 0.0 => format!("{:.2}x", a / b),
+        _ => "-".into(),
+    }
+}
+
+fn service_counts(cells: &[Cell]) -> Vec<usize> {
+    let mut v: Vec<usize> = cells.iter().map(|c| c.services).collect();
+    v.sort_unstable();
+    v.dedup();
+    v
+}
+
+fn paths(cells: &[Cell]) -> Vec<String> {
+    let mut v: Vec<String> = Vec::new();
+    for c in cells {
+        if !v.contains(&c.path) {
+            v.push(c.path.clone());
+        }
+    }
+    v
+}
+
+pub fn to_markdown(r: &LabReport) -> String {
+    let mut s = String::new();
+    let c = &r.config;
+    let _ = writeln!(s, "# vipgate bench lab\n");
+    let _ = writeln!(
+        s,
+        "Machine: {} cores, {}, {}. vipgate {}; {}; {}.\n",
+        r.machine.cores,
+        r.machine.cpu_model,
+        r.machine.kernel,
+        r.vipgate_version,
+        r.versions
+            .get("iptables")
+            .map_or("iptables ?", String::as_str),
+        r.versions.get("nft").map_or("nft ?", String::as_str),
+    );
+    let _ = writeln!(s, "Command: `{}`\n", r.command_line.join(" "));
+    let _ = writeln!(
+        s,
+        "Traffic: UDP from the client namespace to the first service's VIP, {} flows of 60-byte frames \
+         sent at top speed (AF_PACKET sendmmsg) for {} s per run; forwarded = frames counted at the \
+         backends' veths / run time; loss = 1 - forwarded/sent. Latency: {} req/s for {} s against \
+         UDP echo servers on the backends. Every figure is the median of {} runs. Each path and \
+         service count gets a fresh lab; {} backends per service. Kernel paths: only the first \
+         packet of a flow walks the NAT rules (later ones follow conntrack), and the measured \
+         service sits mid-chain in KUBE-SERVICES.\n",
+        c.flows, c.duration, c.latency_rate, c.latency_seconds, c.repeats, c.backends
+    );
+    let all_paths = paths(&r.cells);
+    let nft = PathKind::KernelNftables.name();
+    let ipt = PathKind::KernelIptables.name();
+    for n in service_counts(&r.cells) {
+        let _ = writeln!(s, "## {n} service{}\n", if n == 1 { "" } else { "s" });
+        let _ = writeln!(
+            s,
+            "| path | forwarded Mpps | sent Mpps | loss | p50 us | p99 us | vs kernel-nftables | vs kernel-iptables |"
+        );
+        let _ = writeln!(s, "|---|---:|---:|---:|---:|---:|---:|---:|");
+        let base = |p: &str| find(&r.cells, p, n).map(|c| c.forwarded_mpps);
+        for p in &all_paths {
+            let Some(cell) = r.cells.iter().find(|c| &c.path == p && c.services == n) else {
+                continue;
+            };
+            if let Some(e) = &cell.error {
+                let _ = writeln!(s, "| {p} | failed: {} | | | | | | |", e.replace('|', "/"));
+                continue;
+            }
+            let me = Some(cell.forwarded_mpps);
+            let _ = writeln!(
+                s,
+                "| {p} | {:.3} | {:.3} | {:.1}% | {:.0} | {:.0} | {} | {} |",
+                cell.forwarded_mpps,
+                cell.sent_mpps,
+                cell.loss * 100.0,
+                cell.p50_us,
+                cell.p99_us,
+                ratio(me, base(nft)),
+                ratio(me, base(ipt)),
+            );
+        }
+        s.push('\n');
+    }
+    let _ = writeln!(
+        s,
+        "Plot: [forwarded Mpps vs services](throughput-vs-services.svg). Raw runs: report.json."
+    );
+    s
+}
+
+pub fn services_plot(r: &LabReport) -> String {
+    let counts = service_counts(&r.cells);
+    let series: Vec<Series> = paths(&r.cells)
+        .into_iter()
+        .map(|p| Series {
+            points: counts
+                .iter()
+                .filter_map(|&n| find(&r.cells, &p, n))
+                .map(|c| (c.services as f64, c.forwarded_mpps))
+                .collect(),
+            name: p,
+        })
+        .collect();
+    line_chart(
+        "Forwarded UDP packets vs services (veth lab)",
+        "services (log scale)",
+        "Mpps forwarded",
+        counts.iter().all(|&n| n > 0),
+        &series,
+    )
+}
+
+/// Writes the three files into `dir` (created if missing).
+pub fn write_all(r: &LabReport, dir: &Path) -> io::Result<Vec<PathBuf>> {
+    std::fs::create_dir_all(dir)?;
+    let json = serde_json::to_string_pretty(r).map_err(io::Error::other)?;
+    let mut out = Vec::new();
+    for (name, body) in [
+        ("report.json", json),
+        ("report.md", to_markdown(r)),
+        ("throughput-vs-services.svg", services_plot(r)),
+    ] {
+        let p = dir.join(name);
+        std::fs::write(&p, body)?;
+        out.push(p);
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::ThroughputRun;
+    use super::*;
+
+    fn cell(path: PathKind, services: usize, mpps: f64) -> Cell {
+        let mut c = Cell {
+            path: path.name().into(),
+            services,
+            runs: vec![ThroughputRun::new(2_000_000, (mpps * 1e6) as u64, 1.0)],
+            ..Cell::default()
+        };
+        c.summarise();
+        c
+    }
+
+    fn report(cells: Vec<Cell>) -> LabReport {
+        LabReport {
+            vipgate_version: "0.0.0".into(),
+            command_line: vec!["vipgate".into(), "bench".into(), "lab".into()],
+            started_unix: 0,
+            machine: Machine::detect(),
+            versions: BTreeMap::new(),
+            config: LabBenchConfig {
+                paths: PathKind::ALL.to_vec(),
+                services: vec![1, 100],
+                duration: 1.0,
+                repeats: 1,
+                backends: 2,
+                flows: 64,
+                latency_rate: 1000.0,
+                latency_seconds: 1.0,
+                vipgate_bin: "vipgate".into(),
+                work_dir: "/tmp".into(),
+                quick: true,
+            },
+            cells,
+        }
+    }
+
+    #[test]
+    fn tables_have_a_row_per_path_and_ratios_against_both_kernel_paths() {
+        let mut failed = cell(PathKind::VipgateAfXdp, 100, 0.0);
+        failed.error = Some("no | xdp".into());
+        let r = report(vec![
+            cell(PathKind::KernelIptables, 1, 0.5),
+            cell(PathKind::KernelNftables, 1, 0.4),
+            cell(PathKind::VipgateAfPacket, 1, 0.8),
+            cell(PathKind::KernelIptables, 100, 0.25),
+            failed,
+        ]);
+        let md = to_markdown(&r);
+        assert!(md.contains("## 1 service\n"));
+        assert!(md.contains("## 100 services\n"));
+        assert!(md.contains("| vs kernel-nftables | vs kernel-iptables |"));
+        let row = md
+            .lines()
+            .find(|l| l.starts_with("| vipgate-af_packet | 0.800"))
+            .expect(&md);
+        assert!(row.ends_with("| 2.00x | 1.60x |"), "{row}");
+        let row100 = md
+            .lines()
+            .find(|l| l.starts_with("| kernel-iptables | 0.250"))
+            .unwrap();
+        assert!(row100.ends_with("| - | 1.00x |"), "{row100}");
+        assert!(md.contains("| vipgate-af_xdp | failed: no / xdp |"));
+    }
+
+    #[test]
+    fn plot_has_a_line_per_path_and_json_round_trips() {
+        let r = report(vec![
+            cell(PathKind::KernelIptables, 1, 0.5),
+            cell(PathKind::KernelIptables, 100, 0.3),
+            cell(PathKind::VipgateAfPacket, 1, 0.8),
+            cell(PathKind::VipgateAfPacket, 100, 0.8),
+        ]);
+        let svg = services_plot(&r);
+        assert!(svg.starts_with("<svg") && svg.trim_end().ends_with("</svg>"));
+        assert_eq!(svg.matches("<polyline").count(), 2);
+        let dir = std::env::temp_dir().join(format!("vipgate-labreport-{}", std::process::id()));
+        let files = write_all(&r, &dir).unwrap();
+        assert_eq!(files.len(), 3);
+        let v: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(dir.join("report.json")).unwrap())
+                .unwrap();
+        assert_eq!(v["cells"].as_array().unwrap().len(), 4);
+        assert_eq!(v["cells"][2]["path"], "vipgate-af_packet");
+        assert_eq!(v["config"]["paths"][3], "vipgate-af_xdp");
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+}
