@@ -73,6 +73,9 @@ pub struct RunArgs {
     /// Kubeconfig for the API; default: KUBECONFIG, ~/.kube/config or in-cluster.
     #[arg(long, value_name = "PATH")]
     kubeconfig: Option<PathBuf>,
+    /// Watch Services and EndpointSlices of this namespace only (default: all).
+    #[arg(long, value_name = "NS", conflicts_with = "services")]
+    namespace: Option<String>,
     /// Frames per burst.
     #[arg(long, default_value_t = 64, value_parser = clap::value_parser!(u16).range(1..=MAX_BURST as i64))]
     burst: u16,
@@ -115,6 +118,7 @@ fn start_source(args: &RunArgs, tables: &Tables, health: &Arc<Health>) -> Result
     }
     let cfg = KubeSourceConfig {
         kubeconfig: args.kubeconfig.clone(),
+        namespace: args.namespace.clone(),
         ..KubeSourceConfig::default()
     };
     let h = Arc::clone(health);

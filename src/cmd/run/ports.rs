@@ -17,9 +17,11 @@ use dataplane::worker::Port;
 pub enum IoMode {
     /// AF_XDP, else AF_PACKET (saying why in one line).
     Auto,
-    #[value(name = "af-xdp")]
+    /// AF_XDP only (also spelled af_xdp).
+    #[value(name = "af-xdp", alias = "af_xdp")]
     AfXdp,
-    #[value(name = "af-packet")]
+    /// AF_PACKET only (also spelled af_packet).
+    #[value(name = "af-packet", alias = "af_packet")]
     AfPacket,
 }
 
