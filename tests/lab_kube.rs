@@ -116,6 +116,8 @@ fn run_follows_the_kubernetes_api() {
             "af-packet",
             "--admin-addr",
             "127.0.0.1:0",
+            "--namespace",
+            "lab",
             "--kubeconfig",
         ])
         .arg(&kubeconfig)
