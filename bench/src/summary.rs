@@ -62,21 +62,10 @@ fn pct(n: u64, of: u64) -> String {
     }
 }
 
-/// The summary as a table.
-pub fn to_text(r: &ReplayResult) -> String {
-    let t = &r.total;
+/// The verdict rows (with drops by reason) and flows created: the part of
+/// the summary `vipgate replay` and `vipgate run` share.
+pub fn verdict_table(t: &Counters) -> String {
     let mut s = String::new();
-    let _ = writeln!(
-        s,
-        "replayed {} packets ({} in the capture x {} loop{}) on {} worker{}",
-        t.packets,
-        r.capture_packets,
-        r.loops,
-        if r.loops == 1 { "" } else { "s" },
-        r.workers.len(),
-        if r.workers.len() == 1 { "" } else { "s" }
-    );
-    let _ = writeln!(s);
     let _ = writeln!(s, "  {:<22} {:>12} {:>8}", "verdict", "packets", "share");
     let rows = [
         ("forwarded (DNAT)", t.forwarded),
@@ -101,6 +90,25 @@ pub fn to_text(r: &ReplayResult) -> String {
         }
     }
     let _ = writeln!(s, "  {:<22} {:>12}", "flows created", t.flows);
+    s
+}
+
+/// The summary as a table.
+pub fn to_text(r: &ReplayResult) -> String {
+    let t = &r.total;
+    let mut s = String::new();
+    let _ = writeln!(
+        s,
+        "replayed {} packets ({} in the capture x {} loop{}) on {} worker{}",
+        t.packets,
+        r.capture_packets,
+        r.loops,
+        if r.loops == 1 { "" } else { "s" },
+        r.workers.len(),
+        if r.workers.len() == 1 { "" } else { "s" }
+    );
+    let _ = writeln!(s);
+    s.push_str(&verdict_table(t));
     let _ = writeln!(s);
     let _ = writeln!(
         s,

@@ -2,16 +2,7 @@
 
 use std::fmt::Write;
 
-use dataplane::verdict::DropReason;
 use dataplane::worker::WorkerCounters;
-
-fn pct(n: u64, of: u64) -> String {
-    if of == 0 {
-        "-".into()
-    } else {
-        format!("{:.1}%", n as f64 * 100.0 / of as f64)
-    }
-}
 
 pub fn to_text(c: &WorkerCounters, workers: usize, seconds: f64) -> String {
     let t = &c.pipeline;
@@ -25,30 +16,7 @@ pub fn to_text(c: &WorkerCounters, workers: usize, seconds: f64) -> String {
         if workers == 1 { "" } else { "s" }
     );
     let _ = writeln!(s);
-    let _ = writeln!(s, "  {:<22} {:>12} {:>8}", "verdict", "packets", "share");
-    let rows = [
-        ("forwarded (DNAT)", t.forwarded),
-        ("reversed (un-DNAT)", t.reversed),
-        ("rejected (RST/ICMP)", t.rejected),
-        ("passed to kernel", t.passed),
-        ("dropped", t.dropped_total()),
-    ];
-    for (name, n) in rows {
-        let _ = writeln!(s, "  {:<22} {:>12} {:>8}", name, n, pct(n, t.packets));
-    }
-    for reason in DropReason::ALL {
-        let n = t.dropped(reason);
-        if n > 0 {
-            let _ = writeln!(
-                s,
-                "    {:<20} {:>12} {:>8}",
-                reason.name(),
-                n,
-                pct(n, t.packets)
-            );
-        }
-    }
-    let _ = writeln!(s, "  {:<22} {:>12}", "flows created", t.flows);
+    s.push_str(&bench::summary::verdict_table(t));
     let _ = writeln!(s, "  {:<22} {:>12}", "transmitted", c.tx_sent);
     let _ = writeln!(s, "  {:<22} {:>12}", "  to another iface", c.tx_cross);
     if workers > 1 || c.handoff_out + c.handoff_dropped() > 0 {
@@ -88,6 +56,7 @@ pub fn per_worker(all: &[WorkerCounters]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use dataplane::verdict::DropReason;
 
     #[test]
     fn lists_verdicts_and_nonzero_drop_reasons() {
