@@ -332,6 +332,8 @@ pub fn run_cell(w: &Workload, workers: usize, cfg: &CellConfig) -> CellResult {
     let repeats = cfg.repeats.max(1);
     let mut rc = cfg.replay.clone();
     rc.workers = workers.max(1);
+    // One untimed pass first: established flows are established when timed.
+    rc.warmup_loops = 1;
     rc.loops = 1;
     rc.keep_tx = false;
     let calib = replay::run(&w.capture, &w.tables, &rc);

@@ -15,7 +15,11 @@ use dataplane::steer::owner;
 #[derive(Clone, Debug)]
 pub struct ReplayConfig {
     pub workers: usize,
+    /// Timed passes over the capture.
     pub loops: u64,
+    /// Untimed passes first, through the same pipelines, so that timed
+    /// loops meet established flows (counted and timed: `loops` only).
+    pub warmup_loops: u64,
     /// Frames per burst (1..=MAX_BURST).
     pub burst: usize,
     /// Keep the transmitted frames of the first loop (for `--out`).
@@ -30,6 +34,7 @@ impl Default for ReplayConfig {
         ReplayConfig {
             workers: 1,
             loops: 1,
+            warmup_loops: 0,
             burst: 64,
             keep_tx: false,
             pin: true,
@@ -111,22 +116,27 @@ pub fn run(capture: &Capture, tables: &Tables, cfg: &ReplayConfig) -> ReplayResu
                 let core = cores.get(i % cores.len().max(1)).copied();
                 let tables = tables.clone();
                 let pcfg = cfg.pipeline.clone();
-                let (loops, burst, keep_tx) =
-                    (cfg.loops, cfg.burst.clamp(1, MAX_BURST), cfg.keep_tx);
+                let (loops, warmup, burst, keep_tx) = (
+                    cfg.loops,
+                    cfg.warmup_loops,
+                    cfg.burst.clamp(1, MAX_BURST),
+                    cfg.keep_tx,
+                );
                 std::thread::Builder::new()
                     .name(format!("vipgate-replay-{i}"))
                     .spawn_scoped(s, move || {
                         let pinned = core
                             .filter(|c| core_affinity::set_for_current(*c))
                             .map(|c| c.id);
-                        let mut io = MemoryIo::new(capture, part, loops);
+                        let mut io = MemoryIo::new(capture, part, warmup + loops);
                         if keep_tx {
                             io.capture_tx();
                         }
                         let mut pipeline = Pipeline::new(pcfg);
-                        let seconds = replay_loop(&mut io, &mut pipeline, &tables, burst);
+                        let (seconds, counters) =
+                            replay_loop(&mut io, &mut pipeline, &tables, burst, warmup);
                         let w = WorkerResult {
-                            counters: *pipeline.counters(),
+                            counters,
                             seconds,
                             core: pinned,
                         };
@@ -161,16 +171,25 @@ pub fn run(capture: &Capture, tables: &Tables, cfg: &ReplayConfig) -> ReplayResu
 }
 
 /// The worker loop over a memory backend: rx burst, process, tx burst.
-/// Returns the busy seconds.
+/// The first `warmup` loops are neither timed nor counted. Returns the
+/// busy seconds and the counters of the timed loops.
 fn replay_loop(
     io: &mut MemoryIo<'_>,
     pipeline: &mut Pipeline,
     tables: &Tables,
     burst: usize,
-) -> f64 {
+    warmup: u64,
+) -> (f64, Counters) {
     let mut batch = Batch::new();
-    let start = Instant::now();
+    let mut start = Instant::now();
+    let mut base = Counters::default();
+    let mut warming = warmup > 0;
     while !io.done() {
+        if warming && io.loops_done() >= warmup {
+            warming = false;
+            base = *pipeline.counters();
+            start = Instant::now();
+        }
         if io.rx_burst(&mut batch, burst) == 0 {
             break;
         }
@@ -178,5 +197,49 @@ fn replay_loop(
         pipeline.process_burst(&table, &mut batch, io.now_ns());
         io.tx_burst(&mut batch);
     }
-    start.elapsed().as_secs_f64()
+    (
+        start.elapsed().as_secs_f64(),
+        pipeline.counters().since(&base),
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use dataplane::io::pcap::read_capture;
+    use dataplane::table::{ServiceTable, TableConfig};
+
+    fn demo() -> (Capture, Tables) {
+        let cap = read_capture(&fixtures::fixtures_dir().join("demo.pcap")).unwrap();
+        let specs = fixtures::scenario_demo::specs(&fixtures::scenario_demo::services());
+        (
+            cap,
+            Tables::new(ServiceTable::from_specs(specs, TableConfig::default())),
+        )
+    }
+
+    #[test]
+    fn warmup_loops_are_neither_counted_nor_timed() {
+        let (cap, tables) = demo();
+        let cfg = ReplayConfig {
+            loops: 1,
+            warmup_loops: 1,
+            pin: false,
+            ..ReplayConfig::default()
+        };
+        let r = run(&cap, &tables, &cfg);
+        assert_eq!(r.total.packets, cap.len() as u64);
+        // Every flow of the capture was set up during the warm-up pass.
+        assert_eq!(r.total.flows, 0, "{:?}", r.total);
+        let cold = run(
+            &cap,
+            &tables,
+            &ReplayConfig {
+                warmup_loops: 0,
+                ..cfg
+            },
+        );
+        assert_eq!(cold.total.packets, cap.len() as u64);
+        assert_eq!(cold.total.flows, 3700);
+    }
 }

@@ -48,6 +48,24 @@ impl Counters {
         self.bursts += o.bursts;
     }
 
+    /// What happened since `earlier` (a copy of these counters taken then).
+    pub fn since(&self, earlier: &Counters) -> Counters {
+        let mut d = Counters {
+            packets: self.packets - earlier.packets,
+            forwarded: self.forwarded - earlier.forwarded,
+            reversed: self.reversed - earlier.reversed,
+            rejected: self.rejected - earlier.rejected,
+            passed: self.passed - earlier.passed,
+            dropped: [0; DropReason::COUNT],
+            flows: self.flows - earlier.flows,
+            bursts: self.bursts - earlier.bursts,
+        };
+        for (i, x) in d.dropped.iter_mut().enumerate() {
+            *x = self.dropped[i] - earlier.dropped[i];
+        }
+        d
+    }
+
     /// Sum of a set of workers' counters.
     pub fn total<'a>(all: impl IntoIterator<Item = &'a Counters>) -> Counters {
         let mut t = Counters::default();

@@ -69,6 +69,7 @@ pub fn run(args: ReplayArgs) -> Result<(), String> {
     let cfg = bench::replay::ReplayConfig {
         workers: usize::from(args.workers),
         loops: args.loops,
+        warmup_loops: 0,
         burst: usize::from(args.burst),
         keep_tx: args.out.is_some(),
         pin: !args.no_pin,

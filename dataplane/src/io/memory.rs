@@ -167,6 +167,11 @@ impl<'a> MemoryIo<'a> {
         self.loop_no >= self.loops || self.order.is_empty()
     }
 
+    /// Complete passes over the capture so far.
+    pub fn loops_done(&self) -> u64 {
+        self.loop_no
+    }
+
     /// Frames transmitted so far.
     pub fn sent(&self) -> u64 {
         self.sent
@@ -201,6 +206,9 @@ impl PacketIo for MemoryIo<'_> {
             if self.pos == self.order.len() {
                 self.pos = 0;
                 self.loop_no += 1;
+                // A burst never spans two loops, so callers can act exactly
+                // at loop boundaries (warm-up, recording the first loop).
+                break;
             }
         }
         n
