@@ -262,3 +262,34 @@ fn drops(ns: &str) -> u64 {
     let v: serde_json::Value = serde_json::from_str(&out).unwrap();
     v[0]["stats64"]["rx"]["dropped"].as_u64().unwrap()
 }
+
+#[test]
+fn send_over_af_xdp_delivers_every_frame_it_counts() {
+    if !is_root() {
+        eprintln!("\n*** SKIPPED: vipgate send needs root (namespaces, AF_XDP) ***\n");
+        return;
+    }
+    let pair = Pair::up();
+    let dir = std::env::temp_dir().join(format!("{}-send", pair.a));
+    let pcap = write_capture(&dir, 200);
+    let before = rx_packets(&pair.b, "eth0").unwrap();
+    let out = send(
+        &pair.a,
+        &[
+            "--iface",
+            "eth0",
+            "--pcap",
+            pcap.to_str().unwrap(),
+            "--io",
+            "af_xdp",
+            "--loops",
+            "5",
+            "--rate",
+            "20000",
+        ],
+    );
+    assert_eq!(sent_count(&out), 1000, "5 loops of 200 frames");
+    assert_eq!(settled_rx(&pair.b) - before, 1000);
+    drop(pair);
+    let _ = std::fs::remove_dir_all(&dir);
+}

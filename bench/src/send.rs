@@ -69,7 +69,7 @@ impl SendConfig {
 
     /// Frames to send in total for a capture of `frames` frames; None means
     /// only the duration bounds it.
-    fn budget(&self, frames: u64) -> Option<u64> {
+    pub(crate) fn budget(&self, frames: u64) -> Option<u64> {
         let loops = match (self.loops, self.duration, self.max_packets) {
             (None, None, None) => Some(1),
             (l, _, _) => l,
