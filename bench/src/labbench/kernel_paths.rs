@@ -227,10 +227,10 @@ pub fn flush_nft(ns: &str) -> Result<(), String> {
     )
 }
 
-/// The first line of `program --version`, for the report.
-pub fn tool_version(program: &str) -> String {
+/// The first line of `program flag` (e.g. `--version`), for the report.
+pub fn tool_version(program: &str, flag: &str) -> String {
     std::process::Command::new(program)
-        .arg("--version")
+        .arg(flag)
         .output()
         .ok()
         .and_then(|o| {

@@ -29,8 +29,15 @@ pub struct LabReport {
 /// Tool versions the kernel paths ran with.
 pub fn versions() -> BTreeMap<String, String> {
     let mut v = BTreeMap::new();
-    for tool in ["iptables", "nft", "ip"] {
-        v.insert(tool.to_string(), super::kernel_paths::tool_version(tool));
+    for (tool, flag) in [
+        ("iptables", "--version"),
+        ("nft", "--version"),
+        ("ip", "-V"),
+    ] {
+        v.insert(
+            tool.to_string(),
+            super::kernel_paths::tool_version(tool, flag),
+        );
     }
     v
 }
@@ -91,7 +98,9 @@ pub fn to_markdown(r: &LabReport) -> String {
          UDP echo servers on the backends. Every figure is the median of {} runs. Each path and \
          service count gets a fresh lab; {} backends per service. Kernel paths: only the first \
          packet of a flow walks the NAT rules (later ones follow conntrack), and the measured \
-         service sits mid-chain in KUBE-SERVICES.\n",
+         service sits mid-chain in KUBE-SERVICES. On veth the kernel paths forward inside the \
+         sender's own softirq, so their generator slows to what the path takes (little loss), while \
+         vipgate's worker runs on another core and loss shows what it could not take.\n",
         c.flows, c.duration, c.latency_rate, c.latency_seconds, c.repeats, c.backends
     );
     let all_paths = paths(&r.cells);
