@@ -213,6 +213,19 @@ impl<I: PacketIo + IdleWait + ForeignTx> Worker<I> {
     pub fn run(&mut self, stop: &AtomicBool) -> WorkerCounters {
         let mut idle = 0u32;
         let mut next_wait = 0usize;
+        // One poll() over every port when each has a descriptor: the first
+        // frame on any interface wakes the worker at once.
+        let mut fds: Vec<libc::pollfd> = self
+            .ports
+            .iter()
+            .filter_map(|p| p.io.wait_fd())
+            .map(|fd| libc::pollfd {
+                fd,
+                events: libc::POLLIN,
+                revents: 0,
+            })
+            .collect();
+        let poll_all = !fds.is_empty() && fds.len() == self.ports.len();
         while !stop.load(Ordering::Relaxed) {
             let now_ns = self.start.elapsed().as_nanos() as u64;
             if self.poll_once(now_ns) > 0 {
@@ -228,6 +241,8 @@ impl<I: PacketIo + IdleWait + ForeignTx> Worker<I> {
                 if self.ports.is_empty() {
                     // Only handed-over frames come here: nothing to poll on.
                     std::thread::sleep(std::time::Duration::from_millis(IDLE_WAIT_MS as u64));
+                } else if poll_all {
+                    idle::wait_any(&mut fds, IDLE_WAIT_MS);
                 } else {
                     // Rotate over ports: a port with traffic answers at once,
                     // a quiet one costs at most IDLE_WAIT_MS.

@@ -193,6 +193,12 @@ impl AfPacket {
         self.sock.poll_in(timeout_ms)
     }
 
+    /// The socket's descriptor, readable when a block is ready (for a
+    /// worker that waits on several sockets in one poll()).
+    pub fn raw_fd(&self) -> std::os::fd::RawFd {
+        self.sock.raw()
+    }
+
     /// Counters since open. Reads (and accumulates) the kernel's drop
     /// counters, which reset on every read: not for the hot path.
     pub fn stats(&mut self) -> AfPacketStats {
