@@ -67,10 +67,13 @@ pub struct ReplayResult {
 }
 
 impl ReplayResult {
-    /// Million packets per second over the wall-clock time.
+    /// Million packets per second while the workers ran (they run in
+    /// parallel: the slowest one's busy time). Thread start-up and table
+    /// allocation are not part of it; `seconds` (wall clock) includes them.
     pub fn mpps(&self) -> f64 {
-        if self.seconds > 0.0 {
-            self.total.packets as f64 / self.seconds / 1e6
+        let busy = self.workers.iter().map(|w| w.seconds).fold(0.0, f64::max);
+        if busy > 0.0 {
+            self.total.packets as f64 / busy / 1e6
         } else {
             0.0
         }

@@ -228,9 +228,8 @@ pub fn to_markdown(r: &Report) -> String {
     let _ = writeln!(
         s,
         "\nns = busy nanoseconds per packet on one core. New flows per packet (median run): {}. \
-         Each run starts with an empty conntrack, so the first loop of the capture creates the \
-         flows of established, udp and mix (mix's SYNs are new only in that loop); \
-         syn overflows conntrack and creates a flow per packet.\n",
+         Each run first replays the capture once untimed (warm-up), so established, udp and \
+         mix meet existing flows when timed; syn overflows conntrack and creates a flow per packet.\n",
         mixes(cells)
             .iter()
             .filter_map(|m| {
