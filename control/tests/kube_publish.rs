@@ -41,7 +41,7 @@ fn until(tables: &Tables, what: &str, cond: impl Fn(&dataplane::table::ServiceTa
         if cond(&tables.current()) {
             return;
         }
-        std::thread::sleep(Duration::from_millis(2));
+        std::thread::sleep(Duration::from_micros(200));
     }
     panic!("timed out waiting for {what}");
 }
@@ -120,7 +120,10 @@ fn slice_change_to_live_generation_latency() {
     );
 
     let mut lat = Vec::new();
-    for k in 0..100u32 {
+    for k in 0..300u32 {
+        // Changes spaced like independent updates in a cluster (a burst of
+        // back-to-back changes is coalesced on purpose: up to `settle` more).
+        std::thread::sleep(Duration::from_millis(20));
         let i = (k * 97) % SERVICES;
         let ns = format!("ns-{}", i % 50);
         let name = format!("svc-{i}");
@@ -145,9 +148,10 @@ fn slice_change_to_live_generation_latency() {
     let pct = |p: f64| lat[((lat.len() as f64 * p) as usize).min(lat.len() - 1)];
     let builds = took.lock().unwrap();
     eprintln!(
-        "EndpointSlice change -> live generation over {} changes: p50 {:?}, p99 {:?}, max {:?}; publish (model + tables + swap) of the last: {:?}",
+        "EndpointSlice change -> live generation over {} changes: p50 {:?}, p90 {:?}, p99 {:?}, max {:?}; publish (model + tables + swap) of the last: {:?}",
         lat.len(),
         pct(0.5),
+        pct(0.9),
         pct(0.99),
         lat[lat.len() - 1],
         builds.last().unwrap()

@@ -40,8 +40,9 @@ impl Coalescer {
     /// When the pending changes should be published; `None` if none are.
     pub(crate) fn deadline(&self) -> Option<Instant> {
         let (first, last) = (self.first?, self.last?);
-        let quiet = self.published.is_none_or(|p| first >= p + self.settle);
-        if quiet && first == last {
+        // The first change after a quiet period is due at once, even if
+        // more arrived before the publisher got to it (they ride along).
+        if self.published.is_none_or(|p| first >= p + self.settle) {
             return Some(first);
         }
         Some((last + self.settle).min(first + self.max_delay))
@@ -69,13 +70,18 @@ mod tests {
         c.note(t0);
         assert_eq!(c.deadline(), Some(t0), "leading edge");
         c.note(t0 + 3 * MS);
-        assert_eq!(c.deadline(), Some(t0 + 8 * MS), "a burst waits to settle");
-        c.clear(t0 + 8 * MS);
+        assert_eq!(
+            c.deadline(),
+            Some(t0),
+            "still due: later changes ride along"
+        );
+        c.clear(t0 + 3 * MS);
         assert_eq!(c.deadline(), None);
-        // Right after a publication: trailing edge.
-        c.note(t0 + 9 * MS);
-        assert_eq!(c.deadline(), Some(t0 + 14 * MS));
-        c.clear(t0 + 14 * MS);
+        // Right after a publication: trailing edge (a burst settles).
+        c.note(t0 + 4 * MS);
+        c.note(t0 + 6 * MS);
+        assert_eq!(c.deadline(), Some(t0 + 11 * MS));
+        c.clear(t0 + 11 * MS);
         // After a quiet period: leading edge again.
         c.note(t0 + 30 * MS);
         assert_eq!(c.deadline(), Some(t0 + 30 * MS));

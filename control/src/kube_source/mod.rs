@@ -63,7 +63,8 @@ impl Default for KubeSourceConfig {
     }
 }
 
-/// Everything both stores hold at one moment, sorted by namespace/name.
+/// Everything both stores hold at one moment, in no particular order:
+/// sorting 20,000 objects per snapshot would cost milliseconds on every change.
 #[derive(Clone, Debug)]
 pub struct Snapshot {
     /// Shared with the reflector stores: a snapshot of 10,000 objects costs

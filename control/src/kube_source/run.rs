@@ -1,7 +1,6 @@
 //! The source's event loop: two reflectors, merged, coalesced into
 //! snapshots.
 
-use std::sync::Arc;
 use std::time::Duration;
 
 use futures::{Stream, StreamExt};
@@ -62,17 +61,6 @@ where
     (store, stream)
 }
 
-fn sorted<K: Resource<DynamicType = ()> + Clone>(store: &Store<K>) -> Vec<Arc<K>> {
-    let mut objs: Vec<Arc<K>> = store.state();
-    // Compare borrowed names: no allocation per object (10,000 of them).
-    objs.sort_unstable_by(|a, b| {
-        let (ma, mb) = (a.meta(), b.meta());
-        (ma.namespace.as_deref(), ma.name.as_deref())
-            .cmp(&(mb.namespace.as_deref(), mb.name.as_deref()))
-    });
-    objs
-}
-
 /// Runs until `stop` fires (or its sender is dropped).
 pub(crate) async fn run(
     client: Client,
@@ -96,6 +84,17 @@ pub(crate) async fn run(
     let mut resync = 0u64;
     loop {
         let deadline = pending.deadline();
+        // Already due (the leading edge): publish now rather than through
+        // the timer, whose tick would add up to a millisecond.
+        if deadline.is_some_and(|d| d <= std::time::Instant::now()) {
+            pending.clear(std::time::Instant::now());
+            on_snapshot(Snapshot {
+                services: services.state(),
+                slices: slices.state(),
+                resync,
+            });
+            continue;
+        }
         let wake = tokio::time::Instant::from_std(
             deadline.unwrap_or_else(|| std::time::Instant::now() + Duration::from_secs(3600)),
         );
@@ -135,8 +134,8 @@ pub(crate) async fn run(
             _ = tokio::time::sleep_until(wake), if deadline.is_some() => {
                 pending.clear(std::time::Instant::now());
                 on_snapshot(Snapshot {
-                    services: sorted(&services),
-                    slices: sorted(&slices),
+                    services: services.state(),
+                    slices: slices.state(),
                     resync,
                 });
             }

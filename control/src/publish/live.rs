@@ -1,11 +1,14 @@
 //! Incremental publication of live snapshots. The reflector stores hand
 //! out the same `Arc` for an object until it changes, so comparing two
-//! sorted snapshots by pointer finds what changed in one cheap pass; only
-//! the Services touched by a change go through the model again, and the
-//! table is derived from the previous one by removing and inserting keys.
-//! Work per change is proportional to the change, not to the cluster.
+//! snapshots by pointer finds what changed in one cheap hashing pass (no
+//! sorting); only the Services touched by a change go through the model
+//! again, and the table is derived from the previous one by removing and
+//! inserting keys. The previous snapshot's Arcs are held until the next
+//! one, so an address cannot be reused by a different object meanwhile.
 
 use std::collections::{BTreeSet, HashMap, HashSet};
+
+use ahash::AHashMap;
 use std::sync::Arc;
 
 use dataplane::service::{ServiceKey, ServiceSpec};
@@ -37,60 +40,35 @@ fn owner_of(s: &EndpointSlice) -> Option<Id> {
     ))
 }
 
-/// Objects of `new` that are not (pointer-)identical to one in `old`, and
-/// objects of `old` not identical to one in `new`; both sorted by id.
-fn diff<K: ResourceExt>(old: &[Arc<K>], new: &[Arc<K>]) -> (Vec<Arc<K>>, Vec<Arc<K>>) {
-    let (mut gone, mut came) = (Vec::new(), Vec::new());
-    let (mut i, mut j) = (0, 0);
-    while i < old.len() || j < new.len() {
-        match (old.get(i), new.get(j)) {
-            (Some(a), Some(b)) if Arc::ptr_eq(a, b) => {
-                i += 1;
-                j += 1;
-            }
-            (Some(a), Some(b)) => match obj_id(&**a).cmp(&obj_id(&**b)) {
-                std::cmp::Ordering::Less => {
-                    gone.push(a.clone());
-                    i += 1;
-                }
-                std::cmp::Ordering::Greater => {
-                    came.push(b.clone());
-                    j += 1;
-                }
-                std::cmp::Ordering::Equal => {
-                    gone.push(a.clone());
-                    came.push(b.clone());
-                    i += 1;
-                    j += 1;
-                }
-            },
-            (Some(a), None) => {
-                gone.push(a.clone());
-                i += 1;
-            }
-            (None, Some(b)) => {
-                came.push(b.clone());
-                j += 1;
-            }
-            (None, None) => break,
-        }
-    }
-    (gone, came)
+/// A snapshot's objects by address.
+type ByPtr<K> = AHashMap<usize, Arc<K>>;
+
+fn addr<K>(a: &Arc<K>) -> usize {
+    Arc::as_ptr(a) as usize
 }
 
-fn sorted<K: ResourceExt>(objs: &[Arc<K>]) -> Vec<Arc<K>> {
-    let mut v = objs.to_vec();
-    if !v.is_sorted_by(|a, b| obj_id(&**a) <= obj_id(&**b)) {
-        v.sort_by(|a, b| obj_id(&**a).cmp(&obj_id(&**b)));
-    }
-    v
+/// The objects of `new` not in `old` (new or changed) and those of `old`
+/// not in `new` (deleted or replaced), plus `new` by address.
+fn diff<K>(old: &ByPtr<K>, new: &[Arc<K>]) -> (Vec<Arc<K>>, Vec<Arc<K>>, ByPtr<K>) {
+    let next: ByPtr<K> = new.iter().map(|a| (addr(a), Arc::clone(a))).collect();
+    let came = new
+        .iter()
+        .filter(|a| !old.contains_key(&addr(a)))
+        .cloned()
+        .collect();
+    let gone = old
+        .iter()
+        .filter(|(p, _)| !next.contains_key(p))
+        .map(|(_, a)| Arc::clone(a))
+        .collect();
+    (gone, came, next)
 }
 
 /// What the last snapshot became.
 #[derive(Default)]
 pub(super) struct Live {
-    services: Vec<Arc<Service>>,
-    slices: Vec<Arc<EndpointSlice>>,
+    services: ByPtr<Service>,
+    slices: ByPtr<EndpointSlice>,
     slices_by_service: HashMap<Id, Vec<Arc<EndpointSlice>>>,
     specs: HashMap<Id, Vec<ServiceSpec>>,
     /// Every Service claiming a key, in name order: the first one serves it
@@ -114,10 +92,8 @@ impl Live {
         current: &ServiceTable,
         opts: &ModelOptions,
     ) -> Step {
-        let services = sorted(services);
-        let slices = sorted(slices);
-        let (svc_gone, svc_came) = diff(&self.services, &services);
-        let (sl_gone, sl_came) = diff(&self.slices, &slices);
+        let (svc_gone, svc_came, services_now) = diff(&self.services, services);
+        let (sl_gone, sl_came, slices_now) = diff(&self.slices, slices);
 
         let mut affected: HashSet<Id> = HashSet::new();
         for s in svc_gone.iter().chain(&svc_came) {
@@ -161,8 +137,14 @@ impl Live {
                     }
                 }
             }
-            let Ok(pos) =
-                services.binary_search_by(|s| obj_id(&**s).cmp(&(id.0.as_str(), id.1.as_str())))
+            let is_it = |s: &&Arc<Service>| obj_id(&***s) == (id.0.as_str(), id.1.as_str());
+            // A new or changed Service is among the few that came; one whose
+            // slices changed is looked up in the snapshot (a scan of
+            // pointers and names per affected Service).
+            let Some(svc) = svc_came
+                .iter()
+                .find(is_it)
+                .or_else(|| services.iter().find(is_it))
             else {
                 continue;
             };
@@ -171,7 +153,7 @@ impl Live {
                 .get(id)
                 .map(|v| v.iter().map(|s| (**s).clone()).collect())
                 .unwrap_or_default();
-            let m = model::build(std::slice::from_ref(&*services[pos]), &mine, opts);
+            let m = model::build(std::slice::from_ref(&**svc), &mine, opts);
             warnings.extend(m.warnings);
             for spec in &m.services {
                 touched.insert(spec.key);
@@ -202,8 +184,8 @@ impl Live {
             }
         }
         let (table, stats) = ServiceTable::apply(current, removed.iter(), upserts.into_iter());
-        self.services = services;
-        self.slices = slices;
+        self.services = services_now;
+        self.slices = slices_now;
         Step {
             table,
             stats,

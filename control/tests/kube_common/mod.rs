@@ -131,10 +131,14 @@ pub fn eventually(what: &str, limit: Duration, cond: impl Fn() -> bool) {
     }
 }
 
+/// namespace/name of each object, sorted (snapshots come in no order).
 pub fn names<K: ResourceExt>(objs: &[std::sync::Arc<K>]) -> Vec<String> {
-    objs.iter()
+    let mut v: Vec<String> = objs
+        .iter()
         .map(|o| format!("{}/{}", o.namespace().unwrap_or_default(), o.name_any()))
-        .collect()
+        .collect();
+    v.sort();
+    v
 }
 
 pub fn has_service(s: &Snapshot, ns: &str, name: &str) -> bool {
