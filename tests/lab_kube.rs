@@ -124,6 +124,14 @@ fn run_follows_the_kubernetes_api() {
         .stdout(Stdio::piped())
         .spawn()
         .expect("start vipgate");
+    let (tx, lines) = std::sync::mpsc::channel::<String>();
+    let out = child.stdout.take().unwrap();
+    std::thread::spawn(move || {
+        use std::io::BufRead;
+        for l in std::io::BufReader::new(out).lines().map_while(Result::ok) {
+            let _ = tx.send(l);
+        }
+    });
     // Wait (bounded) until it answers through the VIP.
     let t0 = Instant::now();
     let first = loop {
@@ -139,6 +147,25 @@ fn run_follows_the_kubernetes_api() {
         }
     };
     assert_eq!(first, "b0");
+    let admin: SocketAddr = lines
+        .recv_timeout(Duration::from_secs(5))
+        .ok()
+        .and_then(|l| {
+            l.split("admin http://")
+                .nth(1)
+                .and_then(|a| a.trim().parse().ok())
+        })
+        .expect("the running line names the admin address");
+    let readyz = |lab: &Lab| {
+        in_netns(&lab.gw, move || {
+            control::admin::http_request(admin, "GET", "/readyz")
+        })
+        .unwrap()
+        .expect("/readyz answers")
+    };
+    let r = readyz(&lab);
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert!(!r.body.contains("source error"), "{}", r.body);
     assert_eq!(answers(&lab, 10), ["b0"]);
 
     // Endpoints move to b1 and b2 through the API: new connections follow.
@@ -156,9 +183,23 @@ fn run_follows_the_kubernetes_api() {
         std::thread::sleep(Duration::from_millis(100));
     }
 
-    // The API server goes away: the last good tables keep serving.
+    // The API server goes away: the last good tables keep serving, and
+    // /readyz says what is wrong.
     server.shutdown();
-    std::thread::sleep(Duration::from_millis(500));
+    let t0 = Instant::now();
+    loop {
+        let r = readyz(&lab);
+        if r.body.contains("source error") {
+            assert_eq!(r.status, 200, "ready stays (kube-proxy's rule): {}", r.body);
+            break;
+        }
+        assert!(
+            t0.elapsed() < Duration::from_secs(15),
+            "the outage never showed in /readyz: {}",
+            r.body
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
     assert_eq!(answers(&lab, 20), ["b1", "b2"]);
 
     let pid = child.id().to_string();

@@ -255,6 +255,7 @@ pub fn run(args: RunArgs) -> Result<(), String> {
     let started = Instant::now();
 
     let mut last_gen = tables.current().generation();
+    let mut api_healthy = true;
     let mut last_refresh = Instant::now();
     while !stop.load(Ordering::Relaxed) && !running.iter().any(|r| r.handle.is_finished()) {
         std::thread::sleep(SYNC_EVERY);
@@ -278,7 +279,21 @@ pub fn run(args: RunArgs) -> Result<(), String> {
             last_refresh = Instant::now();
         }
         if let Source::Kube(k) = &source {
-            health.set_source_error(k.status().last_error());
+            // An outage is shown in /readyz and logged once each way; the
+            // last good tables keep serving through it.
+            let st = k.status();
+            let healthy = st.healthy();
+            if healthy != api_healthy {
+                match st.last_error() {
+                    Some(e) if !healthy => eprintln!(
+                        "vipgate: warning: Kubernetes API: {e}; serving the last good tables (generation {})",
+                        tables.current().generation()
+                    ),
+                    _ => eprintln!("vipgate: Kubernetes API reachable again"),
+                }
+                api_healthy = healthy;
+            }
+            health.set_source_error(if healthy { None } else { st.last_error() });
         }
     }
     // A worker that ended on its own (a panic) stops the others too.
