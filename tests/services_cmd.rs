@@ -27,12 +27,10 @@ fn prints_the_live_table_and_json() {
         affinity: Affinity::None,
     };
     let tables = Tables::new(ServiceTable::from_specs(vec![spec], TableConfig::default()));
-    let server = AdminServer::start(
-        "127.0.0.1:0".parse().unwrap(),
-        tables,
-        Arc::new(Health::default()),
-    )
-    .unwrap();
+    let health = Arc::new(Health::default());
+    health.add_skipped(2);
+    let server =
+        AdminServer::start("127.0.0.1:0".parse().unwrap(), tables, Arc::clone(&health)).unwrap();
     let addr = server.local_addr().to_string();
 
     let out = Command::new(env!("CARGO_BIN_EXE_vipgate"))
@@ -56,6 +54,7 @@ fn prints_the_live_table_and_json() {
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(v["generation"], 1);
     assert_eq!(v["services"][0]["backends"][0]["state"], "ready");
+    assert_eq!(v["skipped_objects_total"], 2, "skipped objects are counted");
 }
 
 #[test]

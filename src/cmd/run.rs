@@ -92,9 +92,11 @@ enum Source {
 fn start_source(args: &RunArgs, tables: &Tables, health: &Arc<Health>) -> Result<Source, String> {
     let publisher = Publisher::new(tables.clone(), args.tuning.model_options());
     if let Some(path) = &args.services {
+        let hf = Arc::clone(health);
         let (src, first) =
-            FileSource::start(path.clone(), publisher, DEFAULT_POLL, |ev| match ev {
+            FileSource::start(path.clone(), publisher, DEFAULT_POLL, move |ev| match ev {
                 FileEvent::Loaded(p) => {
+                    hf.add_skipped(p.warnings.len());
                     for w in &p.warnings {
                         eprintln!("vipgate: warning: {w}");
                     }
@@ -110,6 +112,7 @@ fn start_source(args: &RunArgs, tables: &Tables, health: &Arc<Health>) -> Result
                 }
             })
             .map_err(|e| format!("services file {}: {e}", path.display()))?;
+        health.add_skipped(first.warnings.len());
         for w in &first.warnings {
             eprintln!("vipgate: warning: {w}");
         }
@@ -125,6 +128,7 @@ fn start_source(args: &RunArgs, tables: &Tables, health: &Arc<Health>) -> Result
     let mut publisher = publisher;
     let src = KubeSource::start(cfg, move |snap| {
         let p = publisher.publish_shared(&snap.services, &snap.slices);
+        h.add_skipped(p.warnings.len());
         for w in &p.warnings {
             eprintln!("vipgate: warning: {w}");
         }

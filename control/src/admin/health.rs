@@ -12,7 +12,7 @@
 //! error is still reported (a warning line on `/readyz`, `source_error()`).
 //! Before the first sync the error is the reason shown for not being ready.
 
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Mutex;
 
 /// Health shared between the control thread, the I/O setup and the admin
@@ -24,6 +24,8 @@ pub struct Health {
     // A String cannot live in an atomic; this lock is taken only by the
     // control thread on errors and by admin requests, never by workers.
     source_error: Mutex<Option<String>>,
+    /// Objects (or parts of them) skipped with a warning, since start.
+    skipped: AtomicU64,
 }
 
 impl Health {
@@ -41,6 +43,16 @@ impl Health {
     /// program linked) and processing packets.
     pub fn set_attached(&self, attached: bool) {
         self.attached.store(attached, Ordering::Release);
+    }
+
+    /// Counts objects the model skipped (one per warning it printed).
+    pub fn add_skipped(&self, n: usize) {
+        self.skipped.fetch_add(n as u64, Ordering::Relaxed);
+    }
+
+    /// Objects skipped with a warning since start.
+    pub fn skipped(&self) -> u64 {
+        self.skipped.load(Ordering::Relaxed)
     }
 
     /// The latest error of the Kubernetes source; `None` once it recovers.

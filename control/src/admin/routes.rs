@@ -40,7 +40,9 @@ pub fn route(method: &Method, path: &str, tables: &Tables, health: &Health) -> R
     match path {
         "/services" => {
             let table = tables.current();
-            let mut body = services_json(&table).to_string();
+            let mut doc = services_json(&table);
+            doc["skipped_objects_total"] = health.skipped().into();
+            let mut body = doc.to_string();
             body.push('\n');
             Reply {
                 status: StatusCode::OK,
