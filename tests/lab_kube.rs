@@ -5,30 +5,23 @@
 //! the last tables keep serving; SIGTERM ends it cleanly.
 //! Root only (namespaces); otherwise it says so loudly and passes.
 
-use std::io::{ErrorKind, Read, Write};
-use std::net::{IpAddr, Ipv4Addr, SocketAddr, TcpListener, TcpStream};
+use std::io::{Read, Write};
+use std::net::{IpAddr, Ipv4Addr, SocketAddr, TcpStream};
 use std::process::{Command, Stdio};
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bench::lab::{self, in_netns, Lab, LabSpec, GW_BACKEND_IF, GW_CLIENT_IF};
+use common::lab_test::{is_root, Servers};
+
+mod common {
+    #[allow(dead_code)]
+    pub mod lab_test;
+}
 use control::test_api_server::{fixtures, ApiServer};
 
 const VIP: Ipv4Addr = Ipv4Addr::new(198, 19, 0, 20);
 const PORT: u16 = 8080;
 const IO_TIMEOUT: Duration = Duration::from_secs(3);
-
-fn is_root() -> bool {
-    std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("Uid:"))
-                .map(|l| l.split_whitespace().nth(2) == Some("0"))
-        })
-        .unwrap_or(false)
-}
 
 fn slice(backends: &[usize]) -> serde_json::Value {
     let addrs: Vec<IpAddr> = backends
@@ -72,30 +65,7 @@ fn run_follows_the_kubernetes_api() {
     .expect("lab up");
 
     // Backend servers: the answer names the backend.
-    let stop = Arc::new(AtomicBool::new(false));
-    let mut threads = Vec::new();
-    for (i, ns) in lab.backends.iter().enumerate() {
-        let l = in_netns(ns, || TcpListener::bind(("0.0.0.0", PORT)).expect("bind")).unwrap();
-        l.set_nonblocking(true).unwrap();
-        let stop = Arc::clone(&stop);
-        threads.push(std::thread::spawn(move || {
-            while !stop.load(Ordering::Relaxed) {
-                match l.accept() {
-                    Ok((mut c, _)) => {
-                        let _ = c.set_nonblocking(false);
-                        let _ = c.set_read_timeout(Some(IO_TIMEOUT));
-                        let mut b = [0u8; 16];
-                        let _ = c.read(&mut b);
-                        let _ = c.write_all(format!("b{i}\n").as_bytes());
-                    }
-                    Err(e) if e.kind() == ErrorKind::WouldBlock => {
-                        std::thread::sleep(Duration::from_millis(2))
-                    }
-                    Err(_) => std::thread::sleep(Duration::from_millis(2)),
-                }
-            }
-        }));
-    }
+    let _servers = Servers::start(&lab);
 
     // The API server listens on the gateway namespace's loopback.
     let server = in_netns(&lab.gw, || ApiServer::start().expect("api server")).unwrap();
@@ -220,9 +190,5 @@ fn run_follows_the_kubernetes_api() {
         std::thread::sleep(Duration::from_millis(20));
     };
     assert!(status.success(), "vipgate exit status {status}");
-    stop.store(true, Ordering::Relaxed);
-    for t in threads {
-        let _ = t.join();
-    }
     let _ = std::fs::remove_dir_all(&dir);
 }

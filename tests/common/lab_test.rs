@@ -118,14 +118,14 @@ items:
     )
 }
 
-/// TCP and UDP servers of one backend: every answer names the backend.
-struct Servers {
+/// TCP and UDP servers of every backend: every answer names the backend.
+pub struct Servers {
     stop: Arc<AtomicBool>,
     threads: Vec<JoinHandle<()>>,
 }
 
 impl Servers {
-    fn start(lab: &Lab) -> Servers {
+    pub fn start(lab: &Lab) -> Servers {
         let stop = Arc::new(AtomicBool::new(false));
         let mut threads = Vec::new();
         for (i, ns) in lab.backends.iter().enumerate() {
