@@ -16,5 +16,7 @@ pub mod report;
 pub mod send;
 /// AF_XDP transmit for `send`.
 pub mod send_xdp;
+/// `vipgate bench send`: `vipgate send` against `tcpreplay --topspeed`.
+pub mod sendbench;
 /// The replay summary as a table and as JSON.
 pub mod summary;

@@ -29,6 +29,9 @@ enum BenchCommand {
     /// kube-proxy's iptables and nftables paths against vipgate in a veth
     /// lab: forwarded pps, loss and latency per service count (root).
     Lab(super::bench_lab::LabBenchArgs),
+    /// `vipgate send --topspeed` (AF_PACKET, AF_XDP) against `tcpreplay
+    /// --topspeed` on one veth pair with one capture (root).
+    Send(super::send::SendBenchArgs),
 }
 
 #[derive(Args, Debug)]
@@ -68,6 +71,7 @@ pub fn run(args: BenchArgs) -> Result<(), String> {
     match args.command {
         BenchCommand::Replay(a) => replay(a),
         BenchCommand::Lab(a) => super::bench_lab::run(a),
+        BenchCommand::Send(a) => super::send::bench(a),
     }
 }
 

@@ -94,3 +94,74 @@ pub fn run(a: SendArgs) -> Result<(), String> {
     );
     Ok(())
 }
+
+#[derive(Args, Debug)]
+pub struct SendBenchArgs {
+    /// Capture to send. Default: generated 60-byte UDP frames to 198.18.0.77.
+    #[arg(long, value_name = "FILE")]
+    pcap: Option<PathBuf>,
+    /// Frames per run, rounded up to whole passes over the capture
+    /// (default 2000000; --quick: 100000).
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
+    packets: Option<u64>,
+    /// Runs per tool; the report shows medians.
+    #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u16).range(1..=50))]
+    repeats: u16,
+    /// Output directory. Default: bench-out/send-<UTC timestamp>.
+    #[arg(long, value_name = "DIR")]
+    out: Option<PathBuf>,
+    /// 100000 frames per run: for CI.
+    #[arg(long)]
+    quick: bool,
+}
+
+/// `vipgate bench send`.
+pub fn bench(a: SendBenchArgs) -> Result<(), String> {
+    use bench::report::{utc_stamp, Machine};
+    use bench::sendbench::{self, SendBenchConfig, SendBenchReport};
+    use std::time::{SystemTime, UNIX_EPOCH};
+
+    let started = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    let out = a
+        .out
+        .clone()
+        .unwrap_or_else(|| PathBuf::from("bench-out").join(format!("send-{}", utc_stamp(started))));
+    let cfg = SendBenchConfig {
+        pcap: a.pcap,
+        packets: a
+            .packets
+            .unwrap_or(if a.quick { 100_000 } else { 2_000_000 }),
+        repeats: usize::from(a.repeats),
+        vipgate_bin: std::env::current_exe().map_err(|e| format!("locating vipgate: {e}"))?,
+        work_dir: out.clone(),
+        quick: a.quick,
+    };
+    let machine = Machine::detect();
+    let (capture, tools) = sendbench::run(&cfg)?;
+    let failed: Vec<String> = tools
+        .iter()
+        .filter_map(|t| t.error.as_ref().map(|e| format!("{}: {e}", t.tool)))
+        .collect();
+    let report = SendBenchReport {
+        vipgate_version: env!("CARGO_PKG_VERSION").into(),
+        command_line: std::env::args().collect(),
+        started_unix: started,
+        machine,
+        tcpreplay_version: sendbench::tcpreplay_version(),
+        config: cfg,
+        capture,
+        tools,
+    };
+    let files = sendbench::write_all(&report, &out)
+        .map_err(|e| format!("writing the report to {}: {e}", out.display()))?;
+    for f in files {
+        println!("wrote {}", f.display());
+    }
+    if failed.is_empty() {
+        Ok(())
+    } else {
+        Err(format!("some runs failed:\n  {}", failed.join("\n  ")))
+    }
+}
