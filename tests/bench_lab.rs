@@ -18,6 +18,8 @@ fn is_root() -> bool {
         .unwrap_or(false)
 }
 
+const TRAFFIC: [&str; 2] = ["established", "new-flows"];
+
 const PATHS: [&str; 4] = [
     "kernel-iptables",
     "kernel-nftables",
@@ -38,7 +40,14 @@ fn quick_lab_bench_measures_every_path_and_cleans_up() {
     let bin = env!("CARGO_BIN_EXE_vipgate");
     // The child's labs are named after its pid.
     let child = Command::new(bin)
-        .args(["bench", "lab", "--quick", "--out"])
+        .args([
+            "bench",
+            "lab",
+            "--quick",
+            "--traffic",
+            "established,new-flows",
+            "--out",
+        ])
         .arg(&out_dir)
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped())
@@ -54,12 +63,16 @@ fn quick_lab_bench_measures_every_path_and_cleans_up() {
         serde_json::from_str(&std::fs::read_to_string(out_dir.join("report.json")).unwrap())
             .unwrap();
     let cells = json["cells"].as_array().unwrap();
-    for path in PATHS {
-        for services in [1u64, 100] {
+    for (traffic, path, services) in TRAFFIC
+        .into_iter()
+        .flat_map(|t| PATHS.into_iter().map(move |p| (t, p)))
+        .flat_map(|(t, p)| [1u64, 100].into_iter().map(move |n| (t, p, n)))
+    {
+        {
             let c = cells
                 .iter()
-                .find(|c| c["path"] == path && c["services"] == services)
-                .unwrap_or_else(|| panic!("no row for {path} x {services}"));
+                .find(|c| c["traffic"] == traffic && c["path"] == path && c["services"] == services)
+                .unwrap_or_else(|| panic!("no row for {path} x {services} ({traffic})"));
             assert!(c["error"].is_null(), "{path} x {services}: {}", c["error"]);
             let runs = c["runs"].as_array().unwrap();
             assert_eq!(runs.len(), 3, "{path} x {services}: three runs");
@@ -69,13 +82,18 @@ fn quick_lab_bench_measures_every_path_and_cleans_up() {
             }
             assert!(c["forwarded_mpps"].as_f64().unwrap() > 0.0, "{path}: {c}");
             let lat = c["latency"].as_array().unwrap();
+            if traffic == "new-flows" {
+                assert!(lat.is_empty(), "new-flows runs no latency probe: {c}");
+                assert!(c["distinct_flows"].as_u64().unwrap() > 0, "{path}: {c}");
+                continue;
+            }
             assert!(
                 lat.iter().any(|l| l["answered"].as_u64().unwrap() > 0),
                 "{path} x {services}: no latency probe got an answer"
             );
         }
     }
-    assert_eq!(cells.len(), PATHS.len() * 2);
+    assert_eq!(cells.len(), TRAFFIC.len() * PATHS.len() * 2);
     assert!(json["machine"]["cores"].as_u64().unwrap() >= 1);
     assert!(json["command_line"].as_array().unwrap().len() >= 3);
 
@@ -89,12 +107,17 @@ fn quick_lab_bench_measures_every_path_and_cleans_up() {
             md.lines()
                 .filter(|l| l.starts_with(&format!("| {path} |")))
                 .count(),
-            2,
+            4,
             "{path} rows in report.md:\n{md}"
         );
     }
     let svg = std::fs::read_to_string(out_dir.join("throughput-vs-services.svg")).unwrap();
-    assert_eq!(svg.matches("<polyline").count(), PATHS.len());
+    assert_eq!(
+        svg.matches("<polyline").count(),
+        TRAFFIC.len() * PATHS.len()
+    );
+    assert!(md.contains("## new-flows, 100 services"), "{md}");
+    assert!(md.contains("| distinct flows |"), "{md}");
 
     let left = existing_namespaces(&prefix).unwrap();
     assert!(left.is_empty(), "namespaces left: {left:?}");

@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use bench::labbench::report::{self as lab_report, LabReport};
-use bench::labbench::{self, LabBenchConfig, PathKind};
+use bench::labbench::{self, LabBenchConfig, PathKind, Traffic};
 use bench::report::{utc_stamp, Machine};
 use clap::Args;
 
@@ -25,6 +25,11 @@ pub struct LabBenchArgs {
         default_value = "kernel-iptables,kernel-nftables,vipgate-af_packet,vipgate-af_xdp"
     )]
     paths: Vec<String>,
+    /// Traffic modes, comma-separated: established (a few hundred flows,
+    /// later packets follow conntrack) and/or new-flows (every packet a new
+    /// flow, so every packet walks the Service rules).
+    #[arg(long, value_delimiter = ',', default_value = "established")]
+    traffic: Vec<String>,
     /// Runs per figure; the report shows medians.
     #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u16).range(1..=20))]
     repeats: u16,
@@ -63,6 +68,11 @@ pub fn run(a: LabBenchArgs) -> Result<(), String> {
         .iter()
         .map(|p| PathKind::parse(p.trim()))
         .collect::<Result<Vec<_>, _>>()?;
+    let traffic = a
+        .traffic
+        .iter()
+        .map(|t| Traffic::parse(t.trim()))
+        .collect::<Result<Vec<_>, _>>()?;
     let services = match (a.services.is_empty(), a.quick) {
         (false, _) => a.services.clone(),
         (true, true) => vec![1, 100],
@@ -77,6 +87,7 @@ pub fn run(a: LabBenchArgs) -> Result<(), String> {
         .unwrap_or_else(|| PathBuf::from("bench-out").join(format!("lab-{}", utc_stamp(started))));
     let cfg = LabBenchConfig {
         paths,
+        traffic,
         services,
         duration: if a.quick { 1.0 } else { a.duration },
         repeats: usize::from(a.repeats),
@@ -94,7 +105,7 @@ pub fn run(a: LabBenchArgs) -> Result<(), String> {
         .filter_map(|c| {
             c.error
                 .as_ref()
-                .map(|e| format!("{} x {} services: {e}", c.path, c.services))
+                .map(|e| format!("{} x {} services ({}): {e}", c.path, c.services, c.traffic))
         })
         .collect();
     let report = LabReport {

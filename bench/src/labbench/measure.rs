@@ -15,7 +15,7 @@ use crate::lab::{self, netns, Lab, LabSpec, CLIENT_V4, GW_CLIENT_IF};
 use super::gateway::Gateway;
 use super::services::{services, services_yaml, LabService, SERVICE_PORT, TARGET_PORT};
 use super::traffic::{self, EchoServers};
-use super::{kernel_paths, Cell, LabBenchConfig, PathKind, ThroughputRun};
+use super::{kernel_paths, Cell, LabBenchConfig, PathKind, ThroughputRun, Traffic};
 
 /// The client's and backends' lab interface.
 const LAB_IF: &str = "eth0";
@@ -24,18 +24,29 @@ const WARMUP_SECONDS: f64 = 0.3;
 /// Time for frames still in flight to reach the backends before the
 /// counters are read.
 const SETTLE: Duration = Duration::from_millis(150);
+/// new-flows runs are sized for this many packets per second: above what
+/// any path reaches in the veth lab (~0.25 Mpps), so no flow repeats.
+const NEW_FLOWS_PPS: f64 = 400_000.0;
+/// Extra client addresses for new-flows runs: 198.18.0.10 onwards, inside
+/// the client's /24 so the gateway reaches them directly.
+const FIRST_EXTRA_CLIENT: u8 = 10;
+const MAX_EXTRA_CLIENTS: usize = 240;
+/// Conntrack entries the kernel paths may hold in new-flows mode: every
+/// packet is an entry that lives 30 s (UDP, unreplied).
+const NEW_FLOWS_CONNTRACK_MAX: &str = "4194304";
 
 /// All cells of `path`; failures are recorded per cell.
-pub fn run_path(path: PathKind, cfg: &LabBenchConfig) -> Vec<Cell> {
+pub fn run_path(path: PathKind, traffic: Traffic, cfg: &LabBenchConfig) -> Vec<Cell> {
     let mut cells = Vec::with_capacity(cfg.services.len());
     for &n in &cfg.services {
         let mut cell = Cell {
             path: path.name().into(),
+            traffic: traffic.name().into(),
             services: n,
             ..Cell::default()
         };
         eprint!("  {n} services: ");
-        match measure_cell(path, n, cfg, &mut cell) {
+        match measure_cell(path, traffic, n, cfg, &mut cell) {
             Ok(()) => {
                 cell.summarise();
                 eprintln!(
@@ -66,6 +77,7 @@ enum Setup {
 
 fn measure_cell(
     path: PathKind,
+    traffic: Traffic,
     n: usize,
     cfg: &LabBenchConfig,
     cell: &mut Cell,
@@ -92,9 +104,40 @@ fn measure_cell(
             warm.sent
         ));
     }
-    for _ in 0..cfg.repeats {
-        cell.runs
-            .push(one_run(&lab, &cap, cfg.duration, cfg.max_packets())?);
+    match traffic {
+        Traffic::Established => {
+            for _ in 0..cfg.repeats {
+                cell.runs
+                    .push(one_run(&lab, &cap, cfg.duration, cfg.max_packets())?);
+            }
+        }
+        Traffic::NewFlows => {
+            if !path.is_vipgate() {
+                raise_conntrack_max(&lab.gw);
+            }
+            let sets = client_sets(&lab.client, cfg)?;
+            cell.distinct_flows = Some(sets[0].len() as u64 * traffic::NEW_FLOW_PORTS);
+            for clients in &sets {
+                // Each run has client addresses of its own: no tuple of an
+                // earlier run (still in conntrack for 30 s) comes again.
+                let cap = traffic::new_flows_capture(
+                    src,
+                    dst,
+                    clients,
+                    vip,
+                    SERVICE_PORT,
+                    cell.distinct_flows.unwrap_or(0),
+                );
+                cell.runs
+                    .push(one_run(&lab, &cap, cfg.duration, cfg.max_packets())?);
+            }
+            // The latency probe's 16 sockets are established flows: it
+            // would repeat the established figures, so it is not run.
+            if let Setup::Vipgate(g) = setup {
+                g.stop()?;
+            }
+            return Ok(());
+        }
     }
     {
         let _echo = EchoServers::start(&lab.backends, TARGET_PORT)?;
@@ -156,6 +199,48 @@ fn configure(
             }
             Ok(Setup::Vipgate(g))
         }
+    }
+}
+
+/// Client addresses for each new-flows run (disjoint sets, enough for
+/// `NEW_FLOWS_PPS` x duration flows each when the /24 has room), added to
+/// the client's interface so answers to them (ICMP) are delivered.
+fn client_sets(client_ns: &str, cfg: &LabBenchConfig) -> Result<Vec<Vec<Ipv4Addr>>, String> {
+    // --quick keeps the debug-build test's captures small (~129k frames).
+    let want = if cfg.quick {
+        2
+    } else {
+        (cfg.duration * NEW_FLOWS_PPS / traffic::NEW_FLOW_PORTS as f64).ceil() as usize
+    };
+    let per_run = want.clamp(1, (MAX_EXTRA_CLIENTS / cfg.repeats.max(1)).max(1));
+    let mut sets = Vec::with_capacity(cfg.repeats);
+    for r in 0..cfg.repeats {
+        let set: Vec<Ipv4Addr> = (0..per_run)
+            .map(|k| {
+                let host = (r * per_run + k) % MAX_EXTRA_CLIENTS;
+                Ipv4Addr::new(198, 18, 0, FIRST_EXTRA_CLIENT + host as u8)
+            })
+            .collect();
+        for a in &set {
+            let cidr = format!("{a}/24");
+            // A set reused (more repeats than the /24 holds) is already there.
+            let _ = lab::ip(&["-n", client_ns, "addr", "add", &cidr, "dev", LAB_IF]);
+        }
+        sets.push(set);
+    }
+    Ok(sets)
+}
+
+/// At the conntrack limit the kernel early-drops unreplied entries to admit
+/// new ones. Since Linux 6.x a child namespace cannot raise the limit (the
+/// host's applies); that is said, and the host is left alone.
+fn raise_conntrack_max(gw: &str) {
+    if let Err(e) = netns::sysctl(
+        gw,
+        "net/netfilter/nf_conntrack_max",
+        NEW_FLOWS_CONNTRACK_MAX,
+    ) {
+        eprint!("(conntrack limit not raised: {e}) ");
     }
 }
 

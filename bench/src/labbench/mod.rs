@@ -74,10 +74,48 @@ impl Serialize for PathKind {
     }
 }
 
+/// What the blast's packets are to conntrack.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Traffic {
+    /// A few hundred flows over and over: after its first packet a flow
+    /// follows conntrack, so the rule set is walked once per flow.
+    Established,
+    /// Every packet a flow never seen before (client address and port
+    /// rotate), so every packet walks the Service rules (iptables: linear
+    /// in services) and creates a conntrack entry (vipgate: a flow).
+    NewFlows,
+}
+
+impl Traffic {
+    pub const ALL: [Traffic; 2] = [Traffic::Established, Traffic::NewFlows];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Traffic::Established => "established",
+            Traffic::NewFlows => "new-flows",
+        }
+    }
+
+    pub fn parse(s: &str) -> Result<Traffic, String> {
+        Traffic::ALL
+            .into_iter()
+            .find(|t| t.name() == s || t.name().replace('-', "_") == s)
+            .ok_or_else(|| format!("unknown traffic {s:?}; one of established, new-flows"))
+    }
+}
+
+impl Serialize for Traffic {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(self.name())
+    }
+}
+
 /// How to run the benchmark.
 #[derive(Clone, Debug, Serialize)]
 pub struct LabBenchConfig {
     pub paths: Vec<PathKind>,
+    /// Traffic modes, each measured over every path and service count.
+    pub traffic: Vec<Traffic>,
     pub services: Vec<usize>,
     /// Seconds per throughput run.
     pub duration: f64,
@@ -144,7 +182,12 @@ impl ThroughputRun {
 #[derive(Clone, Debug, Default, Serialize)]
 pub struct Cell {
     pub path: String,
+    /// The traffic mode's name.
+    pub traffic: String,
     pub services: usize,
+    /// new-flows: distinct flows each run could send before repeating one;
+    /// a run that sent more than this had some conntrack hits.
+    pub distinct_flows: Option<u64>,
     pub runs: Vec<ThroughputRun>,
     pub latency: Vec<Latency>,
     pub forwarded_mpps: f64,
@@ -177,9 +220,17 @@ impl Cell {
 /// recorded in its cells and the next path still runs.
 pub fn run(cfg: &LabBenchConfig) -> Vec<Cell> {
     let mut cells = Vec::new();
-    for (i, &path) in cfg.paths.iter().enumerate() {
-        eprintln!("[{}/{}] {}", i + 1, cfg.paths.len(), path.name());
-        cells.extend(measure::run_path(path, cfg));
+    let total = cfg.paths.len() * cfg.traffic.len();
+    for &traffic in &cfg.traffic {
+        for &path in &cfg.paths {
+            eprintln!(
+                "[{}/{total}] {} ({})",
+                cells.len() / cfg.services.len().max(1) + 1,
+                path.name(),
+                traffic.name()
+            );
+            cells.extend(measure::run_path(path, traffic, cfg));
+        }
     }
     cells
 }
@@ -198,6 +249,11 @@ mod tests {
             PathKind::VipgateAfXdp
         );
         assert!(PathKind::parse("kernel-ipvs").is_err());
+        for t in Traffic::ALL {
+            assert_eq!(Traffic::parse(t.name()).unwrap(), t);
+        }
+        assert_eq!(Traffic::parse("new_flows").unwrap(), Traffic::NewFlows);
+        assert!(Traffic::parse("syn").is_err());
     }
 
     #[test]

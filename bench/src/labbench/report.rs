@@ -11,7 +11,7 @@ use serde::Serialize;
 
 use crate::report::{line_chart, Machine, Series};
 
-use super::{Cell, LabBenchConfig, PathKind};
+use super::{Cell, LabBenchConfig, PathKind, Traffic};
 
 /// Everything the run produced.
 #[derive(Clone, Debug, Serialize)]
@@ -42,10 +42,20 @@ pub fn versions() -> BTreeMap<String, String> {
     v
 }
 
-fn find<'a>(cells: &'a [Cell], path: &str, services: usize) -> Option<&'a Cell> {
-    cells
-        .iter()
-        .find(|c| c.path == path && c.services == services && c.error.is_none())
+fn find<'a>(cells: &'a [Cell], traffic: &str, path: &str, services: usize) -> Option<&'a Cell> {
+    cells.iter().find(|c| {
+        c.traffic == traffic && c.path == path && c.services == services && c.error.is_none()
+    })
+}
+
+fn traffics(cells: &[Cell]) -> Vec<String> {
+    let mut v: Vec<String> = Vec::new();
+    for c in cells {
+        if !v.contains(&c.traffic) {
+            v.push(c.traffic.clone());
+        }
+    }
+    v
 }
 
 /// `a / b` as "1.23x", or "-" when either side is missing or zero.
@@ -103,39 +113,82 @@ pub fn to_markdown(r: &LabReport) -> String {
          vipgate's worker runs on another core and loss shows what it could not take.\n",
         c.flows, c.duration, c.latency_rate, c.latency_seconds, c.repeats, c.backends
     );
+    let _ = writeln!(
+        s,
+        "Traffic modes. **established**: the {} flows above, sent over and over: after its first \
+         packet a flow follows conntrack, so the service count barely matters to the kernel paths. \
+         **new-flows**: every packet is a flow never seen before (source port 1024-65535 rotating, \
+         then the next of several client addresses in 198.18.0.0/24, a fresh set of addresses per \
+         run), so every packet walks KUBE-SERVICES (iptables: rule by rule, linear in services; \
+         nftables: one map lookup) and creates a conntrack entry, and vipgate creates a flow per \
+         packet. This is the cost of connection setup, e.g. DNS over UDP or a SYN flood. \
+         `distinct flows` is what one run could send before repeating a flow; a run that sent more \
+         had some conntrack hits. The kernel paths run under the host's nf_conntrack_max (a child \
+         namespace cannot raise it on recent kernels); at the limit the kernel early-drops unreplied \
+         entries to admit new ones. new-flows runs no latency probe (its probe flows would be \
+         established ones).\n",
+        c.flows
+    );
     let all_paths = paths(&r.cells);
     let nft = PathKind::KernelNftables.name();
     let ipt = PathKind::KernelIptables.name();
-    for n in service_counts(&r.cells) {
-        let _ = writeln!(s, "## {n} service{}\n", if n == 1 { "" } else { "s" });
-        let _ = writeln!(
-            s,
-            "| path | forwarded Mpps | sent Mpps | loss | p50 us | p99 us | vs kernel-nftables | vs kernel-iptables |"
-        );
-        let _ = writeln!(s, "|---|---:|---:|---:|---:|---:|---:|---:|");
-        let base = |p: &str| find(&r.cells, p, n).map(|c| c.forwarded_mpps);
-        for p in &all_paths {
-            let Some(cell) = r.cells.iter().find(|c| &c.path == p && c.services == n) else {
-                continue;
-            };
-            if let Some(e) = &cell.error {
-                let _ = writeln!(s, "| {p} | failed: {} | | | | | | |", e.replace('|', "/"));
+    for t in traffics(&r.cells) {
+        for n in service_counts(&r.cells) {
+            if !r.cells.iter().any(|c| c.traffic == t && c.services == n) {
                 continue;
             }
-            let me = Some(cell.forwarded_mpps);
+            let new_flows = t == Traffic::NewFlows.name();
+            let _ = writeln!(s, "## {t}, {n} service{}\n", if n == 1 { "" } else { "s" });
+            let (extra_head, extra_rule) = if new_flows {
+                (" distinct flows |", "---:|")
+            } else {
+                ("", "")
+            };
             let _ = writeln!(
                 s,
-                "| {p} | {:.3} | {:.3} | {:.1}% | {:.0} | {:.0} | {} | {} |",
-                cell.forwarded_mpps,
-                cell.sent_mpps,
-                cell.loss * 100.0,
-                cell.p50_us,
-                cell.p99_us,
-                ratio(me, base(nft)),
-                ratio(me, base(ipt)),
+                "| path | forwarded Mpps | sent Mpps | loss | p50 us | p99 us |{extra_head} vs kernel-nftables | vs kernel-iptables |"
             );
+            let _ = writeln!(s, "|---|---:|---:|---:|---:|---:|{extra_rule}---:|---:|");
+            let base = |p: &str| find(&r.cells, &t, p, n).map(|c| c.forwarded_mpps);
+            for p in &all_paths {
+                let Some(cell) = r
+                    .cells
+                    .iter()
+                    .find(|c| &c.path == p && c.services == n && c.traffic == t)
+                else {
+                    continue;
+                };
+                if let Some(e) = &cell.error {
+                    let _ = writeln!(s, "| {p} | failed: {} | | | | | | |", e.replace('|', "/"));
+                    continue;
+                }
+                let me = Some(cell.forwarded_mpps);
+                let lat = |v: f64| {
+                    if new_flows {
+                        "-".to_string()
+                    } else {
+                        format!("{v:.0}")
+                    }
+                };
+                let extra = if new_flows {
+                    format!(" {} |", cell.distinct_flows.unwrap_or(0))
+                } else {
+                    String::new()
+                };
+                let _ = writeln!(
+                    s,
+                    "| {p} | {:.3} | {:.3} | {:.1}% | {} | {} |{extra} {} | {} |",
+                    cell.forwarded_mpps,
+                    cell.sent_mpps,
+                    cell.loss * 100.0,
+                    lat(cell.p50_us),
+                    lat(cell.p99_us),
+                    ratio(me, base(nft)),
+                    ratio(me, base(ipt)),
+                );
+            }
+            s.push('\n');
         }
-        s.push('\n');
     }
     let _ = writeln!(
         s,
@@ -146,16 +199,24 @@ pub fn to_markdown(r: &LabReport) -> String {
 
 pub fn services_plot(r: &LabReport) -> String {
     let counts = service_counts(&r.cells);
-    let series: Vec<Series> = paths(&r.cells)
-        .into_iter()
-        .map(|p| Series {
+    let modes = traffics(&r.cells);
+    let series: Vec<Series> = modes
+        .iter()
+        .flat_map(|t| paths(&r.cells).into_iter().map(move |p| (t.clone(), p)))
+        .map(|(t, p)| Series {
             points: counts
                 .iter()
-                .filter_map(|&n| find(&r.cells, &p, n))
+                .filter_map(|&n| find(&r.cells, &t, &p, n))
                 .map(|c| (c.services as f64, c.forwarded_mpps))
                 .collect(),
-            name: p,
+            // One mode keeps the plain path names.
+            name: if modes.len() == 1 {
+                p
+            } else {
+                format!("{p} ({t})")
+            },
         })
+        .filter(|s| !s.points.is_empty())
         .collect();
     line_chart(
         "Forwarded UDP packets vs services (veth lab)",
@@ -191,6 +252,7 @@ mod tests {
     fn cell(path: PathKind, services: usize, mpps: f64) -> Cell {
         let mut c = Cell {
             path: path.name().into(),
+            traffic: "established".into(),
             services,
             runs: vec![ThroughputRun::new(2_000_000, (mpps * 1e6) as u64, 1.0)],
             ..Cell::default()
@@ -208,6 +270,7 @@ mod tests {
             versions: BTreeMap::new(),
             config: LabBenchConfig {
                 paths: PathKind::ALL.to_vec(),
+                traffic: Traffic::ALL.to_vec(),
                 services: vec![1, 100],
                 duration: 1.0,
                 repeats: 1,
@@ -235,8 +298,12 @@ mod tests {
             failed,
         ]);
         let md = to_markdown(&r);
-        assert!(md.contains("## 1 service\n"));
-        assert!(md.contains("## 100 services\n"));
+        assert!(md.contains("## established, 1 service\n"));
+        assert!(md.contains("## established, 100 services\n"));
+        assert!(
+            !md.contains("## new-flows"),
+            "no new-flows cells, no new-flows table"
+        );
         assert!(md.contains("| vs kernel-nftables | vs kernel-iptables |"));
         let row = md
             .lines()
@@ -249,6 +316,37 @@ mod tests {
             .unwrap();
         assert!(row100.ends_with("| - | 1.00x |"), "{row100}");
         assert!(md.contains("| vipgate-af_xdp | failed: no / xdp |"));
+    }
+
+    #[test]
+    fn new_flows_tables_stand_apart_and_compare_within_their_mode() {
+        let nf = |path, services, mpps| Cell {
+            traffic: "new-flows".into(),
+            distinct_flows: Some(774_144),
+            ..cell(path, services, mpps)
+        };
+        let r = report(vec![
+            cell(PathKind::KernelIptables, 1, 0.2),
+            nf(PathKind::KernelIptables, 1, 0.05),
+            nf(PathKind::KernelNftables, 1, 0.1),
+            nf(PathKind::VipgateAfXdp, 1, 0.2),
+        ]);
+        let md = to_markdown(&r);
+        assert!(md.contains("## new-flows, 1 service\n"), "{md}");
+        assert!(md.contains("| distinct flows |"));
+        let row = md
+            .lines()
+            .find(|l| l.starts_with("| vipgate-af_xdp | 0.200"))
+            .expect(&md);
+        assert!(row.ends_with("| 774144 | 2.00x | 4.00x |"), "{row}");
+        // The established iptables row is its own baseline, not new-flows'.
+        let est = md
+            .lines()
+            .find(|l| l.starts_with("| kernel-iptables | 0.200"))
+            .unwrap();
+        assert!(est.ends_with("| - | 1.00x |"), "{est}");
+        let svg = services_plot(&r);
+        assert!(svg.contains("kernel-iptables (new-flows)"));
     }
 
     #[test]

@@ -74,6 +74,35 @@ pub fn blast_capture(
     cap
 }
 
+/// Client source ports a new-flows capture rotates over (1024..=65535).
+pub const NEW_FLOW_PORTS: u64 = 65_536 - 1024;
+
+/// `flows` minimum-size UDP frames to `vip:port`, each a flow of its own:
+/// the source port rotates over [`NEW_FLOW_PORTS`], then the next client
+/// address is taken. At most `clients.len() * NEW_FLOW_PORTS` frames.
+pub fn new_flows_capture(
+    src: [u8; 6],
+    dst: [u8; 6],
+    clients: &[Ipv4Addr],
+    vip: Ipv4Addr,
+    port: u16,
+    flows: u64,
+) -> Capture {
+    let flows = flows.min(clients.len() as u64 * NEW_FLOW_PORTS);
+    let mut cap = Capture::new();
+    for f in 0..flows {
+        let client = clients[(f / NEW_FLOW_PORTS) as usize];
+        let sport = 1024 + (f % NEW_FLOW_PORTS) as u16;
+        let pkt = Packet::new(
+            Eth::new(src, dst),
+            Ip::V4(Ipv4::new(client.octets(), vip.octets(), 64)),
+            L4::Udp(Udp::new(sport, port, vec![0x5a; BLAST_PAYLOAD])),
+        );
+        cap.push(f, &pkt.frame());
+    }
+    cap
+}
+
 /// Sends `cap` from `dev` in `ns` at top speed for `seconds`, at most
 /// `max_packets` frames.
 pub fn blast(
@@ -265,6 +294,44 @@ mod tests {
             sports.insert(u16::from_be_bytes([f[34], f[35]]));
         }
         assert_eq!(sports.len(), 300);
+    }
+
+    #[test]
+    fn new_flow_frames_never_repeat_a_tuple_and_move_to_the_next_client() {
+        let clients = [Ipv4Addr::new(198, 18, 0, 10), Ipv4Addr::new(198, 18, 0, 11)];
+        let want = NEW_FLOW_PORTS + 5;
+        let cap = new_flows_capture(
+            [2, 0, 0, 0, 0, 1],
+            [2, 0, 0, 0, 0, 2],
+            &clients,
+            Ipv4Addr::new(198, 19, 0, 10),
+            80,
+            want,
+        );
+        assert_eq!(cap.len() as u64, want);
+        let mut tuples = std::collections::HashSet::new();
+        for i in 0..cap.len() {
+            let (f, _) = cap.packet(i);
+            assert_eq!(f.len(), 60);
+            assert_eq!(&f[30..34], &[198, 19, 0, 10]);
+            let sport = u16::from_be_bytes([f[34], f[35]]);
+            assert!(sport >= 1024);
+            assert!(
+                tuples.insert((f[26..30].to_vec(), sport)),
+                "frame {i} repeats a flow"
+            );
+        }
+        assert_eq!(&cap.packet(cap.len() - 1).0[26..30], &[198, 18, 0, 11]);
+        // Asking for more than the clients hold is capped, not wrapped.
+        let small = new_flows_capture(
+            [2; 6],
+            [3; 6],
+            &clients[..1],
+            Ipv4Addr::new(198, 19, 0, 10),
+            80,
+            NEW_FLOW_PORTS * 3,
+        );
+        assert_eq!(small.len() as u64, NEW_FLOW_PORTS);
     }
 
     #[test]
