@@ -43,6 +43,10 @@ pub async fn serve(listener: TcpListener, shared: Arc<Shared>, mut stop: oneshot
             _ = &mut stop => break,
             accepted = listener.accept() => {
                 let Ok((stream, _)) = accepted else { continue };
+                // Like the real API server (Go sets TCP_NODELAY by default):
+                // without it, small watch events wait for the client's
+                // delayed ACK (Nagle), ~20-40 ms.
+                let _ = stream.set_nodelay(true);
                 let shared = shared.clone();
                 conns.spawn(async move {
                     let svc = service_fn(move |req| handle(req, shared.clone()));
