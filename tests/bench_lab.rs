@@ -116,6 +116,10 @@ fn quick_lab_bench_measures_every_path_and_cleans_up() {
         svg.matches("<polyline").count(),
         TRAFFIC.len() * PATHS.len()
     );
+    // Latency is probed with established traffic only: p50 and p99 per path.
+    let lat = std::fs::read_to_string(out_dir.join("latency-vs-services.svg")).unwrap();
+    assert_eq!(lat.matches("<polyline").count(), 2 * PATHS.len(), "{lat}");
+    assert!(md.contains("latency-vs-services.svg"), "{md}");
     assert!(md.contains("## new-flows, 100 services"), "{md}");
     assert!(md.contains("| distinct flows |"), "{md}");
 

@@ -192,7 +192,8 @@ pub fn to_markdown(r: &LabReport) -> String {
     }
     let _ = writeln!(
         s,
-        "Plot: [forwarded Mpps vs services](throughput-vs-services.svg). Raw runs: report.json."
+        "Plots: [forwarded Mpps vs services](throughput-vs-services.svg), \
+         [latency p50/p99 vs services](latency-vs-services.svg). Raw runs: report.json."
     );
     s
 }
@@ -227,7 +228,45 @@ pub fn services_plot(r: &LabReport) -> String {
     )
 }
 
-/// Writes the three files into `dir` (created if missing).
+/// Request/response latency percentiles against service count: a p50 and
+/// a p99 line per path, from the cells that probed latency (established
+/// traffic).
+pub fn latency_plot(r: &LabReport) -> String {
+    let counts = service_counts(&r.cells);
+    let mut series = Vec::new();
+    for t in traffics(&r.cells) {
+        for p in paths(&r.cells) {
+            for (label, pick) in [("p50", 0usize), ("p99", 1usize)] {
+                let points: Vec<(f64, f64)> = counts
+                    .iter()
+                    .filter_map(|&n| find(&r.cells, &t, &p, n))
+                    .filter(|c| !c.latency.is_empty() && c.error.is_none())
+                    .map(|c| {
+                        (
+                            c.services as f64,
+                            if pick == 0 { c.p50_us } else { c.p99_us },
+                        )
+                    })
+                    .collect();
+                if !points.is_empty() {
+                    series.push(Series {
+                        name: format!("{p} {label}"),
+                        points,
+                    });
+                }
+            }
+        }
+    }
+    line_chart(
+        "UDP request/response latency vs services (veth lab)",
+        "services (log scale)",
+        "microseconds",
+        counts.iter().all(|&n| n > 0),
+        &series,
+    )
+}
+
+/// Writes the report files into `dir` (created if missing).
 pub fn write_all(r: &LabReport, dir: &Path) -> io::Result<Vec<PathBuf>> {
     std::fs::create_dir_all(dir)?;
     let json = serde_json::to_string_pretty(r).map_err(io::Error::other)?;
@@ -236,6 +275,7 @@ pub fn write_all(r: &LabReport, dir: &Path) -> io::Result<Vec<PathBuf>> {
         ("report.json", json),
         ("report.md", to_markdown(r)),
         ("throughput-vs-services.svg", services_plot(r)),
+        ("latency-vs-services.svg", latency_plot(r)),
     ] {
         let p = dir.join(name);
         std::fs::write(&p, body)?;
@@ -316,6 +356,33 @@ mod tests {
             .unwrap();
         assert!(row100.ends_with("| - | 1.00x |"), "{row100}");
         assert!(md.contains("| vipgate-af_xdp | failed: no / xdp |"));
+    }
+
+    #[test]
+    fn latency_plot_has_p50_and_p99_per_probed_path() {
+        let probed = |path, services, p50, p99| {
+            let mut c = cell(path, services, 0.2);
+            c.latency = vec![crate::labbench::traffic::Latency {
+                sent: 10,
+                answered: 10,
+                p50_us: p50,
+                p99_us: p99,
+            }];
+            c.summarise();
+            c
+        };
+        let r = report(vec![
+            probed(PathKind::KernelNftables, 1, 25.0, 40.0),
+            probed(PathKind::KernelNftables, 100, 26.0, 44.0),
+            probed(PathKind::VipgateAfXdp, 1, 40.0, 67.0),
+            // Not probed (new-flows style): no line.
+            cell(PathKind::KernelIptables, 1, 0.1),
+        ]);
+        let svg = latency_plot(&r);
+        assert!(svg.starts_with("<svg"), "{svg}");
+        assert_eq!(svg.matches("<polyline").count(), 4, "{svg}");
+        assert!(svg.contains("kernel-nftables p99") && svg.contains("vipgate-af_xdp p50"));
+        assert!(!svg.contains("kernel-iptables"));
     }
 
     #[test]
