@@ -15,6 +15,12 @@
 //!
 //! Namespaces are named `vgl<pid>x<n>-<role>`, unique per process and lab;
 //! dropping the [`Lab`] deletes them all (also while unwinding a panic).
+//!
+//! Every veth pair has the same number of queues ([`Lab::up_with_queues`]):
+//! a veth delivers a frame to the peer's rx queue numbered like the
+//! sender's tx queue, and a socket picks its tx queue from its flow hash,
+//! so several connections spread over the gateway's rx queues (one AF_XDP
+//! socket, and so one worker, per queue).
 
 /// Namespace helpers: ip, setns, offloads, sysctls.
 pub mod netns;
@@ -67,6 +73,9 @@ impl Default for LabSpec {
     }
 }
 
+/// Most queues a lab veth gets: one per worker, and labs run on small hosts.
+pub const MAX_QUEUES: u32 = 64;
+
 /// A built lab; dropping it deletes every namespace it made.
 pub struct Lab {
     pub client: String,
@@ -77,10 +86,21 @@ pub struct Lab {
 }
 
 impl Lab {
-    /// Builds the lab (needs root). On error, what was built is removed.
+    /// Builds the lab with single-queue veths (needs root). On error, what
+    /// was built is removed.
     pub fn up(spec: LabSpec) -> Result<Lab, String> {
+        Lab::up_with_queues(spec, 1)
+    }
+
+    /// Builds the lab with `queues` tx and rx queues on every veth
+    /// (1..=[`MAX_QUEUES`]), so a multi-worker AF_XDP gateway gets a
+    /// socket per worker. On error, what was built is removed.
+    pub fn up_with_queues(spec: LabSpec, queues: u32) -> Result<Lab, String> {
         if spec.backends == 0 || spec.backends > 200 {
             return Err(format!("backends must be 1..=200, got {}", spec.backends));
+        }
+        if queues == 0 || queues > MAX_QUEUES {
+            return Err(format!("queues must be 1..={MAX_QUEUES}, got {queues}"));
         }
         static SEQ: AtomicU32 = AtomicU32::new(0);
         let id = format!(
@@ -96,11 +116,11 @@ impl Lab {
             created: Vec::new(),
         };
         // On error `lab` drops here and removes what was created.
-        lab.build(spec)?;
+        lab.build(spec, queues)?;
         Ok(lab)
     }
 
-    fn build(&mut self, spec: LabSpec) -> Result<(), String> {
+    fn build(&mut self, spec: LabSpec, queues: u32) -> Result<(), String> {
         let all: Vec<String> = [&self.client, &self.gw, &self.switch]
             .into_iter()
             .cloned()
@@ -112,43 +132,15 @@ impl Lab {
             ip(&["-n", ns, "link", "set", "lo", "up"])?;
         }
         let (c, g, sw) = (&self.client, &self.gw, &self.switch);
-        // client <-> gw
-        ip(&[
-            "-n",
-            c,
-            "link",
-            "add",
-            "eth0",
-            "type",
-            "veth",
-            "peer",
-            "name",
-            GW_CLIENT_IF,
-            "netns",
-            g,
-        ])?;
-        // gw <-> switch bridge
+        netns::veth_pair(c, "eth0", g, GW_CLIENT_IF, queues)?;
         ip(&["-n", sw, "link", "add", "br0", "type", "bridge"])?;
-        ip(&[
-            "-n",
-            g,
-            "link",
-            "add",
-            GW_BACKEND_IF,
-            "type",
-            "veth",
-            "peer",
-            "name",
-            "pgw",
-            "netns",
-            sw,
-        ])?;
+        netns::veth_pair(g, GW_BACKEND_IF, sw, "pgw", queues)?;
         ip(&["-n", sw, "link", "set", "pgw", "master", "br0"])?;
         for (i, b) in self.backends.iter().enumerate() {
             let port = format!("pb{i}");
-            ip(&[
-                "-n", b, "link", "add", "eth0", "type", "veth", "peer", "name", &port, "netns", sw,
-            ])?;
+            // Backends get the queues too: a reply keeps its socket's tx
+            // queue number across the bridge, spreading over gwb's queues.
+            netns::veth_pair(b, "eth0", sw, &port, queues)?;
             ip(&["-n", sw, "link", "set", &port, "master", "br0"])?;
             ip(&["-n", sw, "link", "set", &port, "up"])?;
             netns::offloads_off(sw, &port)?;
@@ -257,6 +249,18 @@ impl Lab {
             .args(args)
             .output()
             .map_err(|e| format!("ip netns exec {ns} {program}: {e}"))
+    }
+
+    /// Rx queues of `dev` in namespace `ns` as the kernel reports them
+    /// (what `vipgate run` opens one AF_XDP socket for each of).
+    pub fn rx_queues(ns: &str, dev: &str) -> Result<u32, String> {
+        netns::rx_queues(ns, dev)
+    }
+
+    /// Frames per rx queue of veth `dev` in `ns` that went through its XDP
+    /// program (counts move only while one is attached).
+    pub fn rx_queue_xdp_packets(ns: &str, dev: &str) -> Result<Vec<u64>, String> {
+        netns::rx_queue_xdp_packets(ns, dev)
     }
 
     /// Every namespace of this lab, in creation order.

@@ -77,3 +77,100 @@ pub fn sysctl(ns: &str, key: &str, value: &str) -> Result<(), String> {
         std::fs::write(&path, &value).map_err(|e| format!("{path}: {e}"))
     })?
 }
+
+/// Creates the veth pair `dev` (in `ns`) and `peer` (in `peer_ns`), each
+/// end with `queues` tx and rx queues. Both counts are given explicitly:
+/// the kernel leaves a veth at one real rx queue unless asked otherwise,
+/// and both ends need the same count (the rx queue is the sender's tx one).
+pub fn veth_pair(
+    ns: &str,
+    dev: &str,
+    peer_ns: &str,
+    peer: &str,
+    queues: u32,
+) -> Result<(), String> {
+    let q = queues.to_string();
+    ip(&[
+        "-n",
+        ns,
+        "link",
+        "add",
+        dev,
+        "numtxqueues",
+        &q,
+        "numrxqueues",
+        &q,
+        "type",
+        "veth",
+        "peer",
+        "name",
+        peer,
+        "numtxqueues",
+        &q,
+        "numrxqueues",
+        &q,
+        "netns",
+        peer_ns,
+    ])?;
+    Ok(())
+}
+
+/// Counts the `rx-*` queue directories of `dev` in `ns`'s sysfs (a fresh
+/// sysfs mount through `ip netns exec`: this process's /sys shows its own
+/// namespace only).
+pub fn rx_queues(ns: &str, dev: &str) -> Result<u32, String> {
+    let dir = format!("/sys/class/net/{dev}/queues");
+    let out = Command::new("ip")
+        .args(["netns", "exec", ns, "ls", &dir])
+        .output()
+        .map_err(|e| format!("cannot run ip: {e}"))?;
+    let list = check(&format!("ls {dir} in {ns}"), out)?;
+    Ok(list
+        .split_whitespace()
+        .filter(|e| e.starts_with("rx-"))
+        .count() as u32)
+}
+
+/// Frames each rx queue of veth `dev` in `ns` has passed through its XDP
+/// program (`ethtool -S` rx_queue_<q>_xdp_packets), in queue order. The
+/// counters only move while an XDP program is attached.
+pub fn rx_queue_xdp_packets(ns: &str, dev: &str) -> Result<Vec<u64>, String> {
+    let out = Command::new("ip")
+        .args(["netns", "exec", ns, "ethtool", "-S", dev])
+        .output()
+        .map_err(|e| format!("cannot run ip: {e}"))?;
+    let stats = check(&format!("ethtool -S {dev} in {ns}"), out)?;
+    Ok(parse_rx_queue_xdp_packets(&stats))
+}
+
+fn parse_rx_queue_xdp_packets(stats: &str) -> Vec<u64> {
+    let mut per_queue: Vec<(usize, u64)> = stats
+        .lines()
+        .filter_map(|l| {
+            let (key, value) = l.split_once(':')?;
+            let q = key
+                .trim()
+                .strip_prefix("rx_queue_")?
+                .strip_suffix("_xdp_packets")?;
+            Some((q.parse().ok()?, value.trim().parse().ok()?))
+        })
+        .collect();
+    per_queue.sort_unstable();
+    per_queue.into_iter().map(|(_, n)| n).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rx_queue_counters_in_queue_order() {
+        let stats = "NIC statistics:\n     peer_ifindex: 2\n     rx_queue_1_xdp_packets: 7\n     \
+                     rx_queue_1_xdp_bytes: 900\n     rx_queue_0_xdp_packets: 12\n     \
+                     tx_queue_0_xdp_xmit: 3\n";
+        assert_eq!(parse_rx_queue_xdp_packets(stats), vec![12, 7]);
+        assert!(
+            parse_rx_queue_xdp_packets("NIC statistics:\n  rx_queue_x_xdp_packets: 1\n").is_empty()
+        );
+    }
+}
