@@ -13,6 +13,8 @@
 //! burst; idle back-off }`. The clock is read once per round and the tables
 //! once per burst.
 
+/// Zero-copy transmit on another port sharing the rx port's memory.
+pub mod cross_zc;
 /// Which worker owns a frame: steering bursts out, draining the inbox.
 pub mod group;
 /// Lock-free inboxes over preallocated frame slots between workers.
@@ -100,6 +102,8 @@ pub struct Worker<I> {
     tx_full: u64,
     tx_sent: u64,
     tx_cross: u64,
+    tx_cross_zc: u64,
+    tx_copied: u64,
     idle_waits: u64,
     handoff_out: u64,
     handoff_in: u64,
@@ -195,6 +199,8 @@ impl<I: PacketIo + IdleWait + ForeignTx> Worker<I> {
             tx_full: 0,
             tx_sent: 0,
             tx_cross: 0,
+            tx_cross_zc: 0,
+            tx_copied: 0,
             idle_waits: 0,
             handoff_out: 0,
             handoff_in: 0,
@@ -299,10 +305,24 @@ impl<I: PacketIo + IdleWait + ForeignTx> Worker<I> {
             |_| rx_iface,
         );
         if cross {
-            let c = send_copies(batch, &mut self.copies, &self.egress, Some(rx_iface));
-            self.tx_sent += c.sent;
-            self.tx_cross += c.sent;
-            self.tx_full += c.failed;
+            let z = cross_zc::send_in_place(
+                &mut self.ports,
+                &self.port_iface,
+                rx_iface,
+                batch,
+                &mut self.egress,
+            );
+            self.tx_sent += z.sent;
+            self.tx_cross += z.sent;
+            self.tx_cross_zc += z.sent;
+            self.tx_full += z.full;
+            if z.left {
+                let c = send_copies(batch, &mut self.copies, &self.egress, Some(rx_iface));
+                self.tx_sent += c.sent;
+                self.tx_cross += c.sent;
+                self.tx_copied += c.sent;
+                self.tx_full += c.failed;
+            }
         }
         if let Some(g) = self.group.as_mut() {
             g.restore(batch);
@@ -337,6 +357,7 @@ impl<I: PacketIo + IdleWait + ForeignTx> Worker<I> {
         if !self.copies.is_empty() {
             let c = send_copies(batch, &mut self.copies, &self.egress, None);
             self.tx_sent += c.sent;
+            self.tx_copied += c.sent;
             self.tx_full += c.failed;
         } else if let Some(p) = self.ports.first_mut() {
             // `build` opened no copy senders: one interface, whose ports'
@@ -359,6 +380,8 @@ impl<I: PacketIo + IdleWait + ForeignTx> Worker<I> {
             pipeline: p,
             tx_sent: self.tx_sent,
             tx_cross: self.tx_cross,
+            tx_cross_zc: self.tx_cross_zc,
+            tx_copied: self.tx_copied,
             idle_waits: self.idle_waits,
             handoff_out: self.handoff_out,
             handoff_in: self.handoff_in,

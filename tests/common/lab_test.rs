@@ -305,6 +305,12 @@ fn udp_ask(to: SocketAddr) -> std::io::Result<String> {
     Err(last)
 }
 
+/// The number ending the summary line that starts with `label`.
+fn summary_count(stdout: &str, label: &str) -> Option<u64> {
+    let line = stdout.lines().find(|l| l.trim_start().starts_with(label))?;
+    line.split_whitespace().last()?.parse().ok()
+}
+
 /// The whole scenario for one I/O mode.
 pub fn scenario(io: &str) {
     if !is_root() {
@@ -384,6 +390,20 @@ pub fn scenario(io: &str) {
     assert!(ping.status.success(), "ping to the gateway: {ping:?}");
     assert!(ok, "vipgate did not exit 0 after SIGTERM:\n{stdout}");
     assert!(stdout.contains("forwarded (DNAT)"), "{stdout}");
+    if io == "af-xdp" {
+        // One worker's sockets on both interfaces share a UMEM: client
+        // <-> backend frames change interface without a copy.
+        let zc = summary_count(&stdout, "zero-copy");
+        assert!(
+            zc.is_some_and(|n| n > 0),
+            "no zero-copy transmits:\n{stdout}"
+        );
+        assert_eq!(
+            summary_count(&stdout, "via copy sender"),
+            Some(0),
+            "frames went through the copy sender:\n{stdout}"
+        );
+    }
     assert!(!links.contains("xdp"), "XDP still attached:\n{links}");
 
     drop(lab);

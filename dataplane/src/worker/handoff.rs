@@ -47,6 +47,15 @@ pub enum HandoffError {
 /// worker on AF_XDP sends handed-over frames through a copy sender.
 pub trait ForeignTx {
     const SENDS_FOREIGN: bool;
+
+    /// Transmits frames `idx` of `batch`, received on another port of the
+    /// same worker, in place when this port shares that port's frame memory
+    /// (AF_XDP sockets on one UMEM). Returns how many went out, a prefix of
+    /// `idx` (the rest found the ring full and stay the caller's), or None
+    /// when the memory is not shared and the caller must copy them out.
+    fn tx_shared(&mut self, _batch: &Batch, _idx: &[u16]) -> Option<u32> {
+        None
+    }
 }
 
 impl ForeignTx for AfPacket {
@@ -55,6 +64,10 @@ impl ForeignTx for AfPacket {
 
 impl ForeignTx for AfXdp {
     const SENDS_FOREIGN: bool = false;
+
+    fn tx_shared(&mut self, batch: &Batch, idx: &[u16]) -> Option<u32> {
+        self.tx_in_place(batch, idx)
+    }
 }
 
 impl ForeignTx for MemoryIo<'_> {

@@ -18,8 +18,16 @@ pub struct WorkerCounters {
     pub pipeline: Counters,
     /// Frames handed to a device (in place or copied to another port).
     pub tx_sent: u64,
-    /// Of those, frames copied to a port other than the one they came in on.
+    /// Of those, frames sent on an interface other than the one they came
+    /// in on (in place or copied).
     pub tx_cross: u64,
+    /// Of `tx_cross`, frames sent in place from a UMEM the rx and egress
+    /// sockets share: no copy.
+    pub tx_cross_zc: u64,
+    /// Frames sent through a copy sender (a send-only packet socket that
+    /// copies them): cross-interface ones without shared memory and
+    /// frames handed over by other workers.
+    pub tx_copied: u64,
     /// Times the idle worker slept in poll() instead of spinning.
     pub idle_waits: u64,
     /// Frames received here and copied to the worker owning their flow.
@@ -37,6 +45,8 @@ impl WorkerCounters {
         self.pipeline.add(&o.pipeline);
         self.tx_sent += o.tx_sent;
         self.tx_cross += o.tx_cross;
+        self.tx_cross_zc += o.tx_cross_zc;
+        self.tx_copied += o.tx_copied;
         self.idle_waits += o.idle_waits;
         self.handoff_out += o.handoff_out;
         self.handoff_in += o.handoff_in;
@@ -59,7 +69,7 @@ impl WorkerCounters {
 }
 
 /// Fields in publication order; `DropReason::COUNT` drop counters follow.
-const FIXED: usize = 14;
+const FIXED: usize = 16;
 const FIELDS: usize = FIXED + DropReason::COUNT;
 
 /// The published block of one worker. Share it in an `Arc`.
@@ -97,6 +107,8 @@ impl SharedCounters {
             c.handoff_in,
             c.handoff_full,
             c.handoff_oversize,
+            c.tx_cross_zc,
+            c.tx_copied,
         ];
         for (cell, v) in self.cells.iter().zip(fixed.iter().chain(p.dropped.iter())) {
             cell.store(*v, Ordering::Relaxed);
@@ -126,6 +138,8 @@ impl SharedCounters {
             handoff_in: v[11],
             handoff_full: v[12],
             handoff_oversize: v[13],
+            tx_cross_zc: v[14],
+            tx_copied: v[15],
         }
     }
 }
@@ -150,6 +164,7 @@ mod tests {
             c.handoff_full,
             c.handoff_oversize,
         ) = (11, 12, 13, 14);
+        (c.tx_cross_zc, c.tx_copied) = (15, 16);
         let s = SharedCounters::default();
         s.store(&c);
         assert_eq!(s.load(), c);
@@ -161,11 +176,13 @@ mod tests {
         let mut a = WorkerCounters::default();
         a.pipeline.packets = 3;
         a.tx_cross = 1;
+        a.tx_cross_zc = 1;
         let mut b = a;
         b.pipeline.dropped[DropReason::NoNeighbour as usize] = 2;
         let t = WorkerCounters::total([&a, &b]);
         assert_eq!(t.pipeline.packets, 6);
         assert_eq!(t.tx_cross, 2);
+        assert_eq!(t.tx_cross_zc, 2);
         assert_eq!(t.pipeline.dropped(DropReason::NoNeighbour), 2);
     }
 }

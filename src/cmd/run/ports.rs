@@ -4,6 +4,10 @@
 //! workers of an interface in one PACKET_FANOUT hash group), with
 //! `--io auto` falling back from the first to the second.
 //!
+//! A worker's AF_XDP sockets share one UMEM (the first one it gets owns
+//! it, the others bind with XDP_SHARED_UMEM), so a frame received on one
+//! interface is transmitted on another from the same memory, no copy.
+//!
 //! An interface with fewer rx queues than workers (a veth has one unless
 //! created with `numrxqueues`) leaves AF_XDP workers without a socket
 //! there; such workers only process what the others hand over.
@@ -74,22 +78,45 @@ pub fn open_xdp(ifaces: &[String], workers: usize) -> Result<XdpPorts, String> {
         links: Vec::new(),
         mode: "zero-copy",
     };
-    for ifname in ifaces {
+    let queues: Vec<u32> = ifaces.iter().map(|i| rx_queues(i)).collect();
+    // Sockets per worker: its UMEM gets the usual frames for each of them,
+    // so every fill ring can stay full.
+    let mut per_worker = vec![0u32; workers];
+    for &n in &queues {
+        for q in 0..n {
+            per_worker[q as usize % workers] += 1;
+        }
+    }
+    let base = AfXdpConfig::default();
+    for (ifname, &nq) in ifaces.iter().zip(&queues) {
         let ifindex = ifindex_of(ifname)?;
         let steer = XdpSteering::load(&SteeringConfig::default()).map_err(|e| e.to_string())?;
         let link = steer
             .attach_best(ifname)
             .map_err(|e| format!("{ifname}: {e}"))?;
-        for q in 0..rx_queues(ifname) {
-            let sock = AfXdp::open(ifname, q, &AfXdpConfig::default())
-                .map_err(|e| format!("{ifname} queue {q}: {e}"))?;
+        for q in 0..nq {
+            let w = q as usize % workers;
+            let sock = match out.ports[w].first() {
+                // SAFETY: every socket sharing this UMEM goes into
+                // `out.ports[w]`, which moves to worker w's thread whole
+                // and is dropped there (or here, all together, on error).
+                Some(first) => unsafe { AfXdp::open_shared(ifname, q, &base, &first.io) },
+                None => {
+                    let cfg = AfXdpConfig {
+                        frame_count: base.frame_count * per_worker[w],
+                        ..base.clone()
+                    };
+                    AfXdp::open(ifname, q, &cfg)
+                }
+            }
+            .map_err(|e| format!("{ifname} queue {q}: {e}"))?;
             if sock.mode() == BindMode::Copy {
                 out.mode = "copy";
             }
             steer
                 .register(&sock)
                 .map_err(|e| format!("{ifname} queue {q}: {e}"))?;
-            out.ports[q as usize % workers].push(Port { io: sock, ifindex });
+            out.ports[w].push(Port { io: sock, ifindex });
         }
         out.steering.push(steer);
         out.links.push(link);

@@ -19,6 +19,9 @@ pub fn to_text(c: &WorkerCounters, workers: usize, seconds: f64) -> String {
     s.push_str(&bench::summary::verdict_table(t));
     let _ = writeln!(s, "  {:<22} {:>12}", "transmitted", c.tx_sent);
     let _ = writeln!(s, "  {:<22} {:>12}", "  to another iface", c.tx_cross);
+    // Lets an operator (and the lab test) see which path carried them.
+    let _ = writeln!(s, "  {:<22} {:>12}", "    zero-copy", c.tx_cross_zc);
+    let _ = writeln!(s, "  {:<22} {:>12}", "  via copy sender", c.tx_copied);
     if workers > 1 || c.handoff_out + c.handoff_dropped() > 0 {
         let _ = writeln!(s, "  {:<22} {:>12}", "handed to owner", c.handoff_out);
         let _ = writeln!(
@@ -72,6 +75,26 @@ mod tests {
         assert!(s.contains("no_neighbour"), "{s}");
         assert!(!s.contains("tx_full"), "{s}");
         assert!(!s.contains("handed to owner"), "{s}");
+    }
+
+    #[test]
+    fn shows_zero_copy_and_copied_transmits() {
+        let c = WorkerCounters {
+            tx_sent: 9,
+            tx_cross: 7,
+            tx_cross_zc: 5,
+            tx_copied: 2,
+            ..WorkerCounters::default()
+        };
+        let s = to_text(&c, 1, 1.0);
+        let last = |label: &str| {
+            let l = s.lines().find(|l| l.trim_start().starts_with(label));
+            l.and_then(|l| l.split_whitespace().last())
+                .map(str::to_owned)
+        };
+        assert_eq!(last("zero-copy").as_deref(), Some("5"), "{s}");
+        assert_eq!(last("via copy sender").as_deref(), Some("2"), "{s}");
+        assert_eq!(last("to another iface").as_deref(), Some("7"), "{s}");
     }
 
     #[test]

@@ -1,7 +1,9 @@
 //! AF_XDP backend: a hand-assembled XDP program steers service traffic
 //! (VIP ports, backend replies) to AF_XDP sockets and passes everything
-//! else to the kernel; each socket owns a UMEM and its four rings and
-//! implements [`PacketIo`](crate::io::PacketIo) with in-place transmit.
+//! else to the kernel; each socket has its four rings and a UMEM, its own
+//! or one shared with the worker's other sockets (so a frame received on
+//! one interface leaves on another without a copy), and implements
+//! [`PacketIo`](crate::io::PacketIo) with in-place transmit.
 //!
 //! Typical use, once per interface:
 //! ```no_run
@@ -22,6 +24,8 @@ pub mod asm;
 pub mod bpf;
 /// Setup errors with the fix in the message.
 pub mod error;
+/// Free frames of a UMEM shared by one worker's sockets.
+pub mod pool;
 /// The steering XDP program, written with the assembler.
 pub mod program;
 /// Producer/consumer views of the rings shared with the kernel.

@@ -1,15 +1,18 @@
-//! One AF_XDP socket on one interface queue, with its own UMEM, as a
-//! [`PacketIo`] backend.
+//! One AF_XDP socket on one interface queue, with its own UMEM or one
+//! shared with other sockets of the same worker, as a [`PacketIo`] backend.
 //!
 //! Frame ownership: every UMEM frame is at any time in exactly one place —
-//! the fill ring, the kernel (rx path), the rx ring, a caller's [`Batch`],
-//! the tx ring, the completion ring, or our free list. The free list is a
-//! Vec with room for every frame, so moving frames never allocates.
+//! a fill ring, the kernel (rx path), an rx ring, a caller's [`Batch`], a
+//! tx ring, a completion ring, or the UMEM's [`FramePool`]. The pool has
+//! room for every frame, so moving frames never allocates.
 
+use std::cell::RefCell;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::rc::Rc;
 
 use super::bpf::ifindex;
 use super::error::AfXdpError;
+use super::pool::FramePool;
 use super::ring::{ConsRing, ProdRing};
 use super::uapi::*;
 use super::umem::Umem;
@@ -72,17 +75,23 @@ pub struct AfXdpStats {
     pub fill_wakeups: u64,
 }
 
+/// A UMEM and its free frames, shared by the sockets bound to it.
+struct Frames {
+    umem: Umem,
+    pool: RefCell<FramePool>,
+}
+
 /// An AF_XDP socket bound to one queue of one interface.
 pub struct AfXdp {
     // Field order is drop order: rings unmap, then the socket closes (the
-    // kernel unpins the UMEM), then the UMEM unmaps.
+    // kernel unpins the UMEM), then the UMEM unmaps with the last socket
+    // sharing it.
     rx: ConsRing<XdpDesc>,
     tx: ProdRing<XdpDesc>,
     fill: ProdRing<u64>,
     comp: ConsRing<u64>,
     fd: OwnedFd,
-    umem: Umem,
-    free: Vec<u64>,
+    frames: Rc<Frames>,
     ifname: String,
     ifindex: u32,
     queue: u32,
@@ -93,6 +102,8 @@ pub struct AfXdp {
 
 // SAFETY: the raw pointers inside point into mappings this value owns; it
 // moves to a worker thread whole and is used from one thread at a time.
+// The `Rc` is shared only with sockets made by `open_shared`, whose
+// contract keeps all of them on one thread together.
 unsafe impl Send for AfXdp {}
 
 impl AfXdp {
@@ -129,6 +140,67 @@ impl AfXdp {
         let fd = unsafe { OwnedFd::from_raw_fd(raw) };
         let umem = Umem::new(cfg.frame_size, cfg.frame_count)?;
         umem.register(raw, cfg.headroom)?;
+        let frames = Rc::new(Frames {
+            pool: RefCell::new(FramePool::new(cfg.frame_size, cfg.frame_count)),
+            umem,
+        });
+        let mut s = AfXdp::with_rings(fd, frames, ifname, idx, queue, cfg, mode)?;
+        // Fill before bind so the first packets find buffers.
+        s.refill();
+        s.bind(mode)?;
+        if mode == BindMode::ZeroCopy && !s.kernel_zero_copy() {
+            s.mode = BindMode::Copy;
+        }
+        Ok(s)
+    }
+
+    /// Opens a socket on `ifname` queue `queue` bound to `primary`'s UMEM
+    /// (XDP_SHARED_UMEM, another device allowed), with its own fill and
+    /// completion rings and frames from the same pool, so either socket
+    /// transmits frames the other received in place
+    /// ([`AfXdp::tx_in_place`]). The mode (copy, zero-copy) and need_wakeup
+    /// follow `primary`; `cfg` gives the ring sizes. Size `primary`'s
+    /// `frame_count` for every socket that will share it.
+    ///
+    /// # Safety
+    /// The sockets sharing a UMEM share a non-atomic reference count and
+    /// free list: `primary`, the new socket and every other socket sharing
+    /// them must stay on one thread (move between threads only all together,
+    /// as one worker's ports do) and be dropped there.
+    pub unsafe fn open_shared(
+        ifname: &str,
+        queue: u32,
+        cfg: &AfXdpConfig,
+        primary: &AfXdp,
+    ) -> Result<AfXdp, AfXdpError> {
+        validate(cfg)?;
+        let idx = ifindex(ifname)?;
+        // SAFETY: plain socket(2); the fd is owned right below.
+        let raw = unsafe { libc::socket(libc::AF_XDP, libc::SOCK_RAW | libc::SOCK_CLOEXEC, 0) };
+        if raw < 0 {
+            return Err(AfXdpError::last_os("socket(AF_XDP)"));
+        }
+        // SAFETY: raw is a new fd nothing else owns.
+        let fd = unsafe { OwnedFd::from_raw_fd(raw) };
+        let frames = Rc::clone(&primary.frames);
+        let mut s = AfXdp::with_rings(fd, frames, ifname, idx, queue, cfg, primary.mode)?;
+        s.need_wakeup = primary.need_wakeup;
+        s.refill();
+        s.bind_shared(primary.fd.as_raw_fd())?;
+        Ok(s)
+    }
+
+    /// Sizes and maps the four rings of socket `fd`.
+    fn with_rings(
+        fd: OwnedFd,
+        frames: Rc<Frames>,
+        ifname: &str,
+        idx: u32,
+        queue: u32,
+        cfg: &AfXdpConfig,
+        mode: BindMode,
+    ) -> Result<AfXdp, AfXdpError> {
+        let raw = fd.as_raw_fd();
         for opt in [
             XDP_UMEM_FILL_RING,
             XDP_UMEM_COMPLETION_RING,
@@ -142,36 +214,46 @@ impl AfXdp {
         let tx = ProdRing::map(raw, &off.tx, cfg.ring_size, XDP_PGOFF_TX_RING)?;
         let fill = ProdRing::map(raw, &off.fr, cfg.ring_size, XDP_UMEM_PGOFF_FILL_RING)?;
         let comp = ConsRing::map(raw, &off.cr, cfg.ring_size, XDP_UMEM_PGOFF_COMPLETION_RING)?;
-
-        let mut free = Vec::with_capacity(cfg.frame_count as usize);
-        // Highest first so the first frames handed out are the lowest.
-        free.extend(
-            (0..cfg.frame_count as u64)
-                .rev()
-                .map(|i| i * cfg.frame_size as u64),
-        );
-        let mut s = AfXdp {
+        Ok(AfXdp {
             rx,
             tx,
             fill,
             comp,
             fd,
-            umem,
-            free,
+            frames,
             ifname: ifname.to_owned(),
             ifindex: idx,
             queue,
             mode,
             need_wakeup: cfg.need_wakeup,
             stats: AfXdpStats::default(),
+        })
+    }
+
+    fn bind_shared(&self, primary_fd: RawFd) -> Result<(), AfXdpError> {
+        let sa = SockaddrXdp {
+            family: libc::AF_XDP as u16,
+            flags: XDP_SHARED_UMEM,
+            ifindex: self.ifindex,
+            queue_id: self.queue,
+            shared_umem_fd: primary_fd as u32,
         };
-        // Fill before bind so the first packets find buffers.
-        s.refill();
-        s.bind(mode)?;
-        if mode == BindMode::ZeroCopy && !s.kernel_zero_copy() {
-            s.mode = BindMode::Copy;
+        // SAFETY: sa is a live sockaddr_xdp and its size is passed with it.
+        let r = unsafe {
+            libc::bind(
+                self.fd.as_raw_fd(),
+                (&sa as *const SockaddrXdp).cast(),
+                std::mem::size_of::<SockaddrXdp>() as libc::socklen_t,
+            )
+        };
+        if r == 0 {
+            return Ok(());
         }
-        Ok(s)
+        let e = std::io::Error::last_os_error();
+        Err(match e.raw_os_error() {
+            Some(libc::ENODEV) => AfXdpError::InterfaceNotFound(self.ifname.clone()),
+            _ => AfXdpError::from_io("bind(AF_XDP, XDP_SHARED_UMEM)", e),
+        })
     }
 
     fn bind(&self, mode: BindMode) -> Result<(), AfXdpError> {
@@ -251,16 +333,27 @@ impl AfXdp {
     }
 
     pub fn frame_size(&self) -> u32 {
-        self.umem.frame_size()
+        self.frames.umem.frame_size()
     }
 
     pub fn stats(&self) -> AfXdpStats {
         self.stats
     }
 
-    /// Frames currently on our free list (neither in a ring nor a batch).
+    /// Frames currently in the UMEM's pool (neither in a ring nor a
+    /// batch); shared with the sockets sharing the UMEM.
     pub fn free_frames(&self) -> usize {
-        self.free.len()
+        self.frames.pool.borrow().free()
+    }
+
+    /// Frames of the UMEM in all (its pool, rings and batches).
+    pub fn umem_frames(&self) -> usize {
+        self.frames.pool.borrow().total()
+    }
+
+    /// Whether `other` transmits this socket's frames in place.
+    pub fn shares_umem_with(&self, other: &AfXdp) -> bool {
+        Rc::ptr_eq(&self.frames, &other.frames)
     }
 
     /// The kernel's drop counters for this socket.
@@ -285,13 +378,14 @@ impl AfXdp {
 
     /// Moves free frames into the fill ring, as many as fit.
     fn refill(&mut self) {
-        let want = self.free.len() as u32;
+        let mut pool = self.frames.pool.borrow_mut();
+        let want = pool.free() as u32;
         if want == 0 {
             return;
         }
         let n = self.fill.free(want).min(want);
         for i in 0..n {
-            let addr = self.free.pop().expect("n <= free.len()");
+            let addr = pool.take().expect("n <= free frames");
             self.fill.write(i, addr);
         }
         self.fill.submit(n);
@@ -300,10 +394,11 @@ impl AfXdp {
     /// Takes transmitted frames back from the completion ring.
     fn reap_completions(&mut self) {
         let n = self.comp.available(self.comp.size());
+        let mut pool = self.frames.pool.borrow_mut();
         for i in 0..n {
-            let addr = self.comp.read(i);
-            self.free.push(self.umem.frame_of(addr));
+            pool.give(self.comp.read(i));
         }
+        drop(pool);
         self.comp.release(n);
     }
 
@@ -355,6 +450,39 @@ impl AfXdp {
         };
     }
 
+    /// Puts frames `idx` of `batch` (received on any socket sharing this
+    /// UMEM) on this socket's tx ring as they are, no copy; their
+    /// completions come back here and go to the shared pool. Returns how
+    /// many went out: a prefix of `idx`, shorter when the ring is full (the
+    /// rest stay the caller's). None when `batch` is not in this UMEM.
+    pub fn tx_in_place(&mut self, batch: &Batch, idx: &[u16]) -> Option<u32> {
+        if !self.owns(batch) {
+            return None;
+        }
+        let wanted = idx.len() as u32;
+        let room = self.tx.free(wanted).min(wanted);
+        for (slot, &i) in idx[..room as usize].iter().enumerate() {
+            let d = batch.descs()[i as usize];
+            self.tx.write(
+                slot as u32,
+                XdpDesc {
+                    addr: d.offset,
+                    len: d.len.min(d.cap),
+                    options: 0,
+                },
+            );
+        }
+        self.tx.submit(room);
+        if room > 0 && (!self.need_wakeup || self.tx.needs_wakeup()) {
+            self.kick_tx(room);
+        }
+        self.stats.tx_frames += room as u64;
+        self.stats.tx_ring_full += (wanted - room) as u64;
+        self.reap_completions();
+        self.refill();
+        Some(room)
+    }
+
     /// Whether `batch`'s frames are in our UMEM (an empty batch holds
     /// nothing of anyone's). Batch does not expose its base, so derive it
     /// from the first frame.
@@ -363,7 +491,7 @@ impl AfXdp {
             None => true,
             Some(d) => {
                 batch.frame(0).as_ptr().wrapping_sub(d.offset as usize)
-                    == self.umem.base().cast_const()
+                    == self.frames.umem.base().cast_const()
             }
         }
     }
@@ -374,14 +502,15 @@ impl PacketIo for AfXdp {
     /// are recycled (as if dropped) rather than leaked.
     fn rx_burst(&mut self, batch: &mut Batch, max: usize) -> usize {
         if self.owns(batch) {
+            let mut pool = self.frames.pool.borrow_mut();
             for d in batch.descs() {
-                self.free.push(self.umem.frame_of(d.offset));
+                pool.give(d.offset);
             }
         }
         // SAFETY: the UMEM lives as long as self; frames handed to the
         // batch are owned by neither the kernel nor our free list until
         // tx_burst takes them back.
-        unsafe { batch.reset(self.umem.base(), self.umem.len()) };
+        unsafe { batch.reset(self.frames.umem.base(), self.frames.umem.len()) };
         self.reap_completions();
         self.refill();
 
@@ -391,13 +520,13 @@ impl PacketIo for AfXdp {
             let desc = FrameDesc {
                 offset: d.addr,
                 len: d.len,
-                cap: self.umem.room_after(d.addr),
+                cap: self.frames.umem.room_after(d.addr),
                 tag: self.queue,
             };
             if !batch.push(desc) {
                 // Only a descriptor outside the UMEM gets here: never hand
                 // out memory we do not own, just take the frame back.
-                self.free.push(self.umem.frame_of(d.addr));
+                self.frames.pool.borrow_mut().give(d.addr);
             }
         }
         self.rx.release(n);
@@ -426,6 +555,7 @@ impl PacketIo for AfXdp {
             .filter(|v| matches!(v, Verdict::Tx(_)))
             .count() as u32;
         let room = self.tx.free(wanted).min(wanted);
+        let mut pool = self.frames.pool.borrow_mut();
         for (d, v) in batch.descs().iter().zip(batch.verdicts()) {
             match v {
                 Verdict::Tx(_) if st.sent < room => {
@@ -442,11 +572,12 @@ impl PacketIo for AfXdp {
                 }
                 Verdict::Tx(_) => {
                     st.dropped += 1;
-                    self.free.push(self.umem.frame_of(d.offset));
+                    pool.give(d.offset);
                 }
-                _ => self.free.push(self.umem.frame_of(d.offset)),
+                _ => pool.give(d.offset),
             }
         }
+        drop(pool);
         self.tx.submit(st.sent);
         if st.sent > 0 && (!self.need_wakeup || self.tx.needs_wakeup()) {
             self.kick_tx(st.sent);
