@@ -273,12 +273,40 @@ impl Drop for Gateway {
 
 /// One TCP request/response; the answer names the backend.
 fn tcp_ask(to: SocketAddr) -> std::io::Result<String> {
+    tcp_ask_from(to).map(|(answer, _)| answer)
+}
+
+/// As [`tcp_ask`], also returning the client's own address (the flow's
+/// source), so the answer can be checked against the Maglev pick.
+fn tcp_ask_from(to: SocketAddr) -> std::io::Result<(String, SocketAddr)> {
     let mut s = TcpStream::connect_timeout(&to, IO_TIMEOUT)?;
+    let me = s.local_addr()?;
     s.set_read_timeout(Some(IO_TIMEOUT))?;
     s.write_all(b"hello\n")?;
     let mut out = String::new();
     s.read_to_string(&mut out)?;
-    Ok(out.trim().to_string())
+    Ok((out.trim().to_string(), me))
+}
+
+/// The backend index Maglev picks for a flow from `client` to `vip:port`,
+/// computed from the same services file with the dataplane's own table
+/// (default seed and table size, as `vipgate run` uses them).
+fn maglev_pick(yaml: &str, client: SocketAddr, vip: IpAddr, port: u16) -> Option<usize> {
+    use dataplane::addr::{Addr, Proto, Tuple};
+    use dataplane::table::{ServiceTable, TableConfig};
+    let objs = control::objects::parse_str(yaml, std::path::Path::new("lab.yaml")).ok()?;
+    let m = control::model::build(&objs.services, &objs.slices, &Default::default());
+    let table = ServiceTable::from_specs(m.services, TableConfig::default());
+    let entry = table.lookup(&Addr::from(vip), port, Proto::Tcp)?;
+    let tuple = Tuple {
+        src: Addr::from(client.ip()),
+        dst: Addr::from(vip),
+        sport: client.port(),
+        dport: port,
+        proto: Proto::Tcp,
+    };
+    let b = entry.pick(&tuple, table.config().seed)?;
+    (0..BACKENDS).find(|&i| Addr::from(IpAddr::V4(lab::backend_v4(i))) == b.addr)
 }
 
 /// A UDP exchange on a connected socket: a few sends (the first may meet
@@ -334,12 +362,18 @@ pub fn scenario(io: &str) {
         let web = SocketAddr::new(IpAddr::V4(VIP_WEB), 80);
         let mut per_backend = [0usize; BACKENDS];
         let mut errors = Vec::new();
+        let mut picks = Vec::new();
         for _ in 0..50 {
-            match tcp_ask(web) {
-                Ok(name) => match name.strip_prefix('b').and_then(|n| n.parse::<usize>().ok()) {
-                    Some(i) if i < BACKENDS => per_backend[i] += 1,
-                    _ => errors.push(format!("odd answer {name:?}")),
-                },
+            match tcp_ask_from(web) {
+                Ok((name, me)) => {
+                    match name.strip_prefix('b').and_then(|n| n.parse::<usize>().ok()) {
+                        Some(i) if i < BACKENDS => {
+                            per_backend[i] += 1;
+                            picks.push((me, i));
+                        }
+                        _ => errors.push(format!("odd answer {name:?}")),
+                    }
+                }
                 Err(e) => errors.push(e.to_string()),
             }
         }
@@ -351,10 +385,10 @@ pub fn scenario(io: &str) {
         // (d) no endpoints: RST and ICMP port unreachable.
         let empty_tcp = tcp_ask(SocketAddr::new(IpAddr::V4(VIP_EMPTY), 80));
         let empty_udp = udp_ask(SocketAddr::new(IpAddr::V4(VIP_EMPTY), 53));
-        (per_backend, errors, udp, v6, empty_tcp, empty_udp)
+        (per_backend, errors, udp, v6, empty_tcp, empty_udp, picks)
     })
     .unwrap();
-    let (per_backend, errors, udp, v6, empty_tcp, empty_udp) = results;
+    let (per_backend, errors, udp, v6, empty_tcp, empty_udp, picks) = results;
     // (e) the gateway itself still answers ping.
     let ping = Lab::exec(&lab.client, "ping", &["-c1", "-W2", "198.18.0.1"]).unwrap();
     // (f) SIGTERM: clean exit, counters, no XDP left.
@@ -368,6 +402,16 @@ pub fn scenario(io: &str) {
         per_backend.iter().filter(|&&n| n > 0).count() >= 2,
         "connections did not spread over backends: {per_backend:?}"
     );
+    // Every connection reached the backend the Maglev table picks for it.
+    let text = services_yaml();
+    for (me, got) in &picks {
+        let want = maglev_pick(&text, *me, IpAddr::V4(VIP_WEB), 80);
+        assert_eq!(
+            want,
+            Some(*got),
+            "flow from {me}: Maglev picks {want:?}, answered by b{got}"
+        );
+    }
     let udp = udp.expect("UDP via VIP");
     assert!(
         udp.starts_with('b') && udp.ends_with(":ping"),
