@@ -76,8 +76,8 @@ pub struct RunArgs {
     /// Watch Services and EndpointSlices of this namespace only (default: all).
     #[arg(long, value_name = "NS", conflicts_with = "services")]
     namespace: Option<String>,
-    /// Frames per burst.
-    #[arg(long, default_value_t = 64, value_parser = clap::value_parser!(u16).range(1..=MAX_BURST as i64))]
+    /// Frames per burst (also `--batch`).
+    #[arg(long, visible_alias = "batch", default_value_t = 64, value_parser = clap::value_parser!(u16).range(1..=MAX_BURST as i64))]
     burst: u16,
     #[command(flatten)]
     tuning: Tuning,
