@@ -21,9 +21,15 @@
 //! sender's tx queue, and a socket picks its tx queue from its flow hash,
 //! so several connections spread over the gateway's rx queues (one AF_XDP
 //! socket, and so one worker, per queue).
+//!
+//! [`Lab::up_one_armed`] builds the one-armed variant instead: client, gateway
+//! and backends all on the bridge, the gateway with one interface
+//! ([`GW_ONE_ARMED_IF`]) holding both gateway addresses.
 
 /// Namespace helpers: ip, setns, offloads, sysctls.
 pub mod netns;
+/// The one-armed topology: every namespace on the bridge, one gateway port.
+mod one_armed;
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::process::{Command, Output};
@@ -35,6 +41,8 @@ pub use netns::{in_netns, ip};
 pub const GW_CLIENT_IF: &str = "gwc";
 /// The gateway's backend-side interface.
 pub const GW_BACKEND_IF: &str = "gwb";
+/// The one-armed gateway's only interface (clients and backends).
+pub const GW_ONE_ARMED_IF: &str = "gw0";
 /// Every lab namespace name starts with this.
 pub const NS_PREFIX: &str = "vgl";
 
@@ -82,6 +90,7 @@ pub struct Lab {
     pub gw: String,
     pub switch: String,
     pub backends: Vec<String>,
+    one_armed: bool,
     created: Vec<String>,
 }
 
@@ -96,11 +105,19 @@ impl Lab {
     /// (1..=[`MAX_QUEUES`]), so a multi-worker AF_XDP gateway gets a
     /// socket per worker. On error, what was built is removed.
     pub fn up_with_queues(spec: LabSpec, queues: u32) -> Result<Lab, String> {
-        if spec.backends == 0 || spec.backends > 200 {
-            return Err(format!("backends must be 1..=200, got {}", spec.backends));
-        }
         if queues == 0 || queues > MAX_QUEUES {
             return Err(format!("queues must be 1..={MAX_QUEUES}, got {queues}"));
+        }
+        let mut lab = Lab::named(spec, false)?;
+        // On error `lab` drops here and removes what was created.
+        lab.build(spec, queues)?;
+        Ok(lab)
+    }
+
+    /// An empty lab with fresh namespace names, none created yet.
+    fn named(spec: LabSpec, one_armed: bool) -> Result<Lab, String> {
+        if spec.backends == 0 || spec.backends > 200 {
+            return Err(format!("backends must be 1..=200, got {}", spec.backends));
         }
         static SEQ: AtomicU32 = AtomicU32::new(0);
         let id = format!(
@@ -108,16 +125,23 @@ impl Lab {
             std::process::id(),
             SEQ.fetch_add(1, Ordering::Relaxed)
         );
-        let mut lab = Lab {
+        Ok(Lab {
             client: format!("{id}-client"),
             gw: format!("{id}-gw"),
             switch: format!("{id}-sw"),
             backends: (0..spec.backends).map(|i| format!("{id}-b{i}")).collect(),
+            one_armed,
             created: Vec::new(),
-        };
-        // On error `lab` drops here and removes what was created.
-        lab.build(spec, queues)?;
-        Ok(lab)
+        })
+    }
+
+    /// The gateway's interfaces, as `vipgate run --iface` takes them.
+    pub fn gw_ifaces(&self) -> &'static [&'static str] {
+        if self.one_armed {
+            &[GW_ONE_ARMED_IF]
+        } else {
+            &[GW_CLIENT_IF, GW_BACKEND_IF]
+        }
     }
 
     fn build(&mut self, spec: LabSpec, queues: u32) -> Result<(), String> {
@@ -180,6 +204,14 @@ impl Lab {
             ip(&["-n", ns, "link", "set", dev, "up"])?;
             netns::offloads_off(ns, dev)?;
         }
+        self.routes(spec)
+    }
+
+    /// The same in both topologies: the client reaches the VIP ranges via
+    /// the gateway, backends route everything via it, and the gateway
+    /// itself neither forwards nor delivers VIP traffic.
+    fn routes(&self, spec: LabSpec) -> Result<(), String> {
+        let (c, g) = (&self.client, &self.gw);
         ip(&[
             "-n",
             c,

@@ -1,0 +1,239 @@
+//! One-armed mode: `vipgate run` on the gateway's only interface, which
+//! carries both clients and backends (one L2 segment). 30 TCP connections
+//! through a VIP succeed and spread over backends, with AF_PACKET and with
+//! AF_XDP; SIGTERM exits 0 with no XDP program left and no namespace left.
+//! Root only (loud skip). Every wait is bounded.
+
+mod common {
+    #[allow(dead_code)]
+    pub mod lab_test;
+}
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{IpAddr, Ipv4Addr, SocketAddr, TcpStream};
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use bench::lab::{self, in_netns, Lab, LabSpec, GW_ONE_ARMED_IF};
+use common::lab_test::{is_root, Servers};
+
+const VIP: Ipv4Addr = Ipv4Addr::new(198, 19, 0, 10);
+/// What `Servers` listens on in every backend.
+const BACKEND_PORT: u16 = 8080;
+const BACKENDS: usize = 3;
+const CONNECTIONS: usize = 30;
+const IO_TIMEOUT: Duration = Duration::from_secs(3);
+
+/// One TCP service on the VIP, its endpoints every lab backend.
+fn services_yaml() -> String {
+    let endpoints: String = (0..BACKENDS)
+        .map(|i| {
+            format!(
+                "  - addresses: ['{}']\n    conditions: {{ready: true, serving: true, terminating: false}}\n",
+                lab::backend_v4(i)
+            )
+        })
+        .collect();
+    format!(
+        r#"apiVersion: v1
+kind: List
+items:
+- apiVersion: v1
+  kind: Service
+  metadata: {{name: web, namespace: lab}}
+  spec:
+    type: ClusterIP
+    clusterIP: {VIP}
+    clusterIPs: ['{VIP}']
+    ports:
+    - {{name: http, port: 80, protocol: TCP, targetPort: {BACKEND_PORT}}}
+- apiVersion: discovery.k8s.io/v1
+  kind: EndpointSlice
+  metadata:
+    name: web-v4
+    namespace: lab
+    labels: {{kubernetes.io/service-name: web}}
+  addressType: IPv4
+  ports:
+  - {{name: http, port: {BACKEND_PORT}, protocol: TCP}}
+  endpoints:
+{endpoints}"#
+    )
+}
+
+/// `vipgate run` in the gateway namespace; killed if dropped while running.
+struct Gateway {
+    child: Child,
+    lines: mpsc::Receiver<String>,
+    stdout: Vec<String>,
+}
+
+impl Gateway {
+    fn start(lab: &Lab, io: &str, services: &std::path::Path) -> Gateway {
+        let mut child = Lab::command(&lab.gw, env!("CARGO_BIN_EXE_vipgate"))
+            .args(["run", "--iface", &lab.gw_ifaces().join(","), "--io", io])
+            .args(["--admin-addr", "127.0.0.1:0", "--services"])
+            .arg(services)
+            .stdout(Stdio::piped())
+            .spawn()
+            .expect("start vipgate");
+        let out = child.stdout.take().unwrap();
+        let (tx, lines) = mpsc::channel();
+        std::thread::spawn(move || {
+            for l in BufReader::new(out).lines().map_while(Result::ok) {
+                if tx.send(l).is_err() {
+                    break;
+                }
+            }
+        });
+        let mut g = Gateway {
+            child,
+            lines,
+            stdout: Vec::new(),
+        };
+        let t0 = Instant::now();
+        while t0.elapsed() < Duration::from_secs(15) {
+            if let Some(status) = g.child.try_wait().unwrap() {
+                panic!("vipgate exited early ({status}): {:?}", g.stdout);
+            }
+            if let Ok(l) = g.lines.recv_timeout(Duration::from_millis(100)) {
+                eprintln!("[vipgate] {l}");
+                let running = l.starts_with("vipgate: running");
+                g.stdout.push(l);
+                if running {
+                    return g;
+                }
+            }
+        }
+        panic!("vipgate did not report running within 15 s: {:?}", g.stdout);
+    }
+
+    /// SIGTERM, then a bounded wait for the exit; returns success and stdout.
+    fn terminate(mut self) -> (bool, String) {
+        let pid = self.child.id().to_string();
+        let st = Command::new("kill").args(["-TERM", &pid]).status().unwrap();
+        assert!(st.success(), "kill -TERM {pid}");
+        let t0 = Instant::now();
+        let status = loop {
+            if let Some(s) = self.child.try_wait().unwrap() {
+                break s;
+            }
+            assert!(
+                t0.elapsed() < Duration::from_secs(10),
+                "vipgate still running 10 s after SIGTERM"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        };
+        while let Ok(l) = self.lines.recv_timeout(Duration::from_millis(500)) {
+            eprintln!("[vipgate] {l}");
+            self.stdout.push(l);
+        }
+        (status.success(), self.stdout.join("\n"))
+    }
+}
+
+impl Drop for Gateway {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// One request/response; `Servers` answers with the backend's name.
+fn tcp_ask(to: SocketAddr) -> std::io::Result<String> {
+    let mut s = TcpStream::connect_timeout(&to, IO_TIMEOUT)?;
+    s.set_read_timeout(Some(IO_TIMEOUT))?;
+    s.write_all(b"hello\n")?;
+    let mut out = String::new();
+    s.read_to_string(&mut out)?;
+    Ok(out.trim().to_string())
+}
+
+/// The number ending the summary line that starts with `label`.
+fn summary_count(stdout: &str, label: &str) -> Option<u64> {
+    let line = stdout.lines().find(|l| l.trim_start().starts_with(label))?;
+    line.split_whitespace().last()?.parse().ok()
+}
+
+fn one_armed(io: &str) {
+    if !is_root() {
+        eprintln!("\n*** SKIPPED: needs root (network namespaces, AF_PACKET/AF_XDP) ***\n");
+        return;
+    }
+    let lab = Lab::up_one_armed(LabSpec {
+        backends: BACKENDS,
+        ipv6: false,
+    })
+    .expect("one-armed lab up");
+    assert_eq!(lab.gw_ifaces(), &[GW_ONE_ARMED_IF]);
+    // The premise: the gateway really has one interface besides lo.
+    let gw_links = lab::ip(&["-n", &lab.gw, "-o", "link", "show"]).unwrap();
+    assert_eq!(gw_links.lines().count(), 2, "gateway links:\n{gw_links}");
+
+    let prefix = lab.client.trim_end_matches("-client").to_string();
+    let yaml = std::env::temp_dir().join(format!("{prefix}-{io}-one-armed.yaml"));
+    std::fs::write(&yaml, services_yaml()).unwrap();
+    let servers = Servers::start(&lab);
+    let gw = Gateway::start(&lab, io, &yaml);
+
+    let (per_backend, errors) = in_netns(&lab.client, move || {
+        let web = SocketAddr::new(IpAddr::V4(VIP), 80);
+        let mut per_backend = [0usize; BACKENDS];
+        let mut errors = Vec::new();
+        for _ in 0..CONNECTIONS {
+            match tcp_ask(web) {
+                Ok(name) => match name.strip_prefix('b').and_then(|n| n.parse::<usize>().ok()) {
+                    Some(i) if i < BACKENDS => per_backend[i] += 1,
+                    _ => errors.push(format!("odd answer {name:?}")),
+                },
+                Err(e) => errors.push(e.to_string()),
+            }
+        }
+        (per_backend, errors)
+    })
+    .unwrap();
+    let (ok, stdout) = gw.terminate();
+    let links = lab::ip(&["-n", &lab.gw, "-d", "link", "show"]).unwrap();
+    drop(servers);
+
+    assert!(errors.is_empty(), "TCP via VIP failed: {errors:?}");
+    assert_eq!(per_backend.iter().sum::<usize>(), CONNECTIONS);
+    assert!(
+        per_backend.iter().filter(|&&n| n > 0).count() >= 2,
+        "connections did not spread over backends: {per_backend:?}"
+    );
+    assert!(ok, "vipgate did not exit 0 after SIGTERM:\n{stdout}");
+    assert!(stdout.contains("forwarded (DNAT)"), "{stdout}");
+    assert_eq!(
+        summary_count(&stdout, "flows created"),
+        Some(CONNECTIONS as u64),
+        "{stdout}"
+    );
+    assert!(
+        summary_count(&stdout, "transmitted").is_some_and(|n| n > 0),
+        "{stdout}"
+    );
+    // One port: every forwarded frame leaves where it came in.
+    assert_eq!(
+        summary_count(&stdout, "to another iface"),
+        Some(0),
+        "{stdout}"
+    );
+    assert!(!links.contains("xdp"), "XDP still attached:\n{links}");
+
+    drop(lab);
+    let _ = std::fs::remove_file(&yaml);
+    let left = lab::existing_namespaces(&prefix).unwrap();
+    assert!(left.is_empty(), "namespaces left: {left:?}");
+}
+
+#[test]
+fn one_armed_af_packet_gateway() {
+    one_armed("af-packet");
+}
+
+#[test]
+fn one_armed_af_xdp_gateway() {
+    one_armed("af-xdp");
+}
