@@ -429,7 +429,7 @@ mod tests {
         assert_eq!(svg.matches("<polyline").count(), 2);
         let dir = std::env::temp_dir().join(format!("vipgate-labreport-{}", std::process::id()));
         let files = write_all(&r, &dir).unwrap();
-        assert_eq!(files.len(), 3);
+        assert_eq!(files.len(), 4, "json, md and two plots");
         let v: serde_json::Value =
             serde_json::from_str(&std::fs::read_to_string(dir.join("report.json")).unwrap())
                 .unwrap();
