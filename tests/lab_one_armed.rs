@@ -9,21 +9,16 @@ mod common {
     pub mod lab_test;
 }
 
-use std::io::{BufRead, BufReader, Read, Write};
-use std::net::{IpAddr, Ipv4Addr, SocketAddr, TcpStream};
-use std::process::{Child, Command, Stdio};
-use std::sync::mpsc;
-use std::time::{Duration, Instant};
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 
 use bench::lab::{self, in_netns, Lab, LabSpec, GW_ONE_ARMED_IF};
-use common::lab_test::{is_root, Servers};
+use common::lab_test::{is_root, tcp_ask, Gateway, Servers};
 
 const VIP: Ipv4Addr = Ipv4Addr::new(198, 19, 0, 10);
 /// What `Servers` listens on in every backend.
 const BACKEND_PORT: u16 = 8080;
 const BACKENDS: usize = 3;
 const CONNECTIONS: usize = 30;
-const IO_TIMEOUT: Duration = Duration::from_secs(3);
 
 /// One TCP service on the VIP, its endpoints every lab backend.
 fn services_yaml() -> String {
@@ -62,94 +57,6 @@ items:
     )
 }
 
-/// `vipgate run` in the gateway namespace; killed if dropped while running.
-struct Gateway {
-    child: Child,
-    lines: mpsc::Receiver<String>,
-    stdout: Vec<String>,
-}
-
-impl Gateway {
-    fn start(lab: &Lab, io: &str, services: &std::path::Path) -> Gateway {
-        let mut child = Lab::command(&lab.gw, env!("CARGO_BIN_EXE_vipgate"))
-            .args(["run", "--iface", &lab.gw_ifaces().join(","), "--io", io])
-            .args(["--admin-addr", "127.0.0.1:0", "--services"])
-            .arg(services)
-            .stdout(Stdio::piped())
-            .spawn()
-            .expect("start vipgate");
-        let out = child.stdout.take().unwrap();
-        let (tx, lines) = mpsc::channel();
-        std::thread::spawn(move || {
-            for l in BufReader::new(out).lines().map_while(Result::ok) {
-                if tx.send(l).is_err() {
-                    break;
-                }
-            }
-        });
-        let mut g = Gateway {
-            child,
-            lines,
-            stdout: Vec::new(),
-        };
-        let t0 = Instant::now();
-        while t0.elapsed() < Duration::from_secs(15) {
-            if let Some(status) = g.child.try_wait().unwrap() {
-                panic!("vipgate exited early ({status}): {:?}", g.stdout);
-            }
-            if let Ok(l) = g.lines.recv_timeout(Duration::from_millis(100)) {
-                eprintln!("[vipgate] {l}");
-                let running = l.starts_with("vipgate: running");
-                g.stdout.push(l);
-                if running {
-                    return g;
-                }
-            }
-        }
-        panic!("vipgate did not report running within 15 s: {:?}", g.stdout);
-    }
-
-    /// SIGTERM, then a bounded wait for the exit; returns success and stdout.
-    fn terminate(mut self) -> (bool, String) {
-        let pid = self.child.id().to_string();
-        let st = Command::new("kill").args(["-TERM", &pid]).status().unwrap();
-        assert!(st.success(), "kill -TERM {pid}");
-        let t0 = Instant::now();
-        let status = loop {
-            if let Some(s) = self.child.try_wait().unwrap() {
-                break s;
-            }
-            assert!(
-                t0.elapsed() < Duration::from_secs(10),
-                "vipgate still running 10 s after SIGTERM"
-            );
-            std::thread::sleep(Duration::from_millis(20));
-        };
-        while let Ok(l) = self.lines.recv_timeout(Duration::from_millis(500)) {
-            eprintln!("[vipgate] {l}");
-            self.stdout.push(l);
-        }
-        (status.success(), self.stdout.join("\n"))
-    }
-}
-
-impl Drop for Gateway {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-/// One request/response; `Servers` answers with the backend's name.
-fn tcp_ask(to: SocketAddr) -> std::io::Result<String> {
-    let mut s = TcpStream::connect_timeout(&to, IO_TIMEOUT)?;
-    s.set_read_timeout(Some(IO_TIMEOUT))?;
-    s.write_all(b"hello\n")?;
-    let mut out = String::new();
-    s.read_to_string(&mut out)?;
-    Ok(out.trim().to_string())
-}
-
 /// The number ending the summary line that starts with `label`.
 fn summary_count(stdout: &str, label: &str) -> Option<u64> {
     let line = stdout.lines().find(|l| l.trim_start().starts_with(label))?;
@@ -175,7 +82,17 @@ fn one_armed(io: &str) {
     let yaml = std::env::temp_dir().join(format!("{prefix}-{io}-one-armed.yaml"));
     std::fs::write(&yaml, services_yaml()).unwrap();
     let servers = Servers::start(&lab);
-    let gw = Gateway::start(&lab, io, &yaml);
+    let gw = Gateway::spawn(
+        &lab,
+        &[
+            "--iface",
+            &lab.gw_ifaces().join(","),
+            "--io",
+            io,
+            "--services",
+            &yaml.to_string_lossy(),
+        ],
+    );
 
     let (per_backend, errors) = in_netns(&lab.client, move || {
         let web = SocketAddr::new(IpAddr::V4(VIP), 80);

@@ -7,15 +7,20 @@
 //! nothing itself) the handoff is what makes it work. With two-queue veths
 //! each AF_XDP worker also receives from its own queue. Root only (loud skip).
 
-use std::io::{BufRead, BufReader, ErrorKind, Read, Write};
-use std::net::{IpAddr, Ipv4Addr, SocketAddr, TcpListener, TcpStream};
-use std::process::{Child, Command, Stdio};
+use std::io::{ErrorKind, Read, Write};
+use std::net::{IpAddr, Ipv4Addr, SocketAddr, TcpListener};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{mpsc, Arc};
+use std::sync::Arc;
 use std::thread::JoinHandle;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use bench::lab::{self, in_netns, Lab, LabSpec, GW_BACKEND_IF, GW_CLIENT_IF};
+use common::lab_test::{tcp_ask, Gateway};
+
+mod common {
+    #[allow(dead_code)]
+    pub mod lab_test;
+}
 
 const VIP: Ipv4Addr = Ipv4Addr::new(198, 19, 0, 10);
 const TCP_PORT: u16 = 8080;
@@ -117,103 +122,6 @@ impl Drop for Servers {
     }
 }
 
-/// The gateway process; killed if still running when dropped.
-struct Gateway {
-    child: Child,
-    lines: mpsc::Receiver<String>,
-    stdout: Vec<String>,
-}
-
-impl Gateway {
-    fn start(lab: &Lab, io: &str, workers: u16, services: &std::path::Path) -> Gateway {
-        let mut child = Lab::command(&lab.gw, env!("CARGO_BIN_EXE_vipgate"))
-            .args([
-                "run",
-                "--iface",
-                &format!("{GW_CLIENT_IF},{GW_BACKEND_IF}"),
-                "--io",
-                io,
-                "--workers",
-                &workers.to_string(),
-                "--admin-addr",
-                "127.0.0.1:0",
-                "--services",
-            ])
-            .arg(services)
-            .stdout(Stdio::piped())
-            .spawn()
-            .expect("start vipgate");
-        let out = child.stdout.take().unwrap();
-        let (tx, lines) = mpsc::channel();
-        std::thread::spawn(move || {
-            for l in BufReader::new(out).lines().map_while(Result::ok) {
-                if tx.send(l).is_err() {
-                    break;
-                }
-            }
-        });
-        let mut g = Gateway {
-            child,
-            lines,
-            stdout: Vec::new(),
-        };
-        let t0 = Instant::now();
-        while t0.elapsed() < Duration::from_secs(15) {
-            if let Some(status) = g.child.try_wait().unwrap() {
-                panic!("vipgate exited early ({status}): {:?}", g.stdout);
-            }
-            if let Ok(l) = g.lines.recv_timeout(Duration::from_millis(100)) {
-                eprintln!("[vipgate] {l}");
-                let running = l.starts_with("vipgate: running");
-                g.stdout.push(l);
-                if running {
-                    return g;
-                }
-            }
-        }
-        panic!("vipgate did not report running within 15 s: {:?}", g.stdout);
-    }
-
-    /// SIGTERM, then wait (bounded) for exit; returns success and stdout.
-    fn terminate(mut self) -> (bool, String) {
-        let pid = self.child.id().to_string();
-        let st = Command::new("kill").args(["-TERM", &pid]).status().unwrap();
-        assert!(st.success(), "kill -TERM {pid}");
-        let t0 = Instant::now();
-        let status = loop {
-            if let Some(s) = self.child.try_wait().unwrap() {
-                break s;
-            }
-            assert!(
-                t0.elapsed() < Duration::from_secs(10),
-                "vipgate still running 10 s after SIGTERM"
-            );
-            std::thread::sleep(Duration::from_millis(20));
-        };
-        while let Ok(l) = self.lines.recv_timeout(Duration::from_millis(500)) {
-            eprintln!("[vipgate] {l}");
-            self.stdout.push(l);
-        }
-        (status.success(), self.stdout.join("\n"))
-    }
-}
-
-impl Drop for Gateway {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn tcp_ask(to: SocketAddr) -> std::io::Result<String> {
-    let mut s = TcpStream::connect_timeout(&to, IO_TIMEOUT)?;
-    s.set_read_timeout(Some(IO_TIMEOUT))?;
-    s.write_all(b"hello\n")?;
-    let mut out = String::new();
-    s.read_to_string(&mut out)?;
-    Ok(out.trim().to_string())
-}
-
 /// The number at the end of the summary line that starts with `label`.
 fn summary_value(stdout: &str, label: &str) -> Option<u64> {
     stdout
@@ -268,7 +176,19 @@ fn scenario(io: &str, queues: u32) {
     let yaml = std::env::temp_dir().join(format!("{prefix}-{io}-{queues}q-workers.yaml"));
     std::fs::write(&yaml, services_yaml()).unwrap();
     let servers = Servers::start(&lab);
-    let gw = Gateway::start(&lab, io, 2, &yaml);
+    let gw = Gateway::spawn(
+        &lab,
+        &[
+            "--iface",
+            &format!("{GW_CLIENT_IF},{GW_BACKEND_IF}"),
+            "--io",
+            io,
+            "--workers",
+            "2",
+            "--services",
+            &yaml.to_string_lossy(),
+        ],
+    );
 
     let (per_backend, errors) = in_netns(&lab.client.clone(), move || {
         let web = SocketAddr::new(IpAddr::V4(VIP), 80);

@@ -186,26 +186,30 @@ impl Drop for Servers {
 }
 
 /// The gateway process; killed if still running when dropped.
-struct Gateway {
+pub struct Gateway {
     child: Child,
     lines: mpsc::Receiver<String>,
     stdout: Vec<String>,
 }
 
 impl Gateway {
+    /// The two-interface gateway of `lab` with `io` and a services file.
     fn start(lab: &Lab, io: &str, services: &std::path::Path) -> Gateway {
+        let ifaces = format!("{GW_CLIENT_IF},{GW_BACKEND_IF}");
+        let services = services.to_string_lossy();
+        Gateway::spawn(
+            lab,
+            &["--iface", &ifaces, "--io", io, "--services", &services],
+        )
+    }
+
+    /// `vipgate run ARGS --admin-addr 127.0.0.1:0` in the gateway
+    /// namespace; returns once it reports running (bounded wait).
+    pub fn spawn(lab: &Lab, args: &[&str]) -> Gateway {
         let mut child = Lab::command(&lab.gw, env!("CARGO_BIN_EXE_vipgate"))
-            .args([
-                "run",
-                "--iface",
-                &format!("{GW_CLIENT_IF},{GW_BACKEND_IF}"),
-                "--io",
-                io,
-                "--admin-addr",
-                "127.0.0.1:0",
-                "--services",
-            ])
-            .arg(services)
+            .arg("run")
+            .args(args)
+            .args(["--admin-addr", "127.0.0.1:0"])
             .stdout(Stdio::piped())
             .spawn()
             .expect("start vipgate");
@@ -241,7 +245,7 @@ impl Gateway {
     }
 
     /// SIGTERM, then wait (bounded) for exit; returns success and stdout.
-    fn terminate(mut self) -> (bool, String) {
+    pub fn terminate(mut self) -> (bool, String) {
         let pid = self.child.id().to_string();
         let st = Command::new("kill").args(["-TERM", &pid]).status().unwrap();
         assert!(st.success(), "kill -TERM {pid}");
@@ -272,7 +276,7 @@ impl Drop for Gateway {
 }
 
 /// One TCP request/response; the answer names the backend.
-fn tcp_ask(to: SocketAddr) -> std::io::Result<String> {
+pub fn tcp_ask(to: SocketAddr) -> std::io::Result<String> {
     tcp_ask_from(to).map(|(answer, _)| answer)
 }
 
