@@ -3,6 +3,7 @@
 //! a clean SIGTERM exit and no namespace left. Root only (loud skip).
 
 mod common {
+    #[allow(dead_code)]
     pub mod lab_test;
 }
 

@@ -4,6 +4,7 @@
 //! with the XDP program detached and no namespace left. Root only.
 
 mod common {
+    #[allow(dead_code)]
     pub mod lab_test;
 }
 

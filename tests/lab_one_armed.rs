@@ -12,56 +12,12 @@ mod common {
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 
 use bench::lab::{self, in_netns, Lab, LabSpec, GW_ONE_ARMED_IF};
-use common::lab_test::{is_root, tcp_ask, Gateway, Servers};
+use common::lab_test::{is_root, summary_count, tcp_ask, web_services_yaml, Gateway, Servers};
 
 const VIP: Ipv4Addr = Ipv4Addr::new(198, 19, 0, 10);
 /// What `Servers` listens on in every backend.
-const BACKEND_PORT: u16 = 8080;
 const BACKENDS: usize = 3;
 const CONNECTIONS: usize = 30;
-
-/// One TCP service on the VIP, its endpoints every lab backend.
-fn services_yaml() -> String {
-    let endpoints: String = (0..BACKENDS)
-        .map(|i| {
-            format!(
-                "  - addresses: ['{}']\n    conditions: {{ready: true, serving: true, terminating: false}}\n",
-                lab::backend_v4(i)
-            )
-        })
-        .collect();
-    format!(
-        r#"apiVersion: v1
-kind: List
-items:
-- apiVersion: v1
-  kind: Service
-  metadata: {{name: web, namespace: lab}}
-  spec:
-    type: ClusterIP
-    clusterIP: {VIP}
-    clusterIPs: ['{VIP}']
-    ports:
-    - {{name: http, port: 80, protocol: TCP, targetPort: {BACKEND_PORT}}}
-- apiVersion: discovery.k8s.io/v1
-  kind: EndpointSlice
-  metadata:
-    name: web-v4
-    namespace: lab
-    labels: {{kubernetes.io/service-name: web}}
-  addressType: IPv4
-  ports:
-  - {{name: http, port: {BACKEND_PORT}, protocol: TCP}}
-  endpoints:
-{endpoints}"#
-    )
-}
-
-/// The number ending the summary line that starts with `label`.
-fn summary_count(stdout: &str, label: &str) -> Option<u64> {
-    let line = stdout.lines().find(|l| l.trim_start().starts_with(label))?;
-    line.split_whitespace().last()?.parse().ok()
-}
 
 fn one_armed(io: &str) {
     if !is_root() {
@@ -80,7 +36,7 @@ fn one_armed(io: &str) {
 
     let prefix = lab.client.trim_end_matches("-client").to_string();
     let yaml = std::env::temp_dir().join(format!("{prefix}-{io}-one-armed.yaml"));
-    std::fs::write(&yaml, services_yaml()).unwrap();
+    std::fs::write(&yaml, web_services_yaml(VIP)).unwrap();
     let servers = Servers::start(&lab);
     let gw = Gateway::spawn(
         &lab,

@@ -7,15 +7,10 @@
 //! nothing itself) the handoff is what makes it work. With two-queue veths
 //! each AF_XDP worker also receives from its own queue. Root only (loud skip).
 
-use std::io::{ErrorKind, Read, Write};
-use std::net::{IpAddr, Ipv4Addr, SocketAddr, TcpListener};
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
-use std::thread::JoinHandle;
-use std::time::Duration;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 
 use bench::lab::{self, in_netns, Lab, LabSpec, GW_BACKEND_IF, GW_CLIENT_IF};
-use common::lab_test::{tcp_ask, Gateway};
+use common::lab_test::{is_root, summary_count, tcp_ask, web_services_yaml, Gateway, Servers};
 
 mod common {
     #[allow(dead_code)]
@@ -23,113 +18,8 @@ mod common {
 }
 
 const VIP: Ipv4Addr = Ipv4Addr::new(198, 19, 0, 10);
-const TCP_PORT: u16 = 8080;
 const BACKENDS: usize = 3;
 const CONNECTIONS: usize = 100;
-const IO_TIMEOUT: Duration = Duration::from_secs(3);
-
-fn is_root() -> bool {
-    std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("Uid:"))
-                .and_then(|l| l.split_whitespace().nth(2).map(|u| u == "0"))
-        })
-        .unwrap_or(false)
-}
-
-fn services_yaml() -> String {
-    let mut eps = String::new();
-    for i in 0..BACKENDS {
-        eps.push_str(&format!(
-            "  - addresses: ['{}']\n    conditions: {{ready: true, serving: true, terminating: false}}\n",
-            lab::backend_v4(i)
-        ));
-    }
-    format!(
-        r#"apiVersion: v1
-kind: List
-items:
-- apiVersion: v1
-  kind: Service
-  metadata: {{name: web, namespace: lab}}
-  spec:
-    type: ClusterIP
-    clusterIP: {VIP}
-    clusterIPs: ['{VIP}']
-    ports:
-    - {{name: http, port: 80, protocol: TCP, targetPort: {TCP_PORT}}}
-- apiVersion: discovery.k8s.io/v1
-  kind: EndpointSlice
-  metadata:
-    name: web-v4
-    namespace: lab
-    labels: {{kubernetes.io/service-name: web}}
-  addressType: IPv4
-  ports:
-  - {{name: http, port: {TCP_PORT}, protocol: TCP}}
-  endpoints:
-{eps}"#
-    )
-}
-
-/// A TCP server per backend that answers every connection with its name.
-struct Servers {
-    stop: Arc<AtomicBool>,
-    threads: Vec<JoinHandle<()>>,
-}
-
-impl Servers {
-    fn start(lab: &Lab) -> Servers {
-        let stop = Arc::new(AtomicBool::new(false));
-        let mut threads = Vec::new();
-        for (i, ns) in lab.backends.iter().enumerate() {
-            let tcp = in_netns(ns, || {
-                TcpListener::bind(("0.0.0.0", TCP_PORT)).expect("bind")
-            })
-            .unwrap();
-            tcp.set_nonblocking(true).unwrap();
-            let stop = Arc::clone(&stop);
-            threads.push(std::thread::spawn(move || {
-                while !stop.load(Ordering::Relaxed) {
-                    match tcp.accept() {
-                        Ok((mut c, _)) => {
-                            let _ = c.set_nonblocking(false);
-                            let _ = c.set_read_timeout(Some(IO_TIMEOUT));
-                            let mut buf = [0u8; 64];
-                            let _ = c.read(&mut buf);
-                            let _ = c.write_all(format!("b{i}\n").as_bytes());
-                        }
-                        Err(e) if e.kind() == ErrorKind::WouldBlock => {
-                            std::thread::sleep(Duration::from_millis(1))
-                        }
-                        Err(_) => std::thread::sleep(Duration::from_millis(1)),
-                    }
-                }
-            }));
-        }
-        Servers { stop, threads }
-    }
-}
-
-impl Drop for Servers {
-    fn drop(&mut self) {
-        self.stop.store(true, Ordering::Relaxed);
-        for t in self.threads.drain(..) {
-            let _ = t.join();
-        }
-    }
-}
-
-/// The number at the end of the summary line that starts with `label`.
-fn summary_value(stdout: &str, label: &str) -> Option<u64> {
-    stdout
-        .lines()
-        .find(|l| l.trim_start().starts_with(label))
-        .and_then(|l| l.split_whitespace().last())
-        .and_then(|v| v.parse().ok())
-}
 
 /// Per-worker rows of the summary: (packets, flows, handed out, handed in).
 fn worker_rows(stdout: &str) -> Vec<[u64; 4]> {
@@ -174,7 +64,7 @@ fn scenario(io: &str, queues: u32) {
     }
     let prefix = lab.client.trim_end_matches("-client").to_string();
     let yaml = std::env::temp_dir().join(format!("{prefix}-{io}-{queues}q-workers.yaml"));
-    std::fs::write(&yaml, services_yaml()).unwrap();
+    std::fs::write(&yaml, web_services_yaml(VIP)).unwrap();
     let servers = Servers::start(&lab);
     let gw = Gateway::spawn(
         &lab,
@@ -224,7 +114,7 @@ fn scenario(io: &str, queues: u32) {
     assert_eq!(per_backend.iter().sum::<usize>(), CONNECTIONS);
     assert!(ok, "vipgate did not exit 0 after SIGTERM:\n{stdout}");
     assert!(stdout.contains("on 2 workers"), "{stdout}");
-    let handed = summary_value(&stdout, "handed to owner").expect("handoff line");
+    let handed = summary_count(&stdout, "handed to owner").expect("handoff line");
     let rows = worker_rows(&stdout);
     assert_eq!(rows.len(), 2, "{stdout}");
     let own: Vec<u64> = rows.iter().map(own_rx).collect();
@@ -251,7 +141,7 @@ fn scenario(io: &str, queues: u32) {
     if queues == 1 || io == "af-packet" {
         assert!(handed > 0, "no frame was handed to its owner:\n{stdout}");
     }
-    assert_eq!(summary_value(&stdout, "dropped: inbox full"), Some(0));
+    assert_eq!(summary_count(&stdout, "dropped: inbox full"), Some(0));
     // What one worker handed out the other received (a frame handed over
     // in the last instant before SIGTERM may stay in the inbox), and both
     // workers owned flows (their pipelines created conntrack entries).

@@ -118,6 +118,50 @@ items:
     )
 }
 
+/// A single-stack TCP Service `web` at `vip`:80 with every lab backend on
+/// port 8080, as `kubectl get -o yaml` prints a v1 List.
+pub fn web_services_yaml(vip: Ipv4Addr) -> String {
+    let endpoints: String = (0..BACKENDS)
+        .map(|i| {
+            format!(
+                "  - addresses: ['{}']\n    conditions: {{ready: true, serving: true, terminating: false}}\n",
+                lab::backend_v4(i)
+            )
+        })
+        .collect();
+    format!(
+        r#"apiVersion: v1
+kind: List
+items:
+- apiVersion: v1
+  kind: Service
+  metadata: {{name: web, namespace: lab}}
+  spec:
+    type: ClusterIP
+    clusterIP: {vip}
+    clusterIPs: ['{vip}']
+    ports:
+    - {{name: http, port: 80, protocol: TCP, targetPort: {TCP_PORT}}}
+- apiVersion: discovery.k8s.io/v1
+  kind: EndpointSlice
+  metadata:
+    name: web-v4
+    namespace: lab
+    labels: {{kubernetes.io/service-name: web}}
+  addressType: IPv4
+  ports:
+  - {{name: http, port: {TCP_PORT}, protocol: TCP}}
+  endpoints:
+{endpoints}"#
+    )
+}
+
+/// The number ending the `vipgate run` summary line that starts with `label`.
+pub fn summary_count(stdout: &str, label: &str) -> Option<u64> {
+    let line = stdout.lines().find(|l| l.trim_start().starts_with(label))?;
+    line.split_whitespace().last()?.parse().ok()
+}
+
 /// TCP and UDP servers of every backend: every answer names the backend.
 pub struct Servers {
     stop: Arc<AtomicBool>,
@@ -335,12 +379,6 @@ fn udp_ask(to: SocketAddr) -> std::io::Result<String> {
         }
     }
     Err(last)
-}
-
-/// The number ending the summary line that starts with `label`.
-fn summary_count(stdout: &str, label: &str) -> Option<u64> {
-    let line = stdout.lines().find(|l| l.trim_start().starts_with(label))?;
-    line.split_whitespace().last()?.parse().ok()
 }
 
 /// The whole scenario for one I/O mode.
