@@ -22,18 +22,12 @@ pub const EXPIRE_BUDGET_PER_BURST: usize = 64;
 #[derive(Clone, Debug, Default)]
 pub struct PipelineConfig {
     pub conntrack: conntrack::Config,
-    /// Tx port for packets towards backends (DNATed forward traffic).
-    pub to_backends: u8,
-    /// Tx port for packets towards clients (replies, generated answers).
-    pub to_clients: u8,
 }
 
 /// One worker's pipeline state.
 pub struct Pipeline {
     ct: Conntrack,
     counters: Counters,
-    to_backends: u8,
-    to_clients: u8,
 }
 
 impl Pipeline {
@@ -42,8 +36,6 @@ impl Pipeline {
         Pipeline {
             ct: Conntrack::new(cfg.conntrack),
             counters: Counters::default(),
-            to_backends: cfg.to_backends,
-            to_clients: cfg.to_clients,
         }
     }
 
@@ -93,9 +85,10 @@ impl Pipeline {
             Outcome::Drop(r) => self.counters.dropped[r as usize] += 1,
         }
         match v {
-            Outcome::Forwarded => (Verdict::Tx(self.to_backends), len),
-            Outcome::Reversed => (Verdict::Tx(self.to_clients), len),
-            Outcome::Rejected(n) => (Verdict::Tx(self.to_clients), n),
+            // The egress interface is the worker's call (neighbour table),
+            // so the pipeline only says "transmit".
+            Outcome::Forwarded | Outcome::Reversed => (Verdict::Tx(0), len),
+            Outcome::Rejected(n) => (Verdict::Tx(0), n),
             Outcome::Pass => (Verdict::Pass, len),
             Outcome::Drop(r) => (Verdict::Drop(r), len),
         }
