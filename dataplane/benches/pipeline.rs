@@ -102,7 +102,6 @@ fn pipeline(capacity: u32) -> Pipeline {
             capacity,
             ..Default::default()
         },
-        ..PipelineConfig::default()
     })
 }
 

@@ -67,7 +67,6 @@ fn pipeline() -> Pipeline {
             capacity: 4096,
             ..Default::default()
         },
-        ..PipelineConfig::default()
     })
 }
 

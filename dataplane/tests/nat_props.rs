@@ -146,7 +146,6 @@ fn small_pipeline() -> Pipeline {
             capacity: 1024,
             ..Default::default()
         },
-        ..PipelineConfig::default()
     })
 }
 

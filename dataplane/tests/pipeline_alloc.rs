@@ -57,7 +57,6 @@ fn bursts_allocate_nothing() {
             capacity: 1 << 16,
             ..Default::default()
         },
-        ..PipelineConfig::default()
     });
     let mut io = MemoryIo::new(&capture, &order, 4);
     let mut batch = Batch::new();

@@ -38,7 +38,6 @@ impl Tuning {
                 capacity: self.conntrack_capacity,
                 ..conntrack::Config::default()
             },
-            ..PipelineConfig::default()
         }
     }
 
