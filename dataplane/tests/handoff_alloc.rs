@@ -82,7 +82,6 @@ fn handoff_rounds_allocate_nothing() {
                 capacity: 1 << 16,
                 ..Default::default()
             },
-            ..Default::default()
         },
         ..WorkerConfig::default()
     };
