@@ -4,54 +4,17 @@
 //! A counting global allocator counts per thread, so the test harness's own
 //! threads cannot disturb the count.
 
-use std::alloc::{GlobalAlloc, Layout, System};
-use std::cell::Cell;
-
 use dataplane::addr::{Addr, Proto, Tuple};
 use dataplane::conntrack::{Config, Conntrack, Direction, InsertError, Timeouts};
 
-struct Counting;
-
-thread_local! {
-    static ALLOCS: Cell<u64> = const { Cell::new(0) };
+mod common {
+    pub mod counting_alloc;
 }
 
-fn count() {
-    // `try_with`: the allocator may run while thread-locals are torn down.
-    let _ = ALLOCS.try_with(|c| c.set(c.get() + 1));
-}
-
-// SAFETY: every method forwards to `System` with the caller's arguments
-// unchanged, so `System`'s guarantees carry over; counting has no effect on
-// the memory handed out.
-unsafe impl GlobalAlloc for Counting {
-    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        count();
-        // SAFETY: forwarded as received; the caller upholds `alloc`'s contract.
-        unsafe { System.alloc(layout) }
-    }
-    unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
-        count();
-        // SAFETY: as above.
-        unsafe { System.alloc_zeroed(layout) }
-    }
-    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
-        count();
-        // SAFETY: as above; `ptr` came from this allocator, i.e. from `System`.
-        unsafe { System.realloc(ptr, layout, new_size) }
-    }
-    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
-        // SAFETY: as above.
-        unsafe { System.dealloc(ptr, layout) }
-    }
-}
+use common::counting_alloc::{count, Counting};
 
 #[global_allocator]
 static GLOBAL: Counting = Counting;
-
-fn allocs() -> u64 {
-    ALLOCS.with(Cell::get)
-}
 
 fn tuple(n: u32, proto: Proto) -> Tuple {
     let src = if n.is_multiple_of(2) {
@@ -86,54 +49,55 @@ fn no_allocation_after_new() {
     // drawn in `new`, but make sure a first lookup costs nothing either).
     let _ = ct.find_original(&tuple(0, Proto::Tcp), 0);
 
-    let before = allocs();
-    let mut refused = 0u64;
-    for round in 0..4u32 {
-        let now = round * 100;
-        // Established flows until the table is full of them...
-        for n in 0..1024 {
-            let t = tuple(round * 10_000 + n, Proto::Tcp);
-            match ct.insert(&t, backend, 8443, 0x02, now) {
-                Ok(id) => {
-                    ct.update(id, Direction::Reply, 0x12, now);
-                    ct.update(id, Direction::Original, 0x10, now);
-                    let r = ct.entry(id).reply_tuple();
-                    assert_eq!(ct.find_reply(&r, now), Some(id));
+    let (refused, allocs) = count(|| {
+        let mut refused = 0u64;
+        for round in 0..4u32 {
+            let now = round * 100;
+            // Established flows until the table is full of them...
+            for n in 0..1024 {
+                let t = tuple(round * 10_000 + n, Proto::Tcp);
+                match ct.insert(&t, backend, 8443, 0x02, now) {
+                    Ok(id) => {
+                        ct.update(id, Direction::Reply, 0x12, now);
+                        ct.update(id, Direction::Original, 0x10, now);
+                        let r = ct.entry(id).reply_tuple();
+                        assert_eq!(ct.find_reply(&r, now), Some(id));
+                    }
+                    Err(InsertError::Full) => refused += 1,
                 }
-                Err(InsertError::Full) => refused += 1,
             }
-        }
-        // ...then a SYN/UDP flood that finds no room, lookups that miss,
-        // and budgeted expiry once the established flows time out.
-        for n in 0..2048u32 {
-            let proto = if n.is_multiple_of(2) {
-                Proto::Tcp
-            } else {
-                Proto::Udp
-            };
-            let t = tuple(1_000_000 + round * 10_000 + n, proto);
-            if ct.insert(&t, backend, 8443, 0x02, now + 1).is_err() {
-                refused += 1;
+            // ...then a SYN/UDP flood that finds no room, lookups that miss,
+            // and budgeted expiry once the established flows time out.
+            for n in 0..2048u32 {
+                let proto = if n.is_multiple_of(2) {
+                    Proto::Tcp
+                } else {
+                    Proto::Udp
+                };
+                let t = tuple(1_000_000 + round * 10_000 + n, proto);
+                if ct.insert(&t, backend, 8443, 0x02, now + 1).is_err() {
+                    refused += 1;
+                }
+                assert!(ct
+                    .find_original(&tuple(5_000_000 + n, proto), now + 1)
+                    .is_none());
             }
-            assert!(ct
-                .find_original(&tuple(5_000_000 + n, proto), now + 1)
-                .is_none());
-        }
-        ct.expire(now + 60, 300);
-        // Room now comes from expiry and the bounded scan, then from evicting
-        // the unreplied flows that took it.
-        for n in 0..1500 {
-            let t = tuple(2_000_000 + round * 10_000 + n, Proto::Udp);
-            let id = ct
-                .insert(&t, backend, 53, 0, now + 61)
-                .expect("room by expiry or eviction");
-            if n.is_multiple_of(3) {
-                ct.remove(id);
+            ct.expire(now + 60, 300);
+            // Room now comes from expiry and the bounded scan, then from evicting
+            // the unreplied flows that took it.
+            for n in 0..1500 {
+                let t = tuple(2_000_000 + round * 10_000 + n, Proto::Udp);
+                let id = ct
+                    .insert(&t, backend, 53, 0, now + 61)
+                    .expect("room by expiry or eviction");
+                if n.is_multiple_of(3) {
+                    ct.remove(id);
+                }
             }
+            ct.expire(now + 99, 2048);
         }
-        ct.expire(now + 99, 2048);
-    }
-    let after = allocs();
+        refused
+    });
     let s = ct.stats();
     // The loop must really have exercised every path it claims to.
     assert!(s.inserted > 4 * 1024, "{s:?}");
@@ -142,9 +106,8 @@ fn no_allocation_after_new() {
         "{s:?}"
     );
     assert!(s.full > 0 && refused == s.full, "{s:?}");
-    assert_eq!(after - before, 0, "allocations after new()");
+    assert_eq!(allocs, 0, "allocations after new()");
     // The counter itself works: a Vec does allocate.
-    let v = vec![1u8; 10];
-    assert!(allocs() > after);
-    drop(v);
+    let ((), n) = count(|| drop(std::hint::black_box(vec![1u8; 10])));
+    assert!(n > 0);
 }

@@ -4,9 +4,6 @@
 //! drain -> pipeline -> tx under a counting global allocator. Setup
 //! allocates; the rounds must not.
 
-use std::alloc::{GlobalAlloc, Layout, System};
-use std::cell::Cell;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use dataplane::addr::Addr;
@@ -18,34 +15,11 @@ use dataplane::neigh::{NeighTable, Neighbours};
 use dataplane::table::{ServiceTable, TableConfig};
 use dataplane::worker::{Handoff, Port, Worker, WorkerConfig, WorkerCounters};
 
-struct Counting;
-
-static ALLOCS: AtomicU64 = AtomicU64::new(0);
-thread_local! {
-    static COUNTING: Cell<bool> = const { Cell::new(false) };
+mod common {
+    pub mod counting_alloc;
 }
 
-// SAFETY: forwards to the system allocator; only counts on the side.
-unsafe impl GlobalAlloc for Counting {
-    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        if COUNTING.with(|c| c.get()) {
-            ALLOCS.fetch_add(1, Ordering::Relaxed);
-        }
-        // SAFETY: same contract as the caller's.
-        unsafe { System.alloc(layout) }
-    }
-    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
-        // SAFETY: same contract as the caller's.
-        unsafe { System.dealloc(ptr, layout) }
-    }
-    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
-        if COUNTING.with(|c| c.get()) {
-            ALLOCS.fetch_add(1, Ordering::Relaxed);
-        }
-        // SAFETY: same contract as the caller's.
-        unsafe { System.realloc(ptr, layout, new_size) }
-    }
-}
+use common::counting_alloc::{count, Counting};
 
 #[global_allocator]
 static GLOBAL: Counting = Counting;
@@ -108,14 +82,14 @@ fn handoff_rounds_allocate_nothing() {
         w.poll_once(now);
     }
 
-    COUNTING.with(|c| c.set(true));
-    let mut idle_rounds = 0;
-    while idle_rounds < 2 {
-        now += 100_000;
-        let got: usize = workers.iter_mut().map(|w| w.poll_once(now)).sum();
-        idle_rounds = if got == 0 { idle_rounds + 1 } else { 0 };
-    }
-    COUNTING.with(|c| c.set(false));
+    let ((), allocs) = count(|| {
+        let mut idle_rounds = 0;
+        while idle_rounds < 2 {
+            now += 100_000;
+            let got: usize = workers.iter_mut().map(|w| w.poll_once(now)).sum();
+            idle_rounds = if got == 0 { idle_rounds + 1 } else { 0 };
+        }
+    });
 
     let each: Vec<WorkerCounters> = workers.iter().map(|w| w.counters()).collect();
     let t = WorkerCounters::total(&each);
@@ -130,9 +104,5 @@ fn handoff_rounds_allocate_nothing() {
         p.forwarded > 0 && p.reversed > 0 && p.rejected > 0 && p.passed > 0,
         "{p:?}"
     );
-    assert_eq!(
-        ALLOCS.load(Ordering::Relaxed),
-        0,
-        "allocations on the handoff path"
-    );
+    assert_eq!(allocs, 0, "allocations on the handoff path");
 }

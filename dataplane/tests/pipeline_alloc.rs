@@ -3,10 +3,6 @@
 //! pass-through) replayed through MemoryIo -> Pipeline -> tx under a
 //! counting global allocator. Setup allocates; the bursts must not.
 
-use std::alloc::{GlobalAlloc, Layout, System};
-use std::cell::Cell;
-use std::sync::atomic::{AtomicU64, Ordering};
-
 use dataplane::generation::Tables;
 use dataplane::io::memory::MemoryIo;
 use dataplane::io::pcap::read_capture;
@@ -14,34 +10,11 @@ use dataplane::io::{Batch, PacketIo};
 use dataplane::pipeline::{Pipeline, PipelineConfig};
 use dataplane::table::{ServiceTable, TableConfig};
 
-struct Counting;
-
-static ALLOCS: AtomicU64 = AtomicU64::new(0);
-thread_local! {
-    static COUNTING: Cell<bool> = const { Cell::new(false) };
+mod common {
+    pub mod counting_alloc;
 }
 
-// SAFETY: forwards to the system allocator; only counts on the side.
-unsafe impl GlobalAlloc for Counting {
-    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        if COUNTING.with(|c| c.get()) {
-            ALLOCS.fetch_add(1, Ordering::Relaxed);
-        }
-        // SAFETY: same contract as the caller's.
-        unsafe { System.alloc(layout) }
-    }
-    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
-        // SAFETY: same contract as the caller's.
-        unsafe { System.dealloc(ptr, layout) }
-    }
-    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
-        if COUNTING.with(|c| c.get()) {
-            ALLOCS.fetch_add(1, Ordering::Relaxed);
-        }
-        // SAFETY: same contract as the caller's.
-        unsafe { System.realloc(ptr, layout, new_size) }
-    }
-}
+use common::counting_alloc::{count, Counting};
 
 #[global_allocator]
 static GLOBAL: Counting = Counting;
@@ -71,12 +44,13 @@ fn bursts_allocate_nothing() {
     // Warm-up: a first burst lets arc-swap register this thread.
     burst(&mut io, &mut pipeline, &mut batch);
 
-    COUNTING.with(|c| c.set(true));
-    let mut packets = 0;
-    while !io.done() {
-        packets += burst(&mut io, &mut pipeline, &mut batch);
-    }
-    COUNTING.with(|c| c.set(false));
+    let (packets, allocs) = count(|| {
+        let mut packets = 0;
+        while !io.done() {
+            packets += burst(&mut io, &mut pipeline, &mut batch);
+        }
+        packets
+    });
 
     let c = pipeline.counters();
     assert!(packets > 3 * capture.len(), "replayed {packets}");
@@ -88,9 +62,5 @@ fn bursts_allocate_nothing() {
         c.flows >= 3700,
         "new flows were created during the window: {c:?}"
     );
-    assert_eq!(
-        ALLOCS.load(Ordering::Relaxed),
-        0,
-        "allocations on the burst path"
-    );
+    assert_eq!(allocs, 0, "allocations on the burst path");
 }
