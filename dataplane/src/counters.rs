@@ -1,5 +1,11 @@
 //! Per-worker packet counters. Each worker owns one block (cache-line
 //! aligned so two workers never share a line); totals are summed when read.
+//!
+//! Every frame the pipeline sees is counted exactly once, under its verdict:
+//! `forwarded + reversed + rejected + passed + dropped_total() == packets`.
+//! A frame the pipeline decided to transmit but that the worker could not
+//! send (no neighbour, ring full, ...) is moved to a drop reason with
+//! [`Counters::recount`], not counted a second time.
 
 use crate::verdict::DropReason;
 
@@ -25,7 +31,57 @@ pub struct Counters {
     pub bursts: u64,
 }
 
+/// Which counter the pipeline put a frame under.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Counted {
+    Forwarded,
+    Reversed,
+    Rejected,
+    #[default]
+    Passed,
+    Dropped,
+}
+
+impl Counted {
+    /// Counted as a frame to transmit.
+    #[inline]
+    pub fn is_tx(self) -> bool {
+        matches!(
+            self,
+            Counted::Forwarded | Counted::Reversed | Counted::Rejected
+        )
+    }
+}
+
 impl Counters {
+    /// Moves one frame counted as `was` to the drop counter of `reason`,
+    /// keeping the total equal to `packets`. A frame already counted as
+    /// dropped stays under its first reason (returns false: nothing moved).
+    #[inline]
+    pub fn recount(&mut self, was: Counted, reason: DropReason) -> bool {
+        let from = match was {
+            Counted::Forwarded => &mut self.forwarded,
+            Counted::Reversed => &mut self.reversed,
+            Counted::Rejected => &mut self.rejected,
+            Counted::Passed => &mut self.passed,
+            Counted::Dropped => return false,
+        };
+        // Saturating: a caller recounting a frame it never had counted must
+        // not wrap a counter to 2^64.
+        if *from == 0 {
+            return false;
+        }
+        *from -= 1;
+        self.dropped[reason as usize] += 1;
+        true
+    }
+
+    /// The identity every worker's counters keep.
+    pub fn balanced(&self) -> bool {
+        self.forwarded + self.reversed + self.rejected + self.passed + self.dropped_total()
+            == self.packets
+    }
+
     pub fn dropped_total(&self) -> u64 {
         self.dropped.iter().sum()
     }
@@ -73,5 +129,37 @@ impl Counters {
             t.add(c);
         }
         t
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn recount_moves_one_frame_from_its_verdict_to_a_drop_reason() {
+        let mut c = Counters {
+            packets: 6,
+            forwarded: 2,
+            reversed: 1,
+            rejected: 1,
+            passed: 1,
+            ..Counters::default()
+        };
+        c.dropped[DropReason::Malformed as usize] = 1;
+        assert!(c.balanced());
+        assert!(c.recount(Counted::Forwarded, DropReason::NoNeighbour));
+        assert!(c.recount(Counted::Reversed, DropReason::TxFull));
+        assert!(c.recount(Counted::Rejected, DropReason::NoNeighbour));
+        assert!(!c.recount(Counted::Dropped, DropReason::TxFull));
+        assert_eq!((c.forwarded, c.reversed, c.rejected), (1, 0, 0));
+        assert_eq!(c.dropped(DropReason::NoNeighbour), 2);
+        assert_eq!(c.dropped(DropReason::TxFull), 1);
+        assert_eq!(c.dropped(DropReason::Malformed), 1);
+        assert!(c.balanced());
+        // Nothing left under `reversed`: refused, no wrap-around.
+        assert!(!c.recount(Counted::Reversed, DropReason::TxFull));
+        assert_eq!(c.reversed, 0);
+        assert!(c.balanced());
     }
 }

@@ -5,8 +5,8 @@
 
 use crate::addr::{Proto, Tuple};
 use crate::conntrack::{self, Conntrack, Direction, InsertError};
-use crate::counters::Counters;
-use crate::io::Batch;
+use crate::counters::{Counted, Counters};
+use crate::io::{Batch, MAX_BURST};
 use crate::table::ServiceTable;
 use crate::verdict::{DropReason, Verdict};
 use crate::wire::nat::{decrement_ttl, rewrite_endpoint, translate_icmp_error, End};
@@ -28,6 +28,11 @@ pub struct PipelineConfig {
 pub struct Pipeline {
     ct: Conntrack,
     counters: Counters,
+    /// What each frame of the last burst was counted as, so that the worker
+    /// can move a frame it fails to send to a drop reason instead of
+    /// counting it twice (a `Tx` verdict does not say which counter).
+    counted: [Counted; MAX_BURST],
+    counted_len: usize,
 }
 
 impl Pipeline {
@@ -36,7 +41,22 @@ impl Pipeline {
         Pipeline {
             ct: Conntrack::new(cfg.conntrack),
             counters: Counters::default(),
+            counted: [Counted::default(); MAX_BURST],
+            counted_len: 0,
         }
+    }
+
+    /// What each frame of the last [`Pipeline::process_burst`] was counted
+    /// as (index = frame index in that burst).
+    pub fn counted(&self) -> &[Counted] {
+        &self.counted[..self.counted_len]
+    }
+
+    /// Moves one frame, counted as `was`, to the drop counter of `reason`:
+    /// the worker dropped it after the pipeline's verdict.
+    #[inline]
+    pub fn recount(&mut self, was: Counted, reason: DropReason) -> bool {
+        self.counters.recount(was, reason)
     }
 
     pub fn counters(&self) -> &Counters {
@@ -56,12 +76,14 @@ impl Pipeline {
         for i in 0..batch.len() {
             let len = batch.descs()[i].len as usize;
             let buf = batch.frame_mut(i);
-            let (verdict, new_len) = self.process_frame(table, buf, len, now);
+            let (verdict, new_len, counted) = self.frame(table, buf, len, now);
+            self.counted[i] = counted;
             batch.set_verdict(i, verdict);
             if new_len != len {
                 batch.set_len(i, new_len);
             }
         }
+        self.counted_len = batch.len();
         self.ct.expire(now, EXPIRE_BUDGET_PER_BURST);
     }
 
@@ -75,23 +97,52 @@ impl Pipeline {
         len: usize,
         now: u32,
     ) -> (Verdict, usize) {
+        let (v, n, _) = self.frame(table, buf, len, now);
+        (v, n)
+    }
+
+    /// [`Pipeline::process_frame`], also saying which counter took the frame.
+    #[inline]
+    fn frame(
+        &mut self,
+        table: &ServiceTable,
+        buf: &mut [u8],
+        len: usize,
+        now: u32,
+    ) -> (Verdict, usize, Counted) {
         self.counters.packets += 1;
         let v = self.classify_and_nat(table, buf, len, now);
-        match v {
-            Outcome::Forwarded => self.counters.forwarded += 1,
-            Outcome::Reversed => self.counters.reversed += 1,
-            Outcome::Rejected(_) => self.counters.rejected += 1,
-            Outcome::Pass => self.counters.passed += 1,
-            Outcome::Drop(r) => self.counters.dropped[r as usize] += 1,
-        }
-        match v {
+        let counted = match v {
+            Outcome::Forwarded => {
+                self.counters.forwarded += 1;
+                Counted::Forwarded
+            }
+            Outcome::Reversed => {
+                self.counters.reversed += 1;
+                Counted::Reversed
+            }
+            Outcome::Rejected(_) => {
+                self.counters.rejected += 1;
+                Counted::Rejected
+            }
+            Outcome::Pass => {
+                self.counters.passed += 1;
+                Counted::Passed
+            }
+            Outcome::Drop(r) => {
+                self.counters.dropped[r as usize] += 1;
+                Counted::Dropped
+            }
+        };
+        let (verdict, len) = match v {
             // The egress interface is the worker's call (neighbour table),
             // so the pipeline only says "transmit".
             Outcome::Forwarded | Outcome::Reversed => (Verdict::Tx(0), len),
             Outcome::Rejected(n) => (Verdict::Tx(0), n),
             Outcome::Pass => (Verdict::Pass, len),
             Outcome::Drop(r) => (Verdict::Drop(r), len),
-        }
+        };
+        (verdict, len, counted)
     }
 
     #[inline]

@@ -33,10 +33,13 @@ pub enum DropReason {
     NoNeighbour,
     /// The transmit ring was full.
     TxFull,
+    /// The frame's L4 checksum was left to offload (partial) and could not
+    /// be completed: NATed and sent, it would leave with a wrong checksum.
+    BadChecksumOffload,
 }
 
 impl DropReason {
-    pub const COUNT: usize = 7;
+    pub const COUNT: usize = 8;
     pub const ALL: [DropReason; DropReason::COUNT] = [
         DropReason::Malformed,
         DropReason::TtlExceeded,
@@ -45,6 +48,7 @@ impl DropReason {
         DropReason::IcmpUntracked,
         DropReason::NoNeighbour,
         DropReason::TxFull,
+        DropReason::BadChecksumOffload,
     ];
 
     /// The name used in counters, JSON and reports.
@@ -57,6 +61,7 @@ impl DropReason {
             DropReason::IcmpUntracked => "icmp_untracked",
             DropReason::NoNeighbour => "no_neighbour",
             DropReason::TxFull => "tx_full",
+            DropReason::BadChecksumOffload => "bad_checksum_offload",
         }
     }
 }

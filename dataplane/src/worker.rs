@@ -23,6 +23,11 @@ pub mod handoff;
 pub mod idle;
 /// Ethernet header helpers: destination IP, MAC rewrite.
 pub mod l2;
+/// Per-frame record of the pipeline's counters, so later drops move a
+/// frame between counters instead of counting it twice.
+pub mod ledger;
+/// Dropping NATed frames whose partial checksum was never completed.
+pub mod offload;
 /// Copy-transmit on another interface (send-only packet socket).
 pub mod send;
 /// SIGINT/SIGTERM to a stop flag; pinning to a core.
@@ -42,6 +47,7 @@ use crate::verdict::{DropReason, Verdict};
 use group::Group;
 pub use handoff::{ForeignTx, Handoff};
 pub use idle::IdleWait;
+use ledger::Ledger;
 pub use send::CopySender;
 pub use signal::{pin_to_core, stop_on_signals};
 pub use stats::{SharedCounters, WorkerCounters};
@@ -98,8 +104,8 @@ pub struct Worker<I> {
     egress: [u8; MAX_BURST],
     /// Set when this worker is one of several.
     group: Option<Group>,
-    no_neighbour: u64,
-    tx_full: u64,
+    /// What the pipeline counted each frame of the burst in flight as.
+    ledger: Box<Ledger>,
     tx_sent: u64,
     tx_cross: u64,
     tx_cross_zc: u64,
@@ -195,8 +201,7 @@ impl<I: PacketIo + IdleWait + ForeignTx> Worker<I> {
             burst: cfg.burst.clamp(1, MAX_BURST),
             egress: [0; MAX_BURST],
             group,
-            no_neighbour: 0,
-            tx_full: 0,
+            ledger: Box::default(),
             tx_sent: 0,
             tx_cross: 0,
             tx_cross_zc: 0,
@@ -295,15 +300,11 @@ impl<I: PacketIo + IdleWait + ForeignTx> Worker<I> {
         }
         if !batch.is_empty() {
             self.pipeline.process_burst(&table, batch, now_ns);
+            self.ledger.load(&self.pipeline);
         }
+        offload::drop_partial_csum(batch, &self.ledger, I::CSUM_PARTIAL_TAG);
         let rx_iface = rx_iface as usize;
-        let cross = route(
-            batch,
-            &self.neigh,
-            &mut self.egress,
-            &mut self.no_neighbour,
-            |_| rx_iface,
-        );
+        let cross = route(batch, &self.neigh, &mut self.egress, |_| rx_iface);
         if cross {
             let z = cross_zc::send_in_place(
                 &mut self.ports,
@@ -311,25 +312,28 @@ impl<I: PacketIo + IdleWait + ForeignTx> Worker<I> {
                 rx_iface,
                 batch,
                 &mut self.egress,
+                &mut self.ledger.counted,
             );
             self.tx_sent += z.sent;
             self.tx_cross += z.sent;
             self.tx_cross_zc += z.sent;
-            self.tx_full += z.full;
             if z.left {
                 let c = send_copies(batch, &mut self.copies, &self.egress, Some(rx_iface));
                 self.tx_sent += c.sent;
                 self.tx_cross += c.sent;
                 self.tx_copied += c.sent;
-                self.tx_full += c.failed;
             }
         }
+        // Every drop the worker made so far is a verdict now: move those
+        // frames from the pipeline's counter to their reason.
+        self.ledger.settle(&mut self.pipeline, batch);
         if let Some(g) = self.group.as_mut() {
             g.restore(batch);
         }
+        self.ledger.before_tx(batch);
         let st = self.ports[rx_port].io.tx_burst(batch);
+        self.ledger.after_tx(&mut self.pipeline, st.dropped);
         self.tx_sent += st.sent as u64;
-        self.tx_full += st.dropped as u64;
         n
     }
 
@@ -346,25 +350,25 @@ impl<I: PacketIo + IdleWait + ForeignTx> Worker<I> {
         self.handoff_in += n as u64;
         let table = self.tables.load();
         self.pipeline.process_burst(&table, batch, now_ns);
+        self.ledger.load(&self.pipeline);
+        offload::drop_partial_csum(batch, &self.ledger, I::CSUM_PARTIAL_TAG);
         let rx = &g.rx;
-        route(
-            batch,
-            &self.neigh,
-            &mut self.egress,
-            &mut self.no_neighbour,
-            |i| rx.iface(i),
-        );
+        route(batch, &self.neigh, &mut self.egress, |i| rx.iface(i));
         if !self.copies.is_empty() {
             let c = send_copies(batch, &mut self.copies, &self.egress, None);
             self.tx_sent += c.sent;
             self.tx_copied += c.sent;
-            self.tx_full += c.failed;
+            self.ledger.settle(&mut self.pipeline, batch);
         } else if let Some(p) = self.ports.first_mut() {
             // `build` opened no copy senders: one interface, whose ports'
             // backend sends any batch (ForeignTx).
+            self.ledger.settle(&mut self.pipeline, batch);
+            self.ledger.before_tx(batch);
             let st = p.io.tx_burst(batch);
+            self.ledger.after_tx(&mut self.pipeline, st.dropped);
             self.tx_sent += st.sent as u64;
-            self.tx_full += st.dropped as u64;
+        } else {
+            self.ledger.settle(&mut self.pipeline, batch);
         }
         batch.clear();
         g.rx.release();
@@ -373,11 +377,8 @@ impl<I: PacketIo + IdleWait + ForeignTx> Worker<I> {
 
     /// Counters so far (the owner's view).
     pub fn counters(&self) -> WorkerCounters {
-        let mut p = *self.pipeline.counters();
-        p.dropped[DropReason::NoNeighbour as usize] += self.no_neighbour;
-        p.dropped[DropReason::TxFull as usize] += self.tx_full;
         WorkerCounters {
-            pipeline: p,
+            pipeline: *self.pipeline.counters(),
             tx_sent: self.tx_sent,
             tx_cross: self.tx_cross,
             tx_cross_zc: self.tx_cross_zc,
@@ -401,15 +402,15 @@ impl<I: PacketIo + IdleWait + ForeignTx> Worker<I> {
 }
 
 /// Gives every `Tx` frame of `batch` its next hop's MACs and records its
-/// egress interface; a frame without a known next hop is dropped, counted
-/// and reported for resolution. `rx_iface(i)` is where frame `i` came in
-/// (the one-armed fallback). Returns whether any frame leaves on an
-/// interface other than its own.
+/// egress interface; a frame without a known next hop is dropped (verdict
+/// `Drop(NoNeighbour)`, counted when the ledger settles) and reported for
+/// resolution. `rx_iface(i)` is where frame `i` came in (the one-armed
+/// fallback). Returns whether any frame leaves on an interface other than
+/// its own.
 fn route(
     batch: &mut Batch,
     neigh: &Neighbours,
     egress: &mut [u8; MAX_BURST],
-    no_neighbour: &mut u64,
     rx_iface: impl Fn(usize) -> usize,
 ) -> bool {
     let snap = neigh.load();
@@ -431,7 +432,6 @@ fn route(
                 cross |= out != from;
             }
             None => {
-                *no_neighbour += 1;
                 neigh.report_miss(dst);
                 batch.set_verdict(i, Verdict::Drop(DropReason::NoNeighbour));
             }
@@ -444,13 +444,13 @@ fn route(
 #[derive(Default)]
 struct CopyStats {
     sent: u64,
-    failed: u64,
 }
 
 /// Copies the `Tx` frames of `batch` out through the copy sender of their
 /// egress interface, except those leaving on `keep` (the rx port sends
 /// those in place), then marks the copied ones `Pass` so the rx backend
-/// just recycles them. Without a sender for an interface its frames fail.
+/// just recycles them, and those that failed `Drop(TxFull)`. Without a
+/// sender for an interface its frames fail.
 fn send_copies(
     batch: &mut Batch,
     copies: &mut [CopySender],
@@ -475,7 +475,18 @@ fn send_copies(
             None => (0, (0..batch.len()).filter(|&i| pick(i)).count() as u32),
         };
         st.sent += sent as u64;
-        st.failed += failed as u64;
+        if failed > 0 {
+            // The sender took a prefix of the picked frames, in batch order.
+            let mut seen = 0;
+            for (i, &e) in egress.iter().enumerate().take(batch.len()) {
+                if matches!(batch.verdicts()[i], Verdict::Tx(_)) && e as usize == out {
+                    if seen >= sent {
+                        batch.set_verdict(i, Verdict::Drop(DropReason::TxFull));
+                    }
+                    seen += 1;
+                }
+            }
+        }
     }
     for (i, &e) in egress.iter().enumerate().take(batch.len()) {
         if matches!(batch.verdicts()[i], Verdict::Tx(_)) && Some(e as usize) != keep {
@@ -485,6 +496,8 @@ fn send_copies(
     st
 }
 
+#[cfg(test)]
+mod counting_tests;
 #[cfg(test)]
 mod group_tests;
 #[cfg(test)]

@@ -6,6 +6,7 @@
 
 use super::handoff::ForeignTx;
 use super::Port;
+use crate::counters::Counted;
 use crate::io::{Batch, FrameDesc, MAX_BURST};
 use crate::verdict::{DropReason, Verdict};
 
@@ -23,14 +24,15 @@ pub struct CrossStats {
 
 /// Sends the `Tx` frames of `batch` whose egress interface (`egress[i]`)
 /// is not `rx_iface` through a port of that interface sharing their
-/// memory, and removes the sent ones from `batch` (and `egress`, kept
-/// parallel). `port_iface[p]` is port `p`'s interface.
+/// memory, and removes the sent ones from `batch` (and from `egress` and
+/// `counted`, kept parallel). `port_iface[p]` is port `p`'s interface.
 pub fn send_in_place<I: ForeignTx>(
     ports: &mut [Port<I>],
     port_iface: &[u8],
     rx_iface: usize,
     batch: &mut Batch,
     egress: &mut [u8; MAX_BURST],
+    counted: &mut [Counted; MAX_BURST],
 ) -> CrossStats {
     let mut st = CrossStats::default();
     let mut taken = [false; MAX_BURST];
@@ -78,15 +80,20 @@ pub fn send_in_place<I: ForeignTx>(
         }
     }
     if st.sent > 0 {
-        remove(batch, egress, &taken);
+        remove(batch, egress, counted, &taken);
     }
     st.left = (0..batch.len()).any(|i| cross(batch, egress, i));
     st
 }
 
-/// Drops the frames marked `taken` from `batch` and `egress`, keeping the
-/// order of the rest.
-fn remove(batch: &mut Batch, egress: &mut [u8; MAX_BURST], taken: &[bool; MAX_BURST]) {
+/// Drops the frames marked `taken` from `batch`, `egress` and `counted`,
+/// keeping the order of the rest.
+fn remove(
+    batch: &mut Batch,
+    egress: &mut [u8; MAX_BURST],
+    counted: &mut [Counted; MAX_BURST],
+    taken: &[bool; MAX_BURST],
+) {
     let mut descs = [FrameDesc::default(); MAX_BURST];
     let mut verdicts = [Verdict::Pass; MAX_BURST];
     let mut kept = 0;
@@ -95,6 +102,7 @@ fn remove(batch: &mut Batch, egress: &mut [u8; MAX_BURST], taken: &[bool; MAX_BU
             descs[kept] = batch.descs()[i];
             verdicts[kept] = batch.verdicts()[i];
             egress[kept] = egress[i];
+            counted[kept] = counted[i];
             kept += 1;
         }
     }
@@ -171,9 +179,13 @@ mod tests {
         // Frames 0 and 3 go to iface 1, frames 1 and 5 stay on iface 0.
         let mut egress = [0u8; MAX_BURST];
         egress[..6].copy_from_slice(&[1, 0, 0, 1, 0, 0]);
+        let mut counted = [Counted::Passed; MAX_BURST];
+        let (f, r, d) = (Counted::Forwarded, Counted::Reversed, Counted::Dropped);
+        counted[..6].copy_from_slice(&[r, f, d, r, Counted::Passed, f]);
         let mut ports = vec![port(true, 64, 10), port(true, 64, 11)];
-        let st = send_in_place(&mut ports, &[0, 1], 0, &mut b, &mut egress);
+        let st = send_in_place(&mut ports, &[0, 1], 0, &mut b, &mut egress, &mut counted);
         assert_eq!((st.sent, st.full, st.left), (2, 0, false));
+        assert_eq!(&counted[..4], &[f, d, Counted::Passed, f]);
         assert_eq!(ports[1].io.sent, vec![0, 64 * 3]);
         assert!(ports[0].io.sent.is_empty());
         let offs: Vec<u64> = b.descs().iter().map(|d| d.offset).collect();
@@ -190,7 +202,8 @@ mod tests {
         egress[..4].copy_from_slice(&[1, 1, 1, 2]);
         // iface 1: room for two; iface 2: no shared memory.
         let mut ports = vec![port(true, 8, 10), port(true, 2, 11), port(false, 8, 12)];
-        let st = send_in_place(&mut ports, &[0, 1, 2], 0, &mut b, &mut egress);
+        let mut counted = [Counted::Forwarded; MAX_BURST];
+        let st = send_in_place(&mut ports, &[0, 1, 2], 0, &mut b, &mut egress, &mut counted);
         assert_eq!((st.sent, st.full, st.left), (2, 1, true));
         assert_eq!(ports[1].io.sent, vec![0, 64]);
         let offs: Vec<u64> = b.descs().iter().map(|d| d.offset).collect();
@@ -210,7 +223,8 @@ mod tests {
         let mut egress = [0u8; MAX_BURST];
         egress[..2].copy_from_slice(&[1, 0]);
         let mut ports = vec![port(false, 8, 10), port(false, 8, 11)];
-        let st = send_in_place(&mut ports, &[0, 1], 0, &mut b, &mut egress);
+        let mut counted = [Counted::Forwarded; MAX_BURST];
+        let st = send_in_place(&mut ports, &[0, 1], 0, &mut b, &mut egress, &mut counted);
         assert_eq!((st.sent, st.full, st.left), (0, 0, true));
         assert_eq!(b.len(), 2);
         assert_eq!(b.verdicts(), &[TX, TX]);

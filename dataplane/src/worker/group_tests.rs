@@ -114,6 +114,11 @@ struct Lab {
 /// Two workers on one interface, in one group or (`grouped` false) two
 /// lone workers, each with its own conntrack.
 fn lab(grouped: bool, lane_slots: usize) -> Lab {
+    lab_knowing(grouped, lane_slots, true)
+}
+
+/// [`lab`], knowing the client's MAC only if `client_known`.
+fn lab_knowing(grouped: bool, lane_slots: usize, client_known: bool) -> Lab {
     let handoff = Handoff::with_lane_slots(2, lane_slots);
     let mut l = Lab {
         workers: Vec::new(),
@@ -125,9 +130,16 @@ fn lab(grouped: bool, lane_slots: usize) -> Lab {
         let ports = vec![Port { io, ifindex: 3 }];
         let cfg = WorkerConfig::default();
         let w = if grouped {
-            Worker::in_group(ports, &cfg, tables(), neighbours(true), &handoff, me)
+            Worker::in_group(
+                ports,
+                &cfg,
+                tables(),
+                neighbours(client_known),
+                &handoff,
+                me,
+            )
         } else {
-            Worker::new(ports, &cfg, tables(), neighbours(true))
+            Worker::new(ports, &cfg, tables(), neighbours(client_known))
         };
         l.workers.push(w.unwrap());
         l.feeds.push(feed);
@@ -180,6 +192,32 @@ fn split_flows(l: &mut Lab) -> (Vec<usize>, u64) {
     }
     l.rounds(3);
     (owners, misplaced)
+}
+
+/// Replies to a client whose MAC is unknown are dropped wherever they are
+/// processed (on the owner's inbox or its own port), counted once per
+/// worker, and never also as reversed.
+#[test]
+fn handed_over_frames_without_neighbour_are_counted_once() {
+    let mut l = lab_knowing(true, handoff::LANE_SLOTS, false);
+    let (_, misplaced) = split_flows(&mut l);
+    assert!(misplaced > 0);
+    for (w, worker) in l.workers.iter().enumerate() {
+        let p = worker.counters().pipeline;
+        let sum = p.forwarded + p.reversed + p.rejected + p.passed + p.dropped_total();
+        assert_eq!(sum, p.packets, "worker {w}: {p:?}");
+    }
+    let t = l.total();
+    assert_eq!(t.handoff_in, misplaced);
+    assert_eq!(t.pipeline.packets, 2 * FLOWS as u64);
+    assert_eq!(t.pipeline.forwarded, FLOWS as u64, "{t:?}");
+    assert_eq!(t.pipeline.reversed, 0, "{t:?}");
+    assert_eq!(
+        t.pipeline.dropped(DropReason::NoNeighbour),
+        FLOWS as u64,
+        "{t:?}"
+    );
+    assert_eq!(t.tx_sent, FLOWS as u64);
 }
 
 #[test]

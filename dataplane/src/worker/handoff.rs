@@ -45,8 +45,19 @@ pub enum HandoffError {
 /// backend (or the handoff inbox) filled. AF_PACKET and memory copy frames
 /// out through the batch; AF_XDP only sends frames of its own UMEM, so a
 /// worker on AF_XDP sends handed-over frames through a copy sender.
+///
+/// It also carries the one other thing the worker must know about a
+/// backend's frames (it is the backend trait every worker already needs):
+/// which [`FrameDesc::tag`] bit marks a partial checksum.
 pub trait ForeignTx {
     const SENDS_FOREIGN: bool;
+
+    /// The [`FrameDesc::tag`] bit this backend sets on a frame whose L4
+    /// checksum is partial (left to offload) and was not completed; 0 when
+    /// it never hands out such frames. Tags are backend-specific (a replay
+    /// index, a queue number), so the worker reads only this bit, and only
+    /// when the backend names it.
+    const CSUM_PARTIAL_TAG: u32 = 0;
 
     /// Transmits frames `idx` of `batch`, received on another port of the
     /// same worker, in place when this port shares that port's frame memory
@@ -60,6 +71,7 @@ pub trait ForeignTx {
 
 impl ForeignTx for AfPacket {
     const SENDS_FOREIGN: bool = true;
+    const CSUM_PARTIAL_TAG: u32 = crate::io::af_packet::TAG_CSUM_PARTIAL;
 }
 
 impl ForeignTx for AfXdp {

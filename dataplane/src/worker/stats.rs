@@ -11,8 +11,10 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use crate::counters::Counters;
 use crate::verdict::DropReason;
 
-/// What one worker has done: the pipeline's counters with the worker's own
-/// drops (no_neighbour, tx_full) folded into `pipeline.dropped`, plus I/O.
+/// What one worker has done: the pipeline's counters, in which frames the
+/// worker dropped after the verdict (no_neighbour, tx_full,
+/// bad_checksum_offload) moved from forwarded / reversed / rejected to
+/// their drop reason (each frame counted once), plus I/O.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct WorkerCounters {
     pub pipeline: Counters,

@@ -15,6 +15,16 @@ const ETHERTYPE_VLAN: u16 = 0x8100;
 const ETHERTYPE_QINQ: u16 = 0x88a8;
 const PROTO_TCP: u8 = 6;
 const PROTO_UDP: u8 = 17;
+/// IPv6 extension headers walked over to find TCP/UDP: the ones the
+/// pipeline's parser walks too (wire::parse), so every frame it can NAT can
+/// be completed here.
+const V6_HOP_BY_HOP: u8 = 0;
+const V6_ROUTING: u8 = 43;
+const V6_FRAGMENT: u8 = 44;
+const V6_AUTH: u8 = 51;
+const V6_DEST_OPTS: u8 = 60;
+/// Longest extension chain walked; the pipeline's parser stops there too.
+const MAX_V6_EXT: usize = 8;
 /// Offset of the checksum field inside each L4 header.
 const TCP_CSUM: usize = 16;
 const UDP_CSUM: usize = 6;
@@ -44,9 +54,37 @@ fn be16(b: &[u8], at: usize) -> Option<u16> {
     Some(u16::from_be_bytes([*b.get(at)?, *b.get(at + 1)?]))
 }
 
+/// Walks IPv6 extension headers from `off` (first header `next`) up to
+/// `end`; returns (L4 protocol, L4 offset). None for a fragment (no whole
+/// segment to sum), a chain that does not fit, or one too long.
+fn skip_v6_ext(frame: &[u8], mut off: usize, end: usize, mut next: u8) -> Option<(u8, usize)> {
+    for _ in 0..MAX_V6_EXT {
+        let len = match next {
+            V6_HOP_BY_HOP | V6_ROUTING | V6_DEST_OPTS => (*frame.get(off + 1)? as usize + 1) * 8,
+            V6_AUTH => (*frame.get(off + 1)? as usize + 2) * 4,
+            V6_FRAGMENT => {
+                // Offset or more-fragments set: a piece of a datagram. An
+                // atomic fragment (both clear) is whole.
+                if be16(frame, off + 2)? & 0xfff9 != 0 {
+                    return None;
+                }
+                8
+            }
+            _ => return Some((next, off)),
+        };
+        if off + len > end {
+            return None;
+        }
+        next = *frame.get(off)?;
+        off += len;
+    }
+    None
+}
+
 /// Finds the L4 segment (start, end, checksum field offset) of an
-/// Ethernet frame carrying unfragmented TCP or UDP over IPv4 or IPv6 (no
-/// extension headers), behind up to two VLAN tags.
+/// Ethernet frame carrying unfragmented TCP or UDP over IPv4 (options
+/// included) or IPv6 (extension headers included), behind up to two VLAN
+/// tags.
 fn l4_segment(frame: &[u8]) -> Option<(usize, usize, usize)> {
     let mut l3 = ETH_HLEN;
     let mut ethertype = be16(frame, 12)?;
@@ -75,8 +113,9 @@ fn l4_segment(frame: &[u8]) -> Option<(usize, usize, usize)> {
             if *frame.get(l3)? >> 4 != 6 {
                 return None;
             }
-            let payload = be16(frame, l3 + 4)? as usize;
-            (*frame.get(l3 + 6)?, l3 + 40, l3 + 40 + payload)
+            let end = l3 + 40 + be16(frame, l3 + 4)? as usize;
+            let (proto, l4) = skip_v6_ext(frame, l3 + 40, end, *frame.get(l3 + 6)?)?;
+            (proto, l4, end)
         }
         _ => return None,
     };
@@ -209,6 +248,248 @@ pub(crate) mod tests {
             let before = f.clone();
             assert!(!complete_partial(&mut f));
             assert_eq!(f, before);
+        }
+    }
+
+    /// The pseudo-header sum (not complemented) a stack leaves in the field
+    /// of a CHECKSUM_PARTIAL segment: src, dst, protocol, L4 length.
+    fn pseudo_sum(src: &[u8], dst: &[u8], proto: u8, len: usize) -> u16 {
+        let mut acc: u32 = 0;
+        for w in src.chunks(2).chain(dst.chunks(2)) {
+            acc += u32::from(w[0]) << 8 | u32::from(w[1]);
+        }
+        acc += u32::from(proto) + (len as u32 & 0xffff) + (len as u32 >> 16);
+        while acc > 0xffff {
+            acc = (acc & 0xffff) + (acc >> 16);
+        }
+        acc as u16
+    }
+
+    /// A TCP (data offset 5) or UDP segment with `payload`, checksum field
+    /// holding the pseudo-header sum; returns it and the field's offset.
+    fn segment(proto: u8, payload: &[u8], src: &[u8], dst: &[u8]) -> (Vec<u8>, usize) {
+        let (hdr, field) = if proto == PROTO_TCP {
+            (20, TCP_CSUM)
+        } else {
+            (8, UDP_CSUM)
+        };
+        let mut seg = vec![0u8; hdr];
+        seg[0..2].copy_from_slice(&40001u16.to_be_bytes());
+        seg[2..4].copy_from_slice(&8443u16.to_be_bytes());
+        if proto == PROTO_TCP {
+            seg[4..8].copy_from_slice(&0x0102_0304u32.to_be_bytes());
+            seg[12] = 0x50;
+            seg[13] = 0x18; // PSH|ACK
+            seg[14..16].copy_from_slice(&512u16.to_be_bytes());
+        } else {
+            seg[4..6].copy_from_slice(&((8 + payload.len()) as u16).to_be_bytes());
+        }
+        seg.extend_from_slice(payload);
+        let p = pseudo_sum(src, dst, proto, seg.len());
+        seg[field..field + 2].copy_from_slice(&p.to_be_bytes());
+        (seg, field)
+    }
+
+    const V6_SRC: [u8; 16] = [0xfd, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 2];
+    const V6_DST: [u8; 16] = [0xfd, 0, 0, 0, 0, 0, 0, 0x19, 0, 0, 0, 0, 0, 0, 0, 0x10];
+
+    /// Extension header `kind` followed by `next`, `units` long in its
+    /// own length unit; the body is filler the sum must still cover.
+    fn ext(kind: u8, next: u8) -> Vec<u8> {
+        let mut h = match kind {
+            V6_HOP_BY_HOP => vec![0, 0, 1, 4, 0, 0, 0, 0], // PadN
+            V6_DEST_OPTS => {
+                let mut h = vec![0, 1, 1, 12];
+                h.extend_from_slice(&[0; 12]);
+                h
+            }
+            // Segment routing header, segments left 0: the pseudo header's
+            // destination is the IPv6 destination.
+            V6_ROUTING => {
+                let mut h = vec![0, 2, 4, 0, 0, 0, 0, 0];
+                h.extend_from_slice(&V6_DST);
+                h
+            }
+            V6_FRAGMENT => vec![0, 0, 0, 0, 0xde, 0xad, 0xbe, 0xef],
+            V6_AUTH => {
+                let mut h = vec![0, 4, 0, 0, 0, 0, 1, 0, 0, 0, 0, 7];
+                h.extend_from_slice(&[0xa5; 12]);
+                h
+            }
+            _ => unreachable!(),
+        };
+        h[0] = next;
+        h
+    }
+
+    /// Ethernet/IPv6 with extension headers `chain` (in order) then a
+    /// partial TCP/UDP segment. Returns the frame, L4 start and field.
+    fn partial_v6(chain: &[u8], proto: u8, payload: &[u8]) -> (Vec<u8>, usize, usize) {
+        let (seg, field) = segment(proto, payload, &V6_SRC, &V6_DST);
+        let mut exts = Vec::new();
+        for (i, &kind) in chain.iter().enumerate() {
+            let next = chain.get(i + 1).copied().unwrap_or(proto);
+            exts.extend(ext(kind, next));
+        }
+        let mut f = vec![0u8; ETH_HLEN + 40];
+        f[12..14].copy_from_slice(&ETHERTYPE_IPV6.to_be_bytes());
+        let ip = ETH_HLEN;
+        f[ip] = 0x60;
+        f[ip + 4..ip + 6].copy_from_slice(&((exts.len() + seg.len()) as u16).to_be_bytes());
+        f[ip + 6] = chain.first().copied().unwrap_or(proto);
+        f[ip + 7] = 64;
+        f[ip + 8..ip + 24].copy_from_slice(&V6_SRC);
+        f[ip + 24..ip + 40].copy_from_slice(&V6_DST);
+        f.extend(exts);
+        let l4 = f.len();
+        f.extend(seg);
+        (f, l4, l4 + field)
+    }
+
+    /// Ethernet/IPv4 with `opts` (a multiple of 4 bytes) then a partial
+    /// TCP/UDP segment. Returns the frame, L4 start and field.
+    fn partial_v4_opts(opts: &[u8], proto: u8, payload: &[u8]) -> (Vec<u8>, usize, usize) {
+        let (src, dst) = ([198, 18, 0, 2], [198, 19, 0, 10]);
+        let (seg, field) = segment(proto, payload, &src, &dst);
+        let ihl = 20 + opts.len();
+        let mut f = vec![0u8; ETH_HLEN + 20];
+        f[12..14].copy_from_slice(&ETHERTYPE_IPV4.to_be_bytes());
+        let ip = ETH_HLEN;
+        f[ip] = 0x40 | (ihl / 4) as u8;
+        f[ip + 2..ip + 4].copy_from_slice(&((ihl + seg.len()) as u16).to_be_bytes());
+        f[ip + 8] = 64;
+        f[ip + 9] = proto;
+        f[ip + 12..ip + 16].copy_from_slice(&src);
+        f[ip + 16..ip + 20].copy_from_slice(&dst);
+        f.extend_from_slice(opts);
+        let l4 = f.len();
+        f.extend(seg);
+        (f, l4, l4 + field)
+    }
+
+    /// The full checksum of the segment computed from scratch (pseudo
+    /// header from the IPv6 addresses, field zeroed), by RFC 1071.
+    fn textbook_v6(frame: &[u8], l4: usize, field: usize, proto: u8) -> u16 {
+        let mut seg = frame[l4..].to_vec();
+        seg[field - l4] = 0;
+        seg[field - l4 + 1] = 0;
+        let mut acc = u32::from(pseudo_sum(&V6_SRC, &V6_DST, proto, seg.len()));
+        for w in seg.chunks(2) {
+            acc += u32::from(w[0]) << 8 | u32::from(*w.get(1).unwrap_or(&0));
+        }
+        while acc > 0xffff {
+            acc = (acc & 0xffff) + (acc >> 16);
+        }
+        match !(acc as u16) {
+            0 => 0xffff,
+            s => s,
+        }
+    }
+
+    /// smoltcp's own verification of the completed segment.
+    fn smoltcp_verifies(
+        frame: &[u8],
+        l4: usize,
+        proto: u8,
+        src: IpAddress,
+        dst: IpAddress,
+    ) -> bool {
+        let seg = &frame[l4..];
+        if proto == PROTO_TCP {
+            TcpPacket::new_checked(seg)
+                .unwrap()
+                .verify_checksum(&src, &dst)
+        } else {
+            UdpPacket::new_checked(seg)
+                .unwrap()
+                .verify_checksum(&src, &dst)
+        }
+    }
+
+    use smoltcp::wire::{IpAddress, TcpPacket, UdpPacket};
+
+    #[test]
+    fn completes_v6_behind_every_extension_header_the_pipeline_walks() {
+        let chains: [&[u8]; 7] = [
+            &[],
+            &[V6_HOP_BY_HOP],
+            &[V6_ROUTING],
+            &[V6_DEST_OPTS],
+            &[V6_HOP_BY_HOP, V6_DEST_OPTS, V6_ROUTING, V6_DEST_OPTS],
+            &[V6_HOP_BY_HOP, V6_FRAGMENT],
+            &[V6_AUTH, V6_DEST_OPTS],
+        ];
+        let (src, dst) = (
+            IpAddress::Ipv6(V6_SRC.into()),
+            IpAddress::Ipv6(V6_DST.into()),
+        );
+        for chain in chains {
+            for proto in [PROTO_TCP, PROTO_UDP] {
+                for payload in [&b""[..], b"odd!!", b"GET / HTTP/1.1\r\nHost: x\r\n\r\n"] {
+                    let (mut f, l4, field) = partial_v6(chain, proto, payload);
+                    let before = f.clone();
+                    assert!(!smoltcp_verifies(&f, l4, proto, src, dst), "{chain:?}");
+                    assert!(complete_partial(&mut f), "{chain:?} proto {proto}");
+                    let got = u16::from_be_bytes([f[field], f[field + 1]]);
+                    assert_eq!(got, textbook_v6(&f, l4, field, proto), "{chain:?}");
+                    assert!(smoltcp_verifies(&f, l4, proto, src, dst), "{chain:?}");
+                    // Only the checksum field changed.
+                    let mut rest = f.clone();
+                    rest[field..field + 2].copy_from_slice(&before[field..field + 2]);
+                    assert_eq!(rest, before);
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn completes_v4_with_options() {
+        // NOP, NOP, NOP, EOL; a 12-byte timestamp-like option; the maximum.
+        let opts: [&[u8]; 3] = [
+            &[1, 1, 1, 0],
+            &[68, 12, 5, 0, 0, 0, 0, 1, 0, 0, 0, 2],
+            &[1; 40],
+        ];
+        let (src, dst) = (
+            IpAddress::Ipv4([198, 18, 0, 2].into()),
+            IpAddress::Ipv4([198, 19, 0, 10].into()),
+        );
+        for o in opts {
+            for proto in [PROTO_TCP, PROTO_UDP] {
+                let (mut f, l4, field) = partial_v4_opts(o, proto, b"options ahead");
+                let end = f.len();
+                assert!(complete_partial(&mut f), "{} option bytes", o.len());
+                let got = u16::from_be_bytes([f[field], f[field + 1]]);
+                assert_eq!(got, textbook_v4(&f, l4, end, field));
+                assert!(smoltcp_verifies(&f, l4, proto, src, dst));
+            }
+        }
+    }
+
+    #[test]
+    fn leaves_v6_fragments_and_bad_chains_untouched() {
+        let mut first = partial_v6(&[V6_FRAGMENT], PROTO_UDP, b"piece").0;
+        first[ETH_HLEN + 40 + 3] = 1; // more fragments
+        let mut later = partial_v6(&[V6_HOP_BY_HOP, V6_FRAGMENT], PROTO_TCP, b"piece").0;
+        later[ETH_HLEN + 40 + 8 + 2] = 0x01; // offset 32
+        let too_long = partial_v6(&[V6_DEST_OPTS; MAX_V6_EXT + 1], PROTO_UDP, b"x").0;
+        let mut past_end = partial_v6(&[V6_DEST_OPTS], PROTO_UDP, b"").0;
+        past_end[ETH_HLEN + 40 + 1] = 200; // header longer than the packet
+        let mut icmp = partial_v6(&[V6_HOP_BY_HOP], PROTO_UDP, b"ping").0;
+        icmp[ETH_HLEN + 40] = 58;
+        let mut cut = partial_v6(&[V6_ROUTING], PROTO_TCP, b"").0;
+        cut.truncate(ETH_HLEN + 40 + 5);
+        for (name, mut f) in [
+            ("first fragment", first),
+            ("later fragment", later),
+            ("chain too long", too_long),
+            ("header past the end", past_end),
+            ("icmpv6", icmp),
+            ("truncated", cut),
+        ] {
+            let before = f.clone();
+            assert!(!complete_partial(&mut f), "{name}");
+            assert_eq!(f, before, "{name}");
         }
     }
 }

@@ -13,7 +13,7 @@
 /// Socket tunables and fanout modes, with gateway defaults.
 pub mod config;
 /// Completing partial (offloaded) TCP/UDP checksums on rx.
-mod csum;
+pub(crate) mod csum;
 /// Setup errors, each naming its fix.
 pub mod error;
 /// Host checks (forwarding, GRO/LRO, MTU) and offload switches.

@@ -9,7 +9,9 @@ use crate::io::{Batch, FrameDesc, MAX_BURST};
 
 /// [`FrameDesc::tag`] bit: the frame's L4 checksum is partial (pseudo-header
 /// only) and could not be completed, or completion is turned off. Such a
-/// frame must not be forwarded as is.
+/// frame must not be forwarded as is: the worker drops it when NATed
+/// (`bad_checksum_offload`), reading this bit through
+/// `ForeignTx::CSUM_PARTIAL_TAG`.
 pub const TAG_CSUM_PARTIAL: u32 = 1;
 
 /// The arena: `MAX_BURST` buffers of `buf_size` bytes, buffer `i` at
