@@ -100,8 +100,15 @@ fn handoff_rounds_allocate_nothing() {
     assert!(t.handoff_out > capture.len() as u64, "{t:?}");
     assert_eq!(t.handoff_in, t.handoff_out, "{t:?}");
     let p = &t.pipeline;
+    // No neighbour is known: every frame the pipeline would transmit ends
+    // as a no_neighbour drop, counted once (not also as forwarded).
     assert!(
-        p.forwarded > 0 && p.reversed > 0 && p.rejected > 0 && p.passed > 0,
+        p.dropped(dataplane::verdict::DropReason::NoNeighbour) > 0 && p.flows > 0 && p.passed > 0,
+        "{p:?}"
+    );
+    assert_eq!(
+        p.forwarded + p.reversed + p.rejected + p.passed + p.dropped_total(),
+        p.packets,
         "{p:?}"
     );
     assert_eq!(allocs, 0, "allocations on the handoff path");
