@@ -10,7 +10,8 @@
 //! |------------------|----------------------------------------------------------------|
 //! | `flow_hash`      | src (16) · dst (16) · sport (2, BE) · dport (2, BE) · proto (1) |
 //! | `client_hash`    | client (16)                                                     |
-//! | `backend_hashes` | addr (16) · port (2, BE) · tag (1: 0 = offset, 1 = skip)        |
+//! | `backend_hashes` | addr (16) · port (2, BE) · tag (1: 0 = offset, 1 = skip, 2 = shift) |
+//! | `shuffle_hash`   | table size M (4, BE) · position (4, BE) · tag (1: 3)           |
 //!
 //! Addresses are the 16-byte `Addr` form (IPv4 mapped), so v4 and v6 share
 //! one fixed layout. These hashes are not keyed against an attacker who knows
@@ -32,10 +33,16 @@ const FLOW_KEY_LEN: usize = 16 + 16 + 2 + 2 + 1;
 /// Length of the `backend_hashes` input: address, port, domain tag.
 const BACKEND_KEY_LEN: usize = 16 + 2 + 1;
 
-/// Domain tags: offset and skip must be independent hashes of the same
-/// backend (the paper's h1 and h2), so each hashes a differently tagged input.
+/// Length of the `shuffle_hash` input: table size, position, domain tag.
+const SHUFFLE_KEY_LEN: usize = 4 + 4 + 1;
+
+/// Domain tags: offset, skip and shift must be independent hashes of the
+/// same backend (offset and skip are the paper's h1 and h2), so each hashes a
+/// differently tagged input; the slot shuffle gets a tag of its own.
 const TAG_OFFSET: u8 = 0;
 const TAG_SKIP: u8 = 1;
+const TAG_SHIFT: u8 = 2;
+const TAG_SHUFFLE: u8 = 3;
 
 /// Hash of a flow for the Maglev pick: 5-tuple (src, dst, sport, dport, proto)
 /// from the client's side.
@@ -56,16 +63,40 @@ pub fn client_hash(client: &Addr, seed: u64) -> u64 {
     xxh3_64_with_seed(&client.0, seed)
 }
 
-/// The two permutation hashes (offset, skip) of a backend identity for Maglev.
-pub fn backend_hashes(addr: &Addr, port: u16, seed: u64) -> (u64, u64) {
+/// The permutation hashes of one backend identity for Maglev: where its
+/// walk starts (`offset`), its stride (`skip`), and how far its walk is
+/// rotated after the slot shuffle (`shift`; see `crate::maglev`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct BackendHashes {
+    pub offset: u64,
+    pub skip: u64,
+    pub shift: u64,
+}
+
+/// The permutation hashes of backend `(addr, port)`.
+pub fn backend_hashes(addr: &Addr, port: u16, seed: u64) -> BackendHashes {
     let mut key = [0u8; BACKEND_KEY_LEN];
     key[0..16].copy_from_slice(&addr.0);
     key[16..18].copy_from_slice(&port.to_be_bytes());
-    key[18] = TAG_OFFSET;
-    let offset = xxh3_64_with_seed(&key, seed);
-    key[18] = TAG_SKIP;
-    let skip = xxh3_64_with_seed(&key, seed);
-    (offset, skip)
+    let mut tagged = |tag: u8| {
+        key[18] = tag;
+        xxh3_64_with_seed(&key, seed)
+    };
+    BackendHashes {
+        offset: tagged(TAG_OFFSET),
+        skip: tagged(TAG_SKIP),
+        shift: tagged(TAG_SHIFT),
+    }
+}
+
+/// The random word that decides where position `i` of the slot shuffle of a
+/// ring of `m` slots swaps to (Fisher-Yates, see `crate::maglev`).
+pub fn shuffle_hash(m: u32, i: u32, seed: u64) -> u64 {
+    let mut key = [0u8; SHUFFLE_KEY_LEN];
+    key[0..4].copy_from_slice(&m.to_be_bytes());
+    key[4..8].copy_from_slice(&i.to_be_bytes());
+    key[8] = TAG_SHUFFLE;
+    xxh3_64_with_seed(&key, seed)
 }
 
 #[cfg(test)]
@@ -128,10 +159,17 @@ mod tests {
     #[test]
     fn backend_hashes_golden() {
         let a = Addr::from_v4([198, 18, 1, 5]);
+        let h = backend_hashes(&a, 8080, DEFAULT_SEED);
+        assert_eq!((h.offset, h.skip, h.shift), GOLDEN_BACKEND_V4_DEFAULT);
+    }
+
+    #[test]
+    fn shuffle_hash_golden() {
         assert_eq!(
-            backend_hashes(&a, 8080, DEFAULT_SEED),
-            GOLDEN_BACKEND_V4_DEFAULT
+            shuffle_hash(4_093, 17, DEFAULT_SEED),
+            GOLDEN_SHUFFLE_DEFAULT
         );
+        assert_eq!(shuffle_hash(65_537, 65_536, 0), GOLDEN_SHUFFLE_ZERO);
     }
 
     #[test]
@@ -170,13 +208,12 @@ mod tests {
     }
 
     #[test]
-    fn offset_and_skip_differ_and_depend_on_port() {
+    fn backend_hashes_differ_and_depend_on_port() {
         let a = Addr::from_v4([198, 18, 1, 5]);
-        let (o, s) = backend_hashes(&a, 8080, DEFAULT_SEED);
-        assert_ne!(o, s);
-        let (o2, s2) = backend_hashes(&a, 8081, DEFAULT_SEED);
-        assert_ne!(o, o2);
-        assert_ne!(s, s2);
+        let h = backend_hashes(&a, 8080, DEFAULT_SEED);
+        assert!(h.offset != h.skip && h.skip != h.shift && h.offset != h.shift);
+        let h2 = backend_hashes(&a, 8081, DEFAULT_SEED);
+        assert!(h.offset != h2.offset && h.skip != h2.skip && h.shift != h2.shift);
     }
 
     const GOLDEN_FLOW_V4_DEFAULT: u64 = 0x93c4_2641_54dc_2dec;
@@ -184,5 +221,11 @@ mod tests {
     const GOLDEN_FLOW_V6_DEFAULT: u64 = 0x0f4f_58e6_4607_43f4;
     const GOLDEN_CLIENT_V4_DEFAULT: u64 = 0x7a13_a47f_98f3_a9ec;
     const GOLDEN_CLIENT_V6_SEVEN: u64 = 0xd719_463a_e0d0_8f7c;
-    const GOLDEN_BACKEND_V4_DEFAULT: (u64, u64) = (0xcbd4_52c4_570d_b6d8, 0xf55f_a102_bfde_1d58);
+    const GOLDEN_BACKEND_V4_DEFAULT: (u64, u64, u64) = (
+        0xcbd4_52c4_570d_b6d8,
+        0xf55f_a102_bfde_1d58,
+        0x03b5_bcc8_8ede_bcef,
+    );
+    const GOLDEN_SHUFFLE_DEFAULT: u64 = 0xa450_ecbc_92a9_a779;
+    const GOLDEN_SHUFFLE_ZERO: u64 = 0x3733_bcbf_434f_6b30;
 }
