@@ -186,7 +186,9 @@ impl Ring {
 /// Shuffles kept for reuse: one per (M, seed) in use, and a cluster uses a
 /// handful of table sizes. Bounded so that odd sizes passed to `build` by
 /// tests or tools cannot grow it without limit.
-static SHUFFLES: Mutex<Vec<(u32, u64, Arc<[u32]>)>> = Mutex::new(Vec::new());
+static SHUFFLES: Mutex<Vec<CachedShuffle>> = Mutex::new(Vec::new());
+/// (M, seed, shuffle).
+type CachedShuffle = (u32, u64, Arc<[u32]>);
 const SHUFFLES_KEPT: usize = 16;
 
 /// The slot shuffle of rings of `m` slots under `seed`: a permutation of

@@ -9,7 +9,10 @@ use dataplane::table::TableConfig;
 
 #[derive(Args, Debug, Clone)]
 pub struct Tuning {
-    /// Largest Maglev table per service (a prime; more = finer balance).
+    /// Largest Maglev table per service. Each service gets the smallest
+    /// listed prime with at least 400 slots per backend and at least 4093
+    /// (so one backend leaving moves < 2% of the other backends' flows),
+    /// capped here; 2 bytes a slot. Every gateway must use the same value.
     #[arg(long, default_value_t = DEFAULT_MAX_TABLE_SIZE, value_name = "M")]
     pub max_table_size: u32,
     /// Seed of the stable hashes. Every gateway of a cluster must use the
