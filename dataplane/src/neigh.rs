@@ -8,8 +8,10 @@
 //! per burst. A worker that meets an unknown neighbour drops the frame,
 //! counts it, and reports the address on a bounded lock-free queue; the
 //! control side then makes the kernel resolve it (a datagram to the
-//! discard port makes it send ARP / neighbour solicitation), so the next
-//! retransmission finds the MAC.
+//! discard port makes it send ARP / neighbour solicitation). The worker
+//! holds such frames meanwhile (up to [`RESOLUTION_TIME`], as the kernel's
+//! own unres_qlen queue does) and sends them once a snapshot of a newer
+//! [`NeighTable::generation`] knows the MAC.
 
 /// NETLINK_ROUTE dumps (links, addresses, neighbours) and their parsers.
 pub mod netlink;
@@ -18,7 +20,8 @@ use std::collections::HashSet;
 use std::io;
 use std::net::{SocketAddr, UdpSocket};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{Duration, Instant};
 
 use arc_swap::{ArcSwap, Guard};
 use crossbeam_queue::ArrayQueue;
@@ -31,6 +34,12 @@ pub type Mac = [u8; 6];
 /// Unknown-neighbour reports held between two control-side passes; more
 /// are counted and dropped (the same addresses come again on retransmit).
 pub const MISS_QUEUE: usize = 1024;
+
+/// How long the kernel tries to resolve a neighbour before it gives up:
+/// `mcast_solicit` (3) probes `retrans_time_ms` (1 s) apart, its defaults.
+/// A frame held for its next hop waits no longer: past this, the answer
+/// is not coming and the sender's own retransmission will ask again.
+pub const RESOLUTION_TIME: Duration = Duration::from_secs(3);
 
 /// The discard service (RFC 863): a datagram there makes the kernel
 /// resolve the neighbour, and at worst earns an ICMP port unreachable.
@@ -65,6 +74,9 @@ fn in_net(a: &Addr, net: &Addr, bits: u8) -> bool {
 pub struct NeighTable {
     ifaces: Vec<Iface>,
     entries: hashbrown::HashMap<(u32, Addr), Mac, ahash::RandomState>,
+    /// Set when published: a worker holding frames compares it with the
+    /// last one it looked at instead of looking up every held frame again.
+    generation: u64,
 }
 
 impl NeighTable {
@@ -110,7 +122,11 @@ impl NeighTable {
                 entries.insert((n.ifindex, n.addr), n.mac);
             }
         }
-        Ok(NeighTable { ifaces, entries })
+        Ok(NeighTable {
+            ifaces,
+            entries,
+            generation: 0,
+        })
     }
 
     pub fn ifaces(&self) -> &[Iface] {
@@ -144,6 +160,20 @@ impl NeighTable {
     pub fn neighbours(&self) -> usize {
         self.entries.len()
     }
+
+    /// Whether any of the interfaces has a MAC for `addr`.
+    pub fn knows(&self, addr: &Addr) -> bool {
+        self.ifaces
+            .iter()
+            .any(|i| self.entries.contains_key(&(i.ifindex, *addr)))
+    }
+
+    /// Which publication this snapshot is: every [`Neighbours::refresh`]
+    /// and [`Neighbours::publish`] takes a higher number.
+    #[inline]
+    pub fn generation(&self) -> u64 {
+        self.generation
+    }
 }
 
 /// The published neighbour snapshot plus the miss queue. Share in an Arc.
@@ -153,6 +183,11 @@ pub struct Neighbours {
     misses: ArrayQueue<Addr>,
     misses_lost: AtomicU64,
     resolves: AtomicU64,
+    /// The last generation published.
+    generation: AtomicU64,
+    /// Addresses asked about that the snapshot does not know yet, with
+    /// when (control side only).
+    awaiting: Mutex<Vec<(Addr, Instant)>>,
 }
 
 impl Neighbours {
@@ -165,20 +200,32 @@ impl Neighbours {
             misses: ArrayQueue::new(MISS_QUEUE),
             misses_lost: AtomicU64::new(0),
             resolves: AtomicU64::new(0),
+            generation: AtomicU64::new(0),
+            awaiting: Mutex::new(Vec::new()),
         };
         n.refresh()?;
         Ok(n)
     }
 
-    /// A fixed snapshot (tests, replay-like uses): never refreshed.
+    /// A fixed snapshot (tests, replay-like uses): never refreshed, but
+    /// [`Neighbours::publish`] can replace it.
     pub fn fixed(table: NeighTable) -> Neighbours {
         Neighbours {
             names: table.ifaces.iter().map(|i| i.name.clone()).collect(),
+            generation: AtomicU64::new(table.generation),
             snap: ArcSwap::from_pointee(table),
             misses: ArrayQueue::new(MISS_QUEUE),
             misses_lost: AtomicU64::new(0),
             resolves: AtomicU64::new(0),
+            awaiting: Mutex::new(Vec::new()),
         }
+    }
+
+    /// Publishes `table` as the next generation (a refresh from another
+    /// source; tests that make a neighbour appear).
+    pub fn publish(&self, mut table: NeighTable) {
+        table.generation = self.generation.fetch_add(1, Ordering::Relaxed) + 1;
+        self.snap.store(Arc::new(table));
     }
 
     /// The current snapshot, for one burst.
@@ -203,12 +250,15 @@ impl Neighbours {
         let addrs = s.addrs().map_err(|e| io("address", e))?;
         let neighs = s.neighbours().map_err(|e| io("neighbour", e))?;
         let t = NeighTable::build(&self.names, &links, &addrs, &neighs)?;
-        self.snap.store(Arc::new(t));
+        self.publish(t);
         Ok(())
     }
 
     /// Drains the miss queue and asks the kernel to resolve each address
-    /// (once per call). Returns how many it asked about.
+    /// (once per call). Returns how many addresses it asked about now or
+    /// still waits for (asked within [`RESOLUTION_TIME`], unknown to the
+    /// snapshot): while that is not zero, re-read the snapshot soon, since
+    /// workers hold frames until it knows their next hop.
     pub fn resolve_misses(&self) -> usize {
         let mut seen = HashSet::new();
         while let Some(a) = self.misses.pop() {
@@ -217,7 +267,10 @@ impl Neighbours {
         for a in &seen {
             self.resolve(a);
         }
-        seen.len()
+        let snap = self.load();
+        let known = seen.iter().filter(|a| snap.knows(a)).count();
+        let mut awaiting = self.awaiting.lock().unwrap_or_else(PoisonError::into_inner);
+        known + still_awaited(&mut awaiting, seen, &snap, Instant::now())
     }
 
     /// Makes the kernel resolve `addr` if it is not in the snapshot yet
@@ -229,6 +282,8 @@ impl Neighbours {
             return false;
         }
         self.resolve(addr);
+        let mut awaiting = self.awaiting.lock().unwrap_or_else(PoisonError::into_inner);
+        still_awaited(&mut awaiting, [*addr], &snap, Instant::now());
         true
     }
 
@@ -256,6 +311,25 @@ impl Neighbours {
     pub fn resolves(&self) -> u64 {
         self.resolves.load(Ordering::Relaxed)
     }
+}
+
+/// Adds the addresses just `asked` about (at `now`) to `awaiting` and
+/// keeps those asked within [`RESOLUTION_TIME`] that `snap` does not know
+/// yet. Returns how many that leaves.
+fn still_awaited(
+    awaiting: &mut Vec<(Addr, Instant)>,
+    asked: impl IntoIterator<Item = Addr>,
+    snap: &NeighTable,
+    now: Instant,
+) -> usize {
+    for a in asked {
+        match awaiting.iter_mut().find(|(b, _)| *b == a) {
+            Some(e) => e.1 = now,
+            None => awaiting.push((a, now)),
+        }
+    }
+    awaiting.retain(|(a, at)| now.duration_since(*at) < RESOLUTION_TIME && !snap.knows(a));
+    awaiting.len()
 }
 
 #[cfg(test)]
@@ -359,6 +433,53 @@ mod tests {
         // /0 inside the v4-mapped space: every IPv4 address, no IPv6 one.
         assert!(in_net(&v4([203, 0, 113, 1]), &net, 96));
         assert!(!in_net(&Addr::from_v6([0xfd; 16]), &net, 96));
+    }
+
+    #[test]
+    fn each_publication_takes_a_higher_generation() {
+        let n = Neighbours::fixed(lab());
+        let first = n.load();
+        assert_eq!(first.generation(), 0);
+        n.publish(lab());
+        let second = n.load();
+        n.publish(NeighTable::default());
+        let third = n.load();
+        assert!(second.generation() > first.generation());
+        assert!(third.generation() > second.generation());
+        assert_eq!(third.neighbours(), 0, "the published table is served");
+        // A snapshot a worker still holds keeps its number.
+        assert_eq!(first.generation(), 0);
+    }
+
+    #[test]
+    fn addresses_are_awaited_until_known_or_too_old() {
+        let t = lab();
+        let known = v4([198, 18, 1, 10]);
+        let (a, b) = (v4([198, 18, 1, 20]), v4([198, 18, 1, 21]));
+        let t0 = Instant::now();
+        let mut w = Vec::new();
+        assert_eq!(still_awaited(&mut w, [a, known], &t, t0), 1);
+        let t1 = t0 + Duration::from_secs(2);
+        // Asked again: waited for from then on.
+        assert_eq!(still_awaited(&mut w, [b, a], &t, t1), 2);
+        assert_eq!(still_awaited(&mut w, [], &t, t1 + RESOLUTION_TIME / 2), 2);
+        assert_eq!(still_awaited(&mut w, [], &t, t1 + RESOLUTION_TIME), 0);
+        // Known now: no longer awaited.
+        let links = [Link {
+            ifindex: 5,
+            name: "gwb".into(),
+            mac: Some(MAC_B),
+        }];
+        let neighs = [Neigh {
+            ifindex: 5,
+            addr: a,
+            mac: PEER,
+        }];
+        let t2 = NeighTable::build(&["gwb".into()], &links, &[], &neighs).unwrap();
+        assert!(t2.knows(&a) && !t2.knows(&b));
+        assert_eq!(still_awaited(&mut w, [a, b], &t, t0), 2);
+        assert_eq!(still_awaited(&mut w, [], &t2, t0), 1);
+        assert_eq!(w, vec![(b, t0)]);
     }
 
     #[test]

@@ -9,9 +9,13 @@
 //! owns ([`crate::steer::owner`]) to that worker's inbox ([`handoff`]); the
 //! owner processes them with its own pipeline and sends them itself.
 //! The loop, after DPDK's l3fwd:
-//! `while !stop { for port { rx burst; hand off; process; L2; tx }; inbox
-//! burst; idle back-off }`. The clock is read once per round and the tables
-//! once per burst.
+//! `while !stop { held frames; for port { rx burst; hand off; process; L2;
+//! tx }; inbox burst; idle back-off }`. The clock is read once per round
+//! and the tables once per burst.
+//!
+//! A frame whose next hop's MAC is not known yet waits in the worker's
+//! [`pending`] store (its buffer goes back to the backend) until a newer
+//! neighbour snapshot knows it, or is dropped after [`pending::HOLD_NS`].
 
 /// Zero-copy transmit on another port sharing the rx port's memory.
 pub mod cross_zc;
@@ -28,6 +32,8 @@ pub mod l2;
 pub mod ledger;
 /// Dropping NATed frames whose partial checksum was never completed.
 pub mod offload;
+/// Frames held until their next hop's MAC address is known.
+pub mod pending;
 /// Copy-transmit on another interface (send-only packet socket).
 pub mod send;
 /// SIGINT/SIGTERM to a stop flag; pinning to a core.
@@ -38,6 +44,7 @@ pub mod stats;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
+use crate::counters::Counted;
 use crate::generation::Tables;
 use crate::io::{Batch, PacketIo, MAX_BURST};
 use crate::neigh::Neighbours;
@@ -48,6 +55,7 @@ use group::Group;
 pub use handoff::{ForeignTx, Handoff};
 pub use idle::IdleWait;
 use ledger::Ledger;
+use pending::Pending;
 pub use send::CopySender;
 pub use signal::{pin_to_core, stop_on_signals};
 pub use stats::{SharedCounters, WorkerCounters};
@@ -59,7 +67,8 @@ pub const SPIN_ROUNDS: u32 = 64;
 pub const YIELD_ROUNDS: u32 = 64;
 /// Longest sleep of an idle worker, in milliseconds: the added latency of
 /// the first packet after a quiet period (handed-over frames included: a
-/// sleeping owner finds them when it wakes).
+/// sleeping owner finds them when it wakes), and of held frames once their
+/// neighbour is known.
 pub const IDLE_WAIT_MS: i32 = 1;
 
 /// One socket (an interface queue) as the worker sees it. Several ports
@@ -106,6 +115,9 @@ pub struct Worker<I> {
     group: Option<Group>,
     /// What the pipeline counted each frame of the burst in flight as.
     ledger: Box<Ledger>,
+    /// Frames waiting for their next hop's MAC.
+    pending: Box<Pending>,
+    neigh_held_sent: u64,
     tx_sent: u64,
     tx_cross: u64,
     tx_cross_zc: u64,
@@ -174,11 +186,12 @@ impl<I: PacketIo + IdleWait + ForeignTx> Worker<I> {
             let idx: Vec<u32> = snap.ifaces().iter().map(|i| i.ifindex).collect();
             (map, idx)
         };
-        // Handed-over frames live in the inbox, not in a port's memory: a
-        // port sends them only if its backend copies any batch out, and
-        // only when it is the single interface's.
+        // Handed-over and held frames live in the inbox or the pending
+        // store, not in a port's memory: a port sends them only if its
+        // backend copies any batch out, and only when it is the single
+        // interface's.
         let need_copies =
-            ifindexes.len() > 1 || (group.is_some() && (!I::SENDS_FOREIGN || ports.is_empty()));
+            ifindexes.len() > 1 || !I::SENDS_FOREIGN || (group.is_some() && ports.is_empty());
         let mut copies = Vec::new();
         if need_copies {
             for ifindex in ifindexes {
@@ -202,6 +215,8 @@ impl<I: PacketIo + IdleWait + ForeignTx> Worker<I> {
             egress: [0; MAX_BURST],
             group,
             ledger: Box::default(),
+            pending: Box::default(),
+            neigh_held_sent: 0,
             tx_sent: 0,
             tx_cross: 0,
             tx_cross_zc: 0,
@@ -266,22 +281,85 @@ impl<I: PacketIo + IdleWait + ForeignTx> Worker<I> {
                 }
             }
         }
+        // Never to be sent now: their counts say so.
+        self.pending.drop_all(&mut self.pipeline);
         self.publish();
         self.counters()
     }
 
-    /// One round: a burst from every port, then one from the inbox.
-    /// Returns frames received (handed-over ones included).
+    /// One round: held frames whose neighbour became known (before any
+    /// newer frame to it), a burst from every port, then one from the
+    /// inbox. Returns frames received (handed-over ones included).
     pub fn poll_once(&mut self, now_ns: u64) -> usize {
+        let released = self.release_held(now_ns);
         let mut got = 0;
         for p in 0..self.ports.len() {
             got += self.burst_on(p, now_ns);
         }
         got += self.inbox_burst(now_ns);
-        if got > 0 {
+        if got > 0 || released {
             self.publish();
         }
         got
+    }
+
+    /// Frames waiting for their next hop's MAC now.
+    pub fn held(&self) -> usize {
+        self.pending.len()
+    }
+
+    /// Sends the held frames whose next hop is known now and drops those
+    /// that waited too long. Cheap unless frames are held and the
+    /// neighbour snapshot changed or the oldest expired. Returns whether
+    /// anything left the store.
+    fn release_held(&mut self, now_ns: u64) -> bool {
+        if self.pending.is_empty() {
+            return false;
+        }
+        let snap = self.neigh.load();
+        if !self.pending.due(snap.generation(), now_ns) {
+            return false;
+        }
+        let pd = &mut *self.pending;
+        let r = pd.release(&snap, now_ns, &mut self.pipeline);
+        if r.ready == 0 {
+            return r.expired > 0;
+        }
+        let batch = &mut *pd.batch;
+        if !self.copies.is_empty() {
+            let c = send_copies(batch, &mut self.copies, &pd.egress, None);
+            // Sent frames are `Pass` now, failed ones `Drop(TxFull)`.
+            let mut cross = 0;
+            for (i, v) in batch.verdicts().iter().enumerate() {
+                if *v == Verdict::Pass && pd.egress[i] != pd.rx_iface[i] {
+                    cross += 1;
+                }
+            }
+            // Not added to `tx_copied`: every held frame is a copy, and
+            // `neigh_held_sent` counts them apart so that `tx_copied`
+            // keeps saying which fresh frames missed the zero-copy path.
+            self.tx_sent += c.sent;
+            self.tx_cross += cross;
+            self.neigh_held_sent += c.sent;
+            pd.ledger.settle(&mut self.pipeline, batch);
+        } else if let Some(p) = self.ports.first_mut() {
+            // No copy senders: one interface, whose ports' backend sends
+            // any batch (ForeignTx), as for the inbox.
+            pd.ledger.before_tx(batch);
+            let st = p.io.tx_burst(batch);
+            pd.ledger.after_tx(&mut self.pipeline, st.dropped);
+            self.tx_sent += st.sent as u64;
+            self.neigh_held_sent += st.sent as u64;
+        } else {
+            // `build` never leaves a worker without a way out; should it,
+            // the frames are counted, not lost.
+            for i in 0..batch.len() {
+                batch.set_verdict(i, Verdict::Drop(DropReason::TxFull));
+            }
+            pd.ledger.settle(&mut self.pipeline, batch);
+        }
+        batch.clear();
+        true
     }
 
     fn burst_on(&mut self, rx_port: usize, now_ns: u64) -> usize {
@@ -304,7 +382,18 @@ impl<I: PacketIo + IdleWait + ForeignTx> Worker<I> {
         }
         offload::drop_partial_csum(batch, &self.ledger, I::CSUM_PARTIAL_TAG);
         let rx_iface = rx_iface as usize;
-        let cross = route(batch, &self.neigh, &mut self.egress, |_| rx_iface);
+        let mut hold = Hold {
+            pending: &mut self.pending,
+            counted: &self.ledger.counted,
+            now_ns,
+        };
+        let cross = route(
+            batch,
+            &self.neigh,
+            &mut self.egress,
+            |_| rx_iface,
+            &mut hold,
+        );
         if cross {
             let z = cross_zc::send_in_place(
                 &mut self.ports,
@@ -353,7 +442,18 @@ impl<I: PacketIo + IdleWait + ForeignTx> Worker<I> {
         self.ledger.load(&self.pipeline);
         offload::drop_partial_csum(batch, &self.ledger, I::CSUM_PARTIAL_TAG);
         let rx = &g.rx;
-        route(batch, &self.neigh, &mut self.egress, |i| rx.iface(i));
+        let mut hold = Hold {
+            pending: &mut self.pending,
+            counted: &self.ledger.counted,
+            now_ns,
+        };
+        route(
+            batch,
+            &self.neigh,
+            &mut self.egress,
+            |i| rx.iface(i),
+            &mut hold,
+        );
         if !self.copies.is_empty() {
             let c = send_copies(batch, &mut self.copies, &self.egress, None);
             self.tx_sent += c.sent;
@@ -388,6 +488,7 @@ impl<I: PacketIo + IdleWait + ForeignTx> Worker<I> {
             handoff_in: self.handoff_in,
             handoff_full: self.handoff_full,
             handoff_oversize: self.handoff_oversize,
+            neigh_held_sent: self.neigh_held_sent,
         }
     }
 
@@ -401,10 +502,22 @@ impl<I: PacketIo + IdleWait + ForeignTx> Worker<I> {
     }
 }
 
+/// Where [`route`] puts frames whose next hop is not known yet.
+struct Hold<'a> {
+    pending: &'a mut Pending,
+    /// What the pipeline counted each frame of the batch as.
+    counted: &'a [Counted; MAX_BURST],
+    now_ns: u64,
+}
+
 /// Gives every `Tx` frame of `batch` its next hop's MACs and records its
-/// egress interface; a frame without a known next hop is dropped (verdict
-/// `Drop(NoNeighbour)`, counted when the ledger settles) and reported for
-/// resolution. `rx_iface(i)` is where frame `i` came in (the one-armed
+/// egress interface. A frame without a known next hop is reported for
+/// resolution and copied into the pending store (its verdict becomes
+/// `Pass`, so the backend recycles the buffer, and it stays counted as
+/// the pipeline counted it); when the store is full it is dropped
+/// (`Drop(NoNeighbour)`, counted when the ledger settles). A frame whose
+/// next hop just became known but has older frames held for it waits
+/// behind them. `rx_iface(i)` is where frame `i` came in (the one-armed
 /// fallback). Returns whether any frame leaves on an interface other than
 /// its own.
 fn route(
@@ -412,11 +525,14 @@ fn route(
     neigh: &Neighbours,
     egress: &mut [u8; MAX_BURST],
     rx_iface: impl Fn(usize) -> usize,
+    hold: &mut Hold<'_>,
 ) -> bool {
     let snap = neigh.load();
+    let gen = snap.generation();
     let mut cross = false;
     for (i, e) in egress.iter_mut().enumerate().take(batch.len()) {
-        if !matches!(batch.verdicts()[i], Verdict::Tx(_)) {
+        let v = batch.verdicts()[i];
+        if !matches!(v, Verdict::Tx(_)) {
             continue;
         }
         let Some(dst) = l2::l3_dst(batch.frame(i)) else {
@@ -425,19 +541,54 @@ fn route(
         };
         let from = rx_iface(i);
         let out = snap.egress(&dst, from);
-        match snap.next_hop(out, &dst) {
-            Some((src_mac, dst_mac)) => {
+        if let Some((src_mac, dst_mac)) = snap.next_hop(out, &dst) {
+            // Only after a snapshot change this round's release has not
+            // seen can a known destination still have frames held; a
+            // frame that cannot queue behind them goes out of order
+            // rather than not at all.
+            let queued = hold.pending.may_hold_known(gen)
+                && hold.pending.holds(&dst)
+                && hold_frame(batch, i, hold, dst, from, gen);
+            if !queued {
                 l2::set_macs(batch.frame_mut(i), &src_mac, &dst_mac);
                 *e = out as u8;
                 cross |= out != from;
             }
-            None => {
-                neigh.report_miss(dst);
-                batch.set_verdict(i, Verdict::Drop(DropReason::NoNeighbour));
-            }
+            continue;
+        }
+        neigh.report_miss(dst);
+        if !hold_frame(batch, i, hold, dst, from, gen) {
+            batch.set_verdict(i, Verdict::Drop(DropReason::NoNeighbour));
         }
     }
     cross
+}
+
+/// Copies frame `i` of `batch` into the pending store and marks it `Pass`
+/// (the backend recycles the buffer). Returns false when the store could
+/// not take it.
+fn hold_frame(
+    batch: &mut Batch,
+    i: usize,
+    hold: &mut Hold<'_>,
+    dst: crate::addr::Addr,
+    rx_iface: usize,
+    generation: u64,
+) -> bool {
+    let held = hold.pending.hold(
+        batch.frame(i),
+        batch.descs()[i],
+        dst,
+        rx_iface as u8,
+        batch.verdicts()[i],
+        hold.counted[i],
+        generation,
+        hold.now_ns,
+    );
+    if held {
+        batch.set_verdict(i, Verdict::Pass);
+    }
+    held
 }
 
 /// What a round of copy sends did.
@@ -500,5 +651,7 @@ fn send_copies(
 mod counting_tests;
 #[cfg(test)]
 mod group_tests;
+#[cfg(test)]
+mod pending_tests;
 #[cfg(test)]
 mod tests;

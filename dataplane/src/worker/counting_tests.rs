@@ -1,7 +1,7 @@
 //! Every frame a worker receives is counted once, under its final fate:
-//! frames the worker drops after the pipeline's verdict (no neighbour, a
-//! full ring, a partial checksum) move from forwarded / reversed to their
-//! drop reason. And no frame whose checksum was left partial leaves NATed.
+//! frames the worker drops after the pipeline's verdict (no neighbour in
+//! time, a full ring, a partial checksum) move from forwarded / reversed
+//! to their drop reason. And no frame whose checksum was left partial leaves NATed.
 
 use std::cell::RefCell;
 use std::collections::VecDeque;
@@ -106,8 +106,12 @@ fn assert_once(c: &Counters) {
 }
 
 /// Runs `frames` through a one-port worker over memory I/O; returns what
-/// it transmitted and its counters.
-fn run_memory(frames: &[Vec<u8>], neigh: Arc<Neighbours>) -> (usize, WorkerCounters) {
+/// it transmitted and its counters, before and after frames held for an
+/// unknown neighbour expired.
+fn run_memory(
+    frames: &[Vec<u8>],
+    neigh: Arc<Neighbours>,
+) -> (usize, WorkerCounters, WorkerCounters) {
     let mut cap = Capture::new();
     for (i, f) in frames.iter().enumerate() {
         cap.push(i as u64 + 1, f);
@@ -124,14 +128,18 @@ fn run_memory(frames: &[Vec<u8>], neigh: Arc<Neighbours>) -> (usize, WorkerCount
     for round in 0..10 {
         w.poll_once(1_000_000_000 + round);
     }
+    let held = w.counters();
+    // Every frame arrived in one of the rounds: all have waited long enough.
+    w.poll_once(1_000_000_000 + 10 + pending::HOLD_NS);
+    assert_eq!(w.held(), 0);
     let c = w.counters();
     let mut ports = w.into_ports();
     let tx = ports[0].io.take_tx().unwrap();
-    (tx.sorted().len(), c)
+    (tx.sorted().len(), held, c)
 }
 
 #[test]
-fn frames_to_a_backend_without_neighbour_are_dropped_not_forwarded() {
+fn frames_to_a_backend_without_neighbour_wait_then_drop_not_forwarded() {
     let mut frames: Vec<Vec<u8>> = (0..5)
         .map(|k| {
             conn(41000 + k)
@@ -140,7 +148,11 @@ fn frames_to_a_backend_without_neighbour_are_dropped_not_forwarded() {
         })
         .collect();
     frames.insert(2, unrelated());
-    let (sent, c) = run_memory(&frames, neighbours(false, true));
+    let (sent, held, c) = run_memory(&frames, neighbours(false, true));
+    // Waiting: counted as forwarded, not sent.
+    assert_once(&held.pipeline);
+    assert_eq!(held.pipeline.forwarded, 5);
+    assert_eq!(held.pipeline.dropped_total(), 0);
     let p = &c.pipeline;
     assert_once(p);
     assert_eq!(p.packets, 6);
@@ -149,7 +161,7 @@ fn frames_to_a_backend_without_neighbour_are_dropped_not_forwarded() {
     assert_eq!(p.forwarded, 0, "dropped frames are not also forwarded");
     assert_eq!(p.passed, 1);
     assert_eq!(p.flows, 5);
-    assert_eq!((sent, c.tx_sent), (0, 0));
+    assert_eq!((sent, c.tx_sent, c.neigh_held_sent), (0, 0, 0));
 }
 
 #[test]
@@ -160,7 +172,9 @@ fn replies_to_an_unknown_client_leave_forwarded_frames_counted() {
         frames.push(n.forward(L4::Tcp(Tcp::new(0, 0, 1, 0, SYN))).0);
         frames.push(n.reply(L4::Tcp(Tcp::new(0, 0, 7, 2, SYN | ACK))).0);
     }
-    let (sent, c) = run_memory(&frames, neighbours(true, false));
+    let (sent, held, c) = run_memory(&frames, neighbours(true, false));
+    assert_once(&held.pipeline);
+    assert_eq!((held.pipeline.forwarded, held.pipeline.reversed), (3, 3));
     let p = &c.pipeline;
     assert_once(p);
     assert_eq!(p.packets, 6);

@@ -20,17 +20,17 @@ use crate::steer;
 
 const BUF: usize = 2048;
 
-type Frames = Rc<RefCell<VecDeque<Vec<u8>>>>;
+pub(super) type Frames = Rc<RefCell<VecDeque<Vec<u8>>>>;
 
 /// A port fed from a queue the test fills; keeps what it transmits.
-struct FeedIo {
+pub(super) struct FeedIo {
     feed: Frames,
     sent: Rc<RefCell<Vec<Vec<u8>>>>,
     bufs: Vec<u8>,
 }
 
 impl FeedIo {
-    fn new() -> (FeedIo, Frames, Rc<RefCell<Vec<Vec<u8>>>>) {
+    pub(super) fn new() -> (FeedIo, Frames, Rc<RefCell<Vec<Vec<u8>>>>) {
         let feed = Frames::default();
         let sent = Rc::new(RefCell::new(Vec::new()));
         let io = FeedIo {
@@ -194,23 +194,36 @@ fn split_flows(l: &mut Lab) -> (Vec<usize>, u64) {
     (owners, misplaced)
 }
 
-/// Replies to a client whose MAC is unknown are dropped wherever they are
-/// processed (on the owner's inbox or its own port), counted once per
-/// worker, and never also as reversed.
+/// Replies to a client whose MAC is unknown are held wherever they are
+/// processed (on the owner's inbox or its own port), then dropped when
+/// they waited too long: counted once per worker, first as reversed, at
+/// the end as no_neighbour only.
 #[test]
 fn handed_over_frames_without_neighbour_are_counted_once() {
     let mut l = lab_knowing(true, handoff::LANE_SLOTS, false);
     let (_, misplaced) = split_flows(&mut l);
     assert!(misplaced > 0);
-    for (w, worker) in l.workers.iter().enumerate() {
-        let p = worker.counters().pipeline;
-        let sum = p.forwarded + p.reversed + p.rejected + p.passed + p.dropped_total();
-        assert_eq!(sum, p.packets, "worker {w}: {p:?}");
-    }
+    let balanced = |l: &Lab| {
+        for (w, worker) in l.workers.iter().enumerate() {
+            let p = worker.counters().pipeline;
+            let sum = p.forwarded + p.reversed + p.rejected + p.passed + p.dropped_total();
+            assert_eq!(sum, p.packets, "worker {w}: {p:?}");
+        }
+    };
+    balanced(&l);
     let t = l.total();
     assert_eq!(t.handoff_in, misplaced);
     assert_eq!(t.pipeline.packets, 2 * FLOWS as u64);
     assert_eq!(t.pipeline.forwarded, FLOWS as u64, "{t:?}");
+    assert_eq!(t.pipeline.reversed, FLOWS as u64, "held: {t:?}");
+    assert_eq!(t.pipeline.dropped_total(), 0, "{t:?}");
+    let held: usize = l.workers.iter().map(|w| w.held()).sum();
+    assert_eq!(held, FLOWS as usize);
+    for w in &mut l.workers {
+        w.poll_once(1_000_000_000 + pending::HOLD_NS + 10);
+    }
+    balanced(&l);
+    let t = l.total();
     assert_eq!(t.pipeline.reversed, 0, "{t:?}");
     assert_eq!(
         t.pipeline.dropped(DropReason::NoNeighbour),
@@ -218,6 +231,7 @@ fn handed_over_frames_without_neighbour_are_counted_once() {
         "{t:?}"
     );
     assert_eq!(t.tx_sent, FLOWS as u64);
+    assert_eq!(t.neigh_held_sent, 0);
 }
 
 #[test]

@@ -28,7 +28,8 @@ pub struct WorkerCounters {
     pub tx_cross_zc: u64,
     /// Frames sent through a copy sender (a send-only packet socket that
     /// copies them): cross-interface ones without shared memory and
-    /// frames handed over by other workers.
+    /// frames handed over by other workers. Held frames (`neigh_held_sent`)
+    /// are not included.
     pub tx_copied: u64,
     /// Times the idle worker slept in poll() instead of spinning.
     pub idle_waits: u64,
@@ -40,6 +41,10 @@ pub struct WorkerCounters {
     pub handoff_full: u64,
     /// Frames dropped because they do not fit a handoff slot.
     pub handoff_oversize: u64,
+    /// Frames that waited for their next hop's MAC and were then sent
+    /// (included in `tx_sent`, and in `tx_cross` when they changed
+    /// interface), through a copy sender or, with one interface, a port.
+    pub neigh_held_sent: u64,
 }
 
 impl WorkerCounters {
@@ -54,6 +59,7 @@ impl WorkerCounters {
         self.handoff_in += o.handoff_in;
         self.handoff_full += o.handoff_full;
         self.handoff_oversize += o.handoff_oversize;
+        self.neigh_held_sent += o.neigh_held_sent;
     }
 
     /// Received frames that never reached a pipeline (handoff drops).
@@ -71,7 +77,7 @@ impl WorkerCounters {
 }
 
 /// Fields in publication order; `DropReason::COUNT` drop counters follow.
-const FIXED: usize = 16;
+const FIXED: usize = 17;
 const FIELDS: usize = FIXED + DropReason::COUNT;
 
 /// The published block of one worker. Share it in an `Arc`.
@@ -111,6 +117,7 @@ impl SharedCounters {
             c.handoff_oversize,
             c.tx_cross_zc,
             c.tx_copied,
+            c.neigh_held_sent,
         ];
         for (cell, v) in self.cells.iter().zip(fixed.iter().chain(p.dropped.iter())) {
             cell.store(*v, Ordering::Relaxed);
@@ -142,6 +149,7 @@ impl SharedCounters {
             handoff_oversize: v[13],
             tx_cross_zc: v[14],
             tx_copied: v[15],
+            neigh_held_sent: v[16],
         }
     }
 }
@@ -166,7 +174,7 @@ mod tests {
             c.handoff_full,
             c.handoff_oversize,
         ) = (11, 12, 13, 14);
-        (c.tx_cross_zc, c.tx_copied) = (15, 16);
+        (c.tx_cross_zc, c.tx_copied, c.neigh_held_sent) = (15, 16, 17);
         let s = SharedCounters::default();
         s.store(&c);
         assert_eq!(s.load(), c);
@@ -179,12 +187,14 @@ mod tests {
         a.pipeline.packets = 3;
         a.tx_cross = 1;
         a.tx_cross_zc = 1;
+        a.neigh_held_sent = 4;
         let mut b = a;
         b.pipeline.dropped[DropReason::NoNeighbour as usize] = 2;
         let t = WorkerCounters::total([&a, &b]);
         assert_eq!(t.pipeline.packets, 6);
         assert_eq!(t.tx_cross, 2);
         assert_eq!(t.tx_cross_zc, 2);
+        assert_eq!(t.neigh_held_sent, 8);
         assert_eq!(t.pipeline.dropped(DropReason::NoNeighbour), 2);
     }
 }

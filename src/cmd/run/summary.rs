@@ -22,6 +22,13 @@ pub fn to_text(c: &WorkerCounters, workers: usize, seconds: f64) -> String {
     // Lets an operator (and the lab test) see which path carried them.
     let _ = writeln!(s, "  {:<22} {:>12}", "    zero-copy", c.tx_cross_zc);
     let _ = writeln!(s, "  {:<22} {:>12}", "  via copy sender", c.tx_copied);
+    // Frames that would have been no_neighbour drops before the kernel
+    // resolved the next hop (first packets to a new backend pod).
+    let _ = writeln!(
+        s,
+        "  {:<22} {:>12}",
+        "  after neighbour wait", c.neigh_held_sent
+    );
     if workers > 1 || c.handoff_out + c.handoff_dropped() > 0 {
         let _ = writeln!(s, "  {:<22} {:>12}", "handed to owner", c.handoff_out);
         let _ = writeln!(
@@ -84,6 +91,7 @@ mod tests {
             tx_cross: 7,
             tx_cross_zc: 5,
             tx_copied: 2,
+            neigh_held_sent: 3,
             ..WorkerCounters::default()
         };
         let s = to_text(&c, 1, 1.0);
@@ -95,6 +103,7 @@ mod tests {
         assert_eq!(last("zero-copy").as_deref(), Some("5"), "{s}");
         assert_eq!(last("via copy sender").as_deref(), Some("2"), "{s}");
         assert_eq!(last("to another iface").as_deref(), Some("7"), "{s}");
+        assert_eq!(last("after neighbour wait").as_deref(), Some("3"), "{s}");
     }
 
     #[test]
