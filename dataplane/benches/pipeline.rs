@@ -1,7 +1,8 @@
 //! Per-core cost of the pipeline over in-memory bursts (rx copy, classify,
 //! conntrack, Maglev, NAT, tx), for established TCP flows, new TCP flows
 //! (a SYN flood of distinct clients) and UDP flows, against 100 services
-//! with 10 backends each.
+//! with 10 backends each; then the same against 1 and 10,000 services, whose
+//! ratio shows what a large table (Maglev rings beyond L3) costs per packet.
 //!
 //! cargo bench -p vipgate-dataplane --bench pipeline
 
@@ -18,25 +19,35 @@ use dataplane::table::{ServiceTable, TableConfig};
 use fixtures::packet::{Eth, Ip, Ipv4, Packet, Tcp, Udp, L4, TCP_ACK, TCP_SYN};
 
 const BURST: usize = 64;
-const SERVICES: u8 = 100;
+const SERVICES: u32 = 100;
 
-fn tables() -> Tables {
+/// VIP of service `s`, in 198.19.0.0/16.
+fn vip(s: u32) -> [u8; 4] {
+    [198, 19, (s >> 8) as u8, s as u8]
+}
+
+/// `services` services (TCP and UDP port 80) of 10 backends each; backends
+/// live in 198.18.128.0/17 and repeat once it is used up.
+fn tables(services: u32) -> Tables {
     let mut specs = Vec::new();
-    for s in 0..SERVICES {
+    for s in 0..services {
         for proto in [Proto::Tcp, Proto::Udp] {
             specs.push(ServiceSpec {
                 key: ServiceKey {
-                    vip: Addr::from_v4([198, 19, 0, s]),
+                    vip: Addr::from_v4(vip(s)),
                     port: 80,
                     proto,
                 },
                 name: format!("bench/svc{s}"),
                 backends: (0..10)
-                    .map(|b| BackendSpec {
-                        addr: Addr::from_v4([198, 18, 1 + s / 25, 10 * (s % 25) + b]),
-                        port: 8080,
-                        weight: 1,
-                        state: BackendState::Ready,
+                    .map(|b| {
+                        let i = (s * 10 + b) % 32_768;
+                        BackendSpec {
+                            addr: Addr::from_v4([198, 18, 128 + (i >> 8) as u8, i as u8]),
+                            port: 8080,
+                            weight: 1,
+                            state: BackendState::Ready,
+                        }
                     })
                     .collect(),
                 affinity: Affinity::None,
@@ -46,10 +57,10 @@ fn tables() -> Tables {
     Tables::new(ServiceTable::from_specs(specs, TableConfig::default()))
 }
 
-fn frame(client: u32, cport: u16, svc: u8, tcp_flags: Option<u8>) -> Vec<u8> {
+fn frame(client: u32, cport: u16, svc: u32, tcp_flags: Option<u8>) -> Vec<u8> {
     let c = client.to_be_bytes();
     let eth = Eth::new([2, 0, 0, 0, 0, 1], [2, 0, 0, 0, 0, 2]);
-    let ip = Ip::V4(Ipv4::new([198, 18, c[2], c[3]], [198, 19, 0, svc], 64));
+    let ip = Ip::V4(Ipv4::new([198, 18, c[2], c[3]], vip(svc), 64));
     let l4 = match tcp_flags {
         Some(f) => {
             let mut t = Tcp::new(cport, 80, 1, 1, f);
@@ -61,14 +72,14 @@ fn frame(client: u32, cport: u16, svc: u8, tcp_flags: Option<u8>) -> Vec<u8> {
     Packet::new(eth, ip, l4).frame()
 }
 
-/// A capture of `n` packets of distinct flows.
-fn capture(n: u32, tcp_flags: Option<u8>) -> Capture {
+/// A capture of `n` packets of distinct flows, spread over `services`.
+fn capture(n: u32, services: u32, tcp_flags: Option<u8>) -> Capture {
     let mut cap = Capture::new();
     for i in 0..n {
         let f = frame(
             i / 50_000,
             1024 + (i % 50_000) as u16,
-            (i % u32::from(SERVICES)) as u8,
+            i % services,
             tcp_flags,
         );
         cap.push(1_000_000_000, &f);
@@ -105,13 +116,15 @@ fn pipeline(capacity: u32) -> Pipeline {
     })
 }
 
-fn bench(c: &mut Criterion) {
-    let tables = tables();
+/// The three workloads against `services` services; benchmark names get
+/// `suffix`.
+fn bench_table(c: &mut Criterion, services: u32, suffix: &str) {
+    let tables = tables(services);
     let mut g = c.benchmark_group("pipeline");
     g.throughput(Throughput::Elements(BURST as u64));
 
     // Established: 64k TCP flows, every packet hits conntrack.
-    let est = capture(65_536, Some(TCP_ACK));
+    let est = capture(65_536, services, Some(TCP_ACK));
     let order: Vec<u32> = (0..est.len() as u32).collect();
     let mut p = pipeline(1 << 18);
     run_bursts(
@@ -121,21 +134,21 @@ fn bench(c: &mut Criterion) {
         &mut p,
         (est.len() / BURST) as u64 + 1,
     );
-    g.bench_function("tcp_established", |b| {
+    g.bench_function(format!("tcp_established{suffix}"), |b| {
         b.iter_custom(|iters| run_bursts(&est, &order, &tables, &mut p, iters))
     });
 
     // New flows: SYNs of 1M distinct (client, port); conntrack evicts the
     // oldest unreplied entries once full, as under a SYN flood.
-    let syn = capture(1 << 20, Some(TCP_SYN));
+    let syn = capture(1 << 20, services, Some(TCP_SYN));
     let order: Vec<u32> = (0..syn.len() as u32).collect();
     let mut p = pipeline(1 << 18);
-    g.bench_function("tcp_syn_new_flow", |b| {
+    g.bench_function(format!("tcp_syn_new_flow{suffix}"), |b| {
         b.iter_custom(|iters| run_bursts(&syn, &order, &tables, &mut p, iters))
     });
 
     // UDP: 64k established flows.
-    let udp = capture(65_536, None);
+    let udp = capture(65_536, services, None);
     let order: Vec<u32> = (0..udp.len() as u32).collect();
     let mut p = pipeline(1 << 18);
     run_bursts(
@@ -145,10 +158,16 @@ fn bench(c: &mut Criterion) {
         &mut p,
         (udp.len() / BURST) as u64 + 1,
     );
-    g.bench_function("udp", |b| {
+    g.bench_function(format!("udp{suffix}"), |b| {
         b.iter_custom(|iters| run_bursts(&udp, &order, &tables, &mut p, iters))
     });
     g.finish();
+}
+
+fn bench(c: &mut Criterion) {
+    bench_table(c, SERVICES, "");
+    bench_table(c, 1, "/1_svc");
+    bench_table(c, 10_000, "/10k_svc");
 }
 
 criterion_group! {

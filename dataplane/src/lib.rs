@@ -19,6 +19,8 @@ pub mod maglev;
 pub mod neigh;
 /// The per-packet pipeline: classify, conntrack, Maglev pick, NAT.
 pub mod pipeline;
+/// Cache prefetch hints, so a burst overlaps its packets' cache misses.
+pub mod prefetch;
 /// Desired state of a Service port: what `control` hands the dataplane.
 pub mod service;
 /// Flow ownership: which worker's conntrack a packet belongs to.

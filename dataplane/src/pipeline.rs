@@ -2,12 +2,22 @@
 //! pick -> NAT rewrite, over a burst, in place. It owns its conntrack
 //! partition and counters; the service table is borrowed for the burst
 //! (loaded once per burst by the caller).
+//!
+//! A burst runs in rounds of [`LOOKAHEAD`] frames. Look-ahead passes parse
+//! each frame of a round, hash it, look its service up and start loading
+//! what its processing will read (conntrack index line and entry, service
+//! entry, for a new flow the Maglev ring slot and backend); then the per-packet
+//! pass does the real work in order. With thousands of services and a large
+//! conntrack those loads are cache misses, and a round overlaps them instead
+//! of paying them one packet at a time. The look-ahead reads state only (the
+//! service table is fixed for the burst, the conntrack hash for the table's
+//! lifetime), so every verdict is what one-at-a-time processing gives.
 
 use crate::addr::{Proto, Tuple};
-use crate::conntrack::{self, Conntrack, Direction, InsertError};
+use crate::conntrack::{self, tcp, Conntrack, Direction, InsertError};
 use crate::counters::{Counted, Counters};
 use crate::io::{Batch, MAX_BURST};
-use crate::table::ServiceTable;
+use crate::table::{ServiceEntry, ServiceTable};
 use crate::verdict::{DropReason, Verdict};
 use crate::wire::nat::{decrement_ttl, rewrite_endpoint, translate_icmp_error, End};
 use crate::wire::parse::{parse, parse_quoted, ParseError, Parsed, L4};
@@ -17,6 +27,30 @@ use crate::wire::reject::{icmp_port_unreachable, tcp_reset};
 /// table in a few seconds at 1M bursts/s, small enough to stay invisible
 /// in a burst's cost.
 pub const EXPIRE_BUDGET_PER_BURST: usize = 64;
+
+/// Frames per look-ahead round: enough misses in flight to cover the memory
+/// latency, few enough that the prefetched lines (about four per frame) are
+/// still in L1 when the per-packet pass reaches them.
+pub const LOOKAHEAD: usize = 32;
+
+/// What the look-ahead learned about one frame of the round.
+#[derive(Clone, Copy)]
+struct Ahead {
+    parsed: Result<Parsed, ParseError>,
+    /// [`Conntrack::tuple_hash`] of a TCP/UDP frame's tuple (else unused).
+    ct_hash: u32,
+    /// [`ServiceEntry::pick_hash`] of a frame to a service that matched no
+    /// flow when looked at ahead (it will most likely pick a backend).
+    pick_hash: Option<u64>,
+}
+
+/// A TCP/UDP frame's lookups, done ahead by the burst path.
+#[derive(Clone, Copy)]
+struct Known<'t> {
+    svc: Option<&'t ServiceEntry>,
+    ct_hash: u32,
+    pick_hash: Option<u64>,
+}
 
 /// How a worker's pipeline behaves.
 #[derive(Clone, Debug, Default)]
@@ -33,6 +67,8 @@ pub struct Pipeline {
     /// counting it twice (a `Tx` verdict does not say which counter).
     counted: [Counted; MAX_BURST],
     counted_len: usize,
+    /// The current look-ahead round, by frame index within the round.
+    ahead: [Ahead; LOOKAHEAD],
 }
 
 impl Pipeline {
@@ -43,6 +79,11 @@ impl Pipeline {
             counters: Counters::default(),
             counted: [Counted::default(); MAX_BURST],
             counted_len: 0,
+            ahead: [Ahead {
+                parsed: Err(ParseError::NotIp),
+                ct_hash: 0,
+                pick_hash: None,
+            }; LOOKAHEAD],
         }
     }
 
@@ -73,18 +114,108 @@ impl Pipeline {
     pub fn process_burst(&mut self, table: &ServiceTable, batch: &mut Batch, now_ns: u64) {
         let now = (now_ns / 1_000_000_000) as u32;
         self.counters.bursts += 1;
-        for i in 0..batch.len() {
-            let len = batch.descs()[i].len as usize;
-            let buf = batch.frame_mut(i);
-            let (verdict, new_len, counted) = self.frame(table, buf, len, now);
-            self.counted[i] = counted;
-            batch.set_verdict(i, verdict);
-            if new_len != len {
-                batch.set_len(i, new_len);
+        let n = batch.len();
+        let mut start = 0;
+        while start < n {
+            let end = n.min(start + LOOKAHEAD);
+            let mut svcs: [Option<&ServiceEntry>; LOOKAHEAD] = [None; LOOKAHEAD];
+            self.look_ahead(table, batch, start..end, &mut svcs);
+            for i in start..end {
+                let len = batch.descs()[i].len as usize;
+                let a = self.ahead[i - start];
+                let known = Known {
+                    svc: svcs[i - start],
+                    ct_hash: a.ct_hash,
+                    pick_hash: a.pick_hash,
+                };
+                let buf = batch.frame_mut(i);
+                let (verdict, new_len, counted) =
+                    self.frame(table, buf, len, a.parsed, Some(known), now);
+                self.counted[i] = counted;
+                batch.set_verdict(i, verdict);
+                if new_len != len {
+                    batch.set_len(i, new_len);
+                }
+            }
+            start = end;
+        }
+        self.counted_len = n;
+        self.ct.expire(now, EXPIRE_BUDGET_PER_BURST);
+    }
+
+    /// The look-ahead passes over frames `range` of `batch` (at most
+    /// [`LOOKAHEAD`]): fills `self.ahead` and `svcs` (by index in the round)
+    /// and issues the prefetches. Nothing here changes any state that the
+    /// per-packet pass reads besides those two arrays.
+    #[inline]
+    fn look_ahead<'t>(
+        &mut self,
+        table: &'t ServiceTable,
+        batch: &Batch,
+        range: std::ops::Range<usize>,
+        svcs: &mut [Option<&'t ServiceEntry>; LOOKAHEAD],
+    ) {
+        let start = range.start;
+        let seed = table.config().seed;
+        // First the loads that need nothing but the headers: the index line
+        // and the service lookup (whose own misses overlap, as nothing in
+        // this loop waits on its result); and the service entry of a packet
+        // that will read it (UDP checks its backend is still active, a SYN
+        // picks one).
+        for i in range.clone() {
+            let parsed = parse(batch.frame(i));
+            let mut ct_hash = 0;
+            if let Ok(p) = &parsed {
+                if let Some(t) = flow_tuple(p) {
+                    ct_hash = self.ct.tuple_hash(&t);
+                    self.ct.prefetch_index(ct_hash);
+                    let svc = table.lookup(&t.dst, t.dport, t.proto);
+                    if let Some(s) = svc {
+                        let syn = matches!(p.l4, L4::Tcp { flags, .. } if flags & tcp::SYN != 0);
+                        if t.proto == Proto::Udp || syn {
+                            s.prefetch();
+                        }
+                    }
+                    svcs[i - start] = svc;
+                }
+            }
+            self.ahead[i - start] = Ahead {
+                parsed,
+                ct_hash,
+                pick_hash: None,
+            };
+        }
+        // Then what those point at: the flow's entry; for a UDP flow the
+        // active-backend list; for a packet to a service that matches no
+        // flow (a new flow, most likely) the ring slot its pick will read.
+        for i in range.clone() {
+            let a = &mut self.ahead[i - start];
+            let Some(t) = a.parsed.as_ref().ok().and_then(flow_tuple) else {
+                continue;
+            };
+            let svc = svcs[i - start];
+            let dir = if svc.is_some() {
+                Direction::Original
+            } else {
+                Direction::Reply
+            };
+            let tracked = self.ct.prefetch_entry(a.ct_hash, dir);
+            match (svc, tracked) {
+                (Some(s), false) => {
+                    let h = s.pick_hash(&t, seed);
+                    s.prefetch_pick(h);
+                    a.pick_hash = Some(h);
+                }
+                (Some(s), true) if t.proto == Proto::Udp => s.prefetch_is_active(),
+                _ => {}
             }
         }
-        self.counted_len = batch.len();
-        self.ct.expire(now, EXPIRE_BUDGET_PER_BURST);
+        // Last, the backend each new flow's ring slot names.
+        for i in range {
+            if let (Some(s), Some(h)) = (svcs[i - start], self.ahead[i - start].pick_hash) {
+                s.prefetch_backend(h);
+            }
+        }
     }
 
     /// One frame: `buf` is its whole buffer, `len` its length. Returns the
@@ -97,21 +228,25 @@ impl Pipeline {
         len: usize,
         now: u32,
     ) -> (Verdict, usize) {
-        let (v, n, _) = self.frame(table, buf, len, now);
+        let parsed = parse(&buf[..len.min(buf.len())]);
+        let (v, n, _) = self.frame(table, buf, len, parsed, None, now);
         (v, n)
     }
 
-    /// [`Pipeline::process_frame`], also saying which counter took the frame.
+    /// [`Pipeline::process_frame`] of an already parsed frame, also saying
+    /// which counter took the frame. `known`: the frame's lookups, if done.
     #[inline]
     fn frame(
         &mut self,
         table: &ServiceTable,
         buf: &mut [u8],
         len: usize,
+        parsed: Result<Parsed, ParseError>,
+        known: Option<Known<'_>>,
         now: u32,
     ) -> (Verdict, usize, Counted) {
         self.counters.packets += 1;
-        let v = self.classify_and_nat(table, buf, len, now);
+        let v = self.classify_and_nat(table, buf, parsed, known, now);
         let counted = match v {
             Outcome::Forwarded => {
                 self.counters.forwarded += 1;
@@ -150,10 +285,11 @@ impl Pipeline {
         &mut self,
         table: &ServiceTable,
         buf: &mut [u8],
-        len: usize,
+        parsed: Result<Parsed, ParseError>,
+        known: Option<Known<'_>>,
         now: u32,
     ) -> Outcome {
-        let p = match parse(&buf[..len.min(buf.len())]) {
+        let p = match parsed {
             Ok(p) => p,
             Err(ParseError::NotIp) => return Outcome::Pass,
             Err(ParseError::Malformed) => return Outcome::Drop(DropReason::Malformed),
@@ -165,21 +301,27 @@ impl Pipeline {
                 Outcome::Pass
             };
         }
+        if let Some(t) = flow_tuple(&p) {
+            let flags = match p.l4 {
+                L4::Tcp { flags, .. } => flags,
+                _ => 0,
+            };
+            let known = known.unwrap_or_else(|| Known {
+                svc: table.lookup(&t.dst, t.dport, t.proto),
+                ct_hash: self.ct.tuple_hash(&t),
+                pick_hash: None,
+            });
+            return self.flow(table, buf, &p, &t, known, flags, now);
+        }
         match p.l4 {
-            L4::Tcp {
-                sport,
-                dport,
-                flags,
-                ..
-            } => self.flow(table, buf, &p, Proto::Tcp, sport, dport, flags, now),
-            L4::Udp { sport, dport } => self.flow(table, buf, &p, Proto::Udp, sport, dport, 0, now),
             L4::IcmpError { .. } => self.icmp_error(table, buf, &p, now),
-            L4::IcmpEcho { .. } | L4::Other => Outcome::Pass,
+            _ => Outcome::Pass,
         }
     }
 
     /// A TCP segment or UDP datagram: to a VIP (forward), from a backend of
     /// a tracked flow (reply), or neither (pass).
+    /// `known` holds `t`'s service and conntrack hash.
     #[allow(clippy::too_many_arguments)]
     #[inline]
     fn flow(
@@ -187,31 +329,23 @@ impl Pipeline {
         table: &ServiceTable,
         buf: &mut [u8],
         p: &Parsed,
-        proto: Proto,
-        sport: u16,
-        dport: u16,
+        t: &Tuple,
+        known: Known<'_>,
         flags: u8,
         now: u32,
     ) -> Outcome {
-        let t = Tuple {
-            src: p.src,
-            dst: p.dst,
-            sport,
-            dport,
-            proto,
-        };
-        if let Some(svc) = table.lookup(&p.dst, dport, proto) {
+        if let Some(svc) = known.svc {
             if p.ttl <= 1 {
                 return Outcome::Drop(DropReason::TtlExceeded);
             }
-            let (backend, bport) = match self.ct.find_original(&t, now) {
+            let (backend, bport) = match self.ct.find_original_hashed(t, known.ct_hash, now) {
                 Some(id) => {
                     let e = *self.ct.entry(id);
                     // UDP has no connection to keep: a flow whose backend
                     // left re-balances (TCP keeps its backend until it ends).
-                    if proto == Proto::Udp && !svc.is_active(&e.backend, e.backend_port) {
+                    if t.proto == Proto::Udp && !svc.is_active(&e.backend, e.backend_port) {
                         self.ct.remove(id);
-                        match self.new_flow(table, svc, &t, flags, now) {
+                        match self.new_flow(table, svc, t, known.pick_hash, flags, now) {
                             Ok(b) => b,
                             Err(o) => return o,
                         }
@@ -220,7 +354,7 @@ impl Pipeline {
                         (e.backend, e.backend_port)
                     }
                 }
-                None => match self.new_flow(table, svc, &t, flags, now) {
+                None => match self.new_flow(table, svc, t, known.pick_hash, flags, now) {
                     Ok(b) => b,
                     Err(Outcome::Rejected(_)) => return self.reject(buf, p),
                     Err(o) => return o,
@@ -230,7 +364,7 @@ impl Pipeline {
             decrement_ttl(buf, p);
             return Outcome::Forwarded;
         }
-        if let Some(id) = self.ct.find_reply(&t, now) {
+        if let Some(id) = self.ct.find_reply_hashed(t, known.ct_hash, now) {
             if p.ttl <= 1 {
                 return Outcome::Drop(DropReason::TtlExceeded);
             }
@@ -244,17 +378,21 @@ impl Pipeline {
         Outcome::Pass
     }
 
-    /// Picks a backend for a new flow and records it.
+    /// Picks a backend for a new flow and records it. `pick_hash`: `t`'s
+    /// [`ServiceEntry::pick_hash`], if the look-ahead computed it.
     #[inline]
     fn new_flow(
         &mut self,
         table: &ServiceTable,
-        svc: &crate::table::ServiceEntry,
+        svc: &ServiceEntry,
         t: &Tuple,
+        pick_hash: Option<u64>,
         flags: u8,
         now: u32,
     ) -> Result<(crate::addr::Addr, u16), Outcome> {
-        let Some(b) = svc.pick(t, table.config().seed) else {
+        let h = pick_hash.unwrap_or_else(|| svc.pick_hash(t, table.config().seed));
+        debug_assert_eq!(h, svc.pick_hash(t, table.config().seed));
+        let Some(b) = svc.pick_hashed(h) else {
             return Err(Outcome::Rejected(0));
         };
         match self.ct.insert(t, b.addr, b.port, flags, now) {
@@ -341,6 +479,27 @@ impl Pipeline {
     }
 }
 
+/// The tuple of a TCP segment or UDP datagram that has ports (not a
+/// fragment): what conntrack and the service table are keyed on.
+#[inline]
+fn flow_tuple(p: &Parsed) -> Option<Tuple> {
+    if p.fragment {
+        return None;
+    }
+    let (sport, dport, proto) = match p.l4 {
+        L4::Tcp { sport, dport, .. } => (sport, dport, Proto::Tcp),
+        L4::Udp { sport, dport } => (sport, dport, Proto::Udp),
+        _ => return None,
+    };
+    Some(Tuple {
+        src: p.src,
+        dst: p.dst,
+        sport,
+        dport,
+        proto,
+    })
+}
+
 /// The pipeline's decision before it is mapped to a port.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 enum Outcome {
@@ -350,4 +509,161 @@ enum Outcome {
     Rejected(usize),
     Pass,
     Drop(DropReason),
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::io::memory::{Capture, MemoryIo};
+    use crate::io::pcap::read_capture;
+    use crate::io::PacketIo;
+    use crate::service::ServiceSpec;
+    use crate::table::TableConfig;
+
+    /// Every frame's verdict, length and bytes after the pipeline, in order.
+    type Out = Vec<(Verdict, Vec<u8>)>;
+
+    /// Replays `cap` `loops` times in bursts of `burst`, through
+    /// `process_burst` (look-ahead) or frame by frame through `process_frame`
+    /// plus the per-burst expiry (the path without look-ahead).
+    fn replay(
+        cap: &Capture,
+        table: &ServiceTable,
+        capacity: u32,
+        burst: usize,
+        loops: u64,
+        ahead: bool,
+    ) -> (Out, Pipeline) {
+        let order: Vec<u32> = (0..cap.len() as u32).collect();
+        let mut io = MemoryIo::new(cap, &order, loops);
+        let mut batch = Batch::new();
+        let mut p = Pipeline::new(PipelineConfig {
+            conntrack: conntrack::Config {
+                capacity,
+                ..Default::default()
+            },
+        });
+        let mut out = Vec::new();
+        while !io.done() {
+            io.rx_burst(&mut batch, burst);
+            if ahead {
+                p.process_burst(table, &mut batch, io.now_ns());
+            } else {
+                let now = (io.now_ns() / 1_000_000_000) as u32;
+                p.counters.bursts += 1;
+                for i in 0..batch.len() {
+                    let len = batch.descs()[i].len as usize;
+                    let (v, n) = p.process_frame(table, batch.frame_mut(i), len, now);
+                    batch.set_verdict(i, v);
+                    batch.set_len(i, n);
+                }
+                p.ct.expire(now, EXPIRE_BUDGET_PER_BURST);
+            }
+            for i in 0..batch.len() {
+                out.push((batch.verdicts()[i], batch.frame(i).to_vec()));
+            }
+        }
+        (out, p)
+    }
+
+    fn assert_same(cap: &Capture, table: &ServiceTable, capacity: u32, loops: u64) {
+        for burst in [1, 7, LOOKAHEAD, LOOKAHEAD + 1, 64, MAX_BURST] {
+            let (want, plain) = replay(cap, table, capacity, burst, loops, false);
+            let (got, p) = replay(cap, table, capacity, burst, loops, true);
+            assert_eq!(got.len(), want.len());
+            for (i, (g, w)) in got.iter().zip(&want).enumerate() {
+                assert_eq!(g, w, "burst {burst}: frame {i} differs");
+            }
+            assert_eq!(p.counters(), plain.counters(), "burst {burst}");
+            assert_eq!(p.ct.stats(), plain.ct.stats(), "burst {burst}");
+            assert_eq!(p.ct.len(), plain.ct.len(), "burst {burst}");
+        }
+    }
+
+    /// The specs `control` makes of a fixture's services (as the fixtures
+    /// crate does, but with this crate's types: its own are a different
+    /// build of this crate in unit tests).
+    fn specs(services: &[fixtures::yaml::ServiceDef]) -> Vec<ServiceSpec> {
+        use crate::addr::Addr;
+        use crate::service::{Affinity, BackendSpec, BackendState, ServiceKey};
+        use fixtures::yaml::{EpState, L4Proto};
+        let mut out = Vec::new();
+        for svc in services {
+            for &ip in &svc.cluster_ips {
+                for p in &svc.ports {
+                    let backends = svc
+                        .endpoints
+                        .iter()
+                        .filter(|e| e.addr.is_ipv6() == ip.is_ipv6())
+                        .map(|e| BackendSpec {
+                            addr: Addr::from(e.addr),
+                            port: p.target,
+                            weight: 1,
+                            state: match e.state {
+                                EpState::Ready => BackendState::Ready,
+                                EpState::ServingTerminating => BackendState::ServingTerminating,
+                            },
+                        })
+                        .collect();
+                    out.push(ServiceSpec {
+                        key: ServiceKey {
+                            vip: Addr::from(ip),
+                            port: p.port,
+                            proto: match p.proto {
+                                L4Proto::Tcp => Proto::Tcp,
+                                L4Proto::Udp => Proto::Udp,
+                            },
+                        },
+                        name: format!("{}/{}:{}", svc.namespace, svc.name, p.port),
+                        backends,
+                        affinity: match svc.affinity_timeout {
+                            Some(timeout_s) => Affinity::ClientIp { timeout_s },
+                            None => Affinity::None,
+                        },
+                    });
+                }
+            }
+        }
+        out
+    }
+
+    fn fixture(name: &str, services: &[fixtures::yaml::ServiceDef]) -> (Capture, ServiceTable) {
+        let path = fixtures::fixtures_dir().join(format!("{name}.pcap"));
+        let cap = read_capture(&path).unwrap();
+        let table = ServiceTable::from_specs(specs(services), TableConfig::default());
+        (cap, table)
+    }
+
+    /// The demo capture (new TCP/UDP flows, replies, rejects, ICMP errors,
+    /// pass-through), replayed with a roomy conntrack and with one so small
+    /// that new flows keep evicting the ones the look-ahead has just seen
+    /// (and are refused once it holds only assured flows).
+    #[test]
+    fn look_ahead_changes_no_verdict_byte_or_counter() {
+        let (cap, table) = fixture("demo", &fixtures::scenario_demo::services());
+        assert!(cap.len() > 1000, "{}", cap.len());
+        for capacity in [1 << 16, 16] {
+            assert_same(&cap, &table, capacity, 2);
+        }
+        let (_, p) = replay(&cap, &table, 16, 64, 2, true);
+        let st = p.ct.stats();
+        assert!(st.evicted_unreplied > 50 && st.full > 0, "{st:?}");
+        let c = p.counters();
+        assert!(
+            c.forwarded > 0 && c.reversed > 0 && c.rejected > 0 && c.passed > 0,
+            "{c:?}"
+        );
+    }
+
+    /// ClientIP affinity: the pick hash the look-ahead computes is the
+    /// client's, not the 5-tuple's.
+    #[test]
+    fn look_ahead_keeps_client_affinity_picks() {
+        let (cap, table) = fixture("affinity", &fixtures::scenario_affinity::services());
+        assert!(table
+            .entries()
+            .iter()
+            .any(|e| matches!(e.spec.affinity, crate::service::Affinity::ClientIp { .. })));
+        assert_same(&cap, &table, 1 << 16, 2);
+    }
 }

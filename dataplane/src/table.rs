@@ -63,11 +63,63 @@ impl ServiceEntry {
     /// the service has no backend taking new flows.
     #[inline]
     pub fn pick(&self, t: &Tuple, seed: u64) -> Option<&BackendSpec> {
-        let h = match self.spec.affinity {
+        self.pick_hashed(self.pick_hash(t, seed))
+    }
+
+    /// The hash [`ServiceEntry::pick`] places `t` with: of the 5-tuple, or
+    /// of the client alone under ClientIP affinity.
+    #[inline]
+    pub fn pick_hash(&self, t: &Tuple, seed: u64) -> u64 {
+        match self.spec.affinity {
             Affinity::None => flow_hash(t, seed),
             Affinity::ClientIp { .. } => client_hash(&t.src, seed),
-        };
+        }
+    }
+
+    /// [`ServiceEntry::pick`] given `h` = [`ServiceEntry::pick_hash`].
+    #[inline]
+    pub fn pick_hashed(&self, h: u64) -> Option<&BackendSpec> {
         self.maglev.pick(h).map(|i| &self.active[i])
+    }
+
+    /// Starts loading this entry's own fields (ring and backend list
+    /// headers, affinity): with thousands of services they are rarely cached.
+    #[inline]
+    pub fn prefetch(&self) {
+        crate::prefetch::read_all(self);
+    }
+
+    /// Starts loading the ring slot that [`ServiceEntry::pick_hashed`]`(h)`
+    /// reads: the rings of a large table do not fit in the caches.
+    #[inline]
+    pub fn prefetch_pick(&self, h: u64) {
+        let slots = self.maglev.slots();
+        if !slots.is_empty() {
+            crate::prefetch::read(&slots[(h % slots.len() as u64) as usize]);
+        }
+    }
+
+    /// Starts loading the backend that [`ServiceEntry::pick_hashed`]`(h)`
+    /// returns. Reads the ring slot: call once [`ServiceEntry::prefetch_pick`]
+    /// has had time to bring it in.
+    #[inline]
+    pub fn prefetch_backend(&self, h: u64) {
+        if let Some(b) = self.maglev.pick(h).and_then(|i| self.active.get(i)) {
+            crate::prefetch::read(b);
+        }
+    }
+
+    /// Starts loading the first probes of [`ServiceEntry::is_active`]'s
+    /// binary search (the whole list, for a service of a few backends).
+    #[inline]
+    pub fn prefetch_is_active(&self) {
+        let v = &self.active_sorted;
+        let n = v.len();
+        if n > 0 {
+            for i in [n / 2, n / 4, n / 2 + n / 4] {
+                crate::prefetch::read(&v[i]);
+            }
+        }
     }
 
     /// Whether (addr, port) still takes new flows of this service.

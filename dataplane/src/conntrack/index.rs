@@ -40,6 +40,12 @@ impl Index {
         hash as usize & self.mask
     }
 
+    /// Starts loading the slot where a probe for `hash` begins.
+    #[inline]
+    pub fn prefetch(&self, hash: u32) {
+        crate::prefetch::read(self.slots.as_ptr().wrapping_add(self.home(hash)));
+    }
+
     /// The value of the first key whose hash is `hash` and for which
     /// `matches(value)` holds.
     #[inline]

@@ -278,11 +278,47 @@ impl Conntrack {
         self.clock = self.clock.max(now);
     }
 
+    /// The index hash of `t` (either direction), for the `*_hashed` lookups
+    /// and [`Conntrack::prefetch_index`]: fixed for the table's lifetime.
+    #[inline]
+    pub fn tuple_hash(&self, t: &Tuple) -> u32 {
+        self.hash(t)
+    }
+
+    /// Starts loading the index line where lookups of `hash` begin.
+    #[inline]
+    pub fn prefetch_index(&self, hash: u32) {
+        self.index.prefetch(hash);
+    }
+
+    /// Starts loading the entry a lookup of `hash` in direction `dir` would
+    /// compare first (the index line should be cached by now: see
+    /// [`Conntrack::prefetch_index`]). Returns whether there is such an
+    /// entry, i.e. whether the packet probably belongs to a tracked flow.
+    #[inline]
+    pub fn prefetch_entry(&self, hash: u32, dir: Direction) -> bool {
+        let bit = u32::from(dir == Direction::Reply);
+        match self.index.find(hash, |v| v & 1 == bit) {
+            Some(v) => {
+                crate::prefetch::read(self.entries.as_ptr().wrapping_add((v >> 1) as usize));
+                true
+            }
+            None => false,
+        }
+    }
+
     /// The flow whose client-side tuple is `t`, if live at `now`.
     #[inline]
     pub fn find_original(&mut self, t: &Tuple, now: u32) -> Option<FlowId> {
-        self.tick(now);
         let hash = self.hash(t);
+        self.find_original_hashed(t, hash, now)
+    }
+
+    /// [`Conntrack::find_original`] with `hash` = [`Conntrack::tuple_hash`]`(t)`.
+    #[inline]
+    pub fn find_original_hashed(&mut self, t: &Tuple, hash: u32, now: u32) -> Option<FlowId> {
+        debug_assert_eq!(hash, self.hash(t));
+        self.tick(now);
         let entries = &self.entries;
         let v = self.index.find(hash, |v| {
             v & 1 == 0 && entries[(v >> 1) as usize].original == *t
@@ -293,8 +329,15 @@ impl Conntrack {
     /// The flow whose backend-side tuple is `t`, if live at `now`.
     #[inline]
     pub fn find_reply(&mut self, t: &Tuple, now: u32) -> Option<FlowId> {
-        self.tick(now);
         let hash = self.hash(t);
+        self.find_reply_hashed(t, hash, now)
+    }
+
+    /// [`Conntrack::find_reply`] with `hash` = [`Conntrack::tuple_hash`]`(t)`.
+    #[inline]
+    pub fn find_reply_hashed(&mut self, t: &Tuple, hash: u32, now: u32) -> Option<FlowId> {
+        debug_assert_eq!(hash, self.hash(t));
+        self.tick(now);
         let entries = &self.entries;
         let v = self.index.find(hash, |v| {
             v & 1 == 1 && entries[(v >> 1) as usize].reply_is(t)
