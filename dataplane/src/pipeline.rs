@@ -301,6 +301,10 @@ impl Pipeline {
                 Outcome::Pass
             };
         }
+        if p.in_transit {
+            // Source-routed through this address, not ending here.
+            return Outcome::Pass;
+        }
         if let Some(t) = flow_tuple(&p) {
             let flags = match p.l4 {
                 L4::Tcp { flags, .. } => flags,
@@ -483,7 +487,7 @@ impl Pipeline {
 /// fragment): what conntrack and the service table are keyed on.
 #[inline]
 fn flow_tuple(p: &Parsed) -> Option<Tuple> {
-    if p.fragment {
+    if p.fragment || p.in_transit {
         return None;
     }
     let (sport, dport, proto) = match p.l4 {

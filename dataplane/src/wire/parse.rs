@@ -82,6 +82,11 @@ pub struct Parsed {
     pub dst: Addr,
     /// Part of a fragmented datagram: no reliable ports.
     pub fragment: bool,
+    /// IPv6 with a routing header that still has segments left: `dst` is
+    /// the next waypoint, not where the packet ends, and its L4 checksum
+    /// covers the final destination (RFC 8200 8.1), so it is not ours to
+    /// translate.
+    pub in_transit: bool,
     /// TTL or hop limit.
     pub ttl: u8,
     pub l4: L4,
@@ -163,6 +168,7 @@ fn parse_ipv4(frame: &[u8], l3_off: usize) -> Result<Parsed, ParseError> {
         src: Addr::from_v4(ip.src_addr().octets()),
         dst: Addr::from_v4(ip.dst_addr().octets()),
         fragment: ip.more_frags() || ip.frag_offset() != 0,
+        in_transit: false,
         ttl: ip.hop_limit(),
         l4: L4::Other,
     })
@@ -174,36 +180,56 @@ fn parse_ipv6(frame: &[u8], l3_off: usize) -> Result<Parsed, ParseError> {
         return Err(ParseError::Malformed);
     }
     let ip_end = l3_off + 40 + usize::from(ip.payload_len());
-    let (proto, l4_off, fragment) =
-        walk_ipv6_ext(frame, l3_off + 40, ip_end, ip.next_header().into())?;
+    let ext = walk_ipv6_ext(frame, l3_off + 40, ip_end, ip.next_header().into())?;
     Ok(Parsed {
         l3_off,
         v6: true,
-        l4_off,
+        l4_off: ext.l4_off,
         ip_end,
-        proto,
+        proto: ext.proto,
         src: Addr::from_v6(ip.src_addr().octets()),
         dst: Addr::from_v6(ip.dst_addr().octets()),
-        fragment,
+        fragment: ext.fragment,
+        in_transit: ext.in_transit,
         ttl: ip.hop_limit(),
         l4: L4::Other,
     })
 }
 
-/// Walks IPv6 extension headers from `off`; returns (L4 proto, L4 offset, fragment).
+/// Where an IPv6 extension-header chain leads.
+struct Ipv6Ext {
+    proto: u8,
+    l4_off: usize,
+    fragment: bool,
+    in_transit: bool,
+}
+
+/// IPv6 next-header value of the routing header.
+const IPV6_ROUTING: u8 = 43;
+
+/// Walks IPv6 extension headers from `off` to the L4 header.
 fn walk_ipv6_ext(
     buf: &[u8],
     mut off: usize,
     end: usize,
     mut next: u8,
-) -> Result<(u8, usize, bool), ParseError> {
-    let mut fragment = false;
+) -> Result<Ipv6Ext, ParseError> {
+    let mut ext = Ipv6Ext {
+        proto: next,
+        l4_off: off,
+        fragment: false,
+        in_transit: false,
+    };
     for _ in 0..MAX_IPV6_EXT_HEADERS {
         let len = match next {
             // Hop-by-hop, routing, destination options: (n + 1) * 8 bytes.
-            0 | 43 | 60 => {
-                if off + 2 > end {
+            0 | IPV6_ROUTING | 60 => {
+                if off + 4 > end {
                     return Err(ParseError::Malformed);
+                }
+                // Routing header: byte 3 is "segments left".
+                if next == IPV6_ROUTING && buf[off + 3] != 0 {
+                    ext.in_transit = true;
                 }
                 (usize::from(buf[off + 1]) + 1) * 8
             }
@@ -214,7 +240,7 @@ fn walk_ipv6_ext(
                 }
                 let fo = u16::from_be_bytes([buf[off + 2], buf[off + 3]]);
                 if fo & 0xfff9 != 0 {
-                    fragment = true;
+                    ext.fragment = true;
                 }
                 8
             }
@@ -225,7 +251,11 @@ fn walk_ipv6_ext(
                 }
                 (usize::from(buf[off + 1]) + 2) * 4
             }
-            _ => return Ok((next, off, fragment)),
+            _ => {
+                ext.proto = next;
+                ext.l4_off = off;
+                return Ok(ext);
+            }
         };
         if off + len > end {
             return Err(ParseError::Malformed);
@@ -233,7 +263,11 @@ fn walk_ipv6_ext(
         next = buf[off];
         off += len;
     }
-    Ok((next, off, true))
+    // A chain this long is not followed to its end: no ports to trust.
+    ext.proto = next;
+    ext.l4_off = off;
+    ext.fragment = true;
+    Ok(ext)
 }
 
 /// Parses the L4 header of `seg` (L4 header plus payload, up to the IP end).
@@ -327,8 +361,14 @@ pub fn parse_quoted(frame: &[u8], outer: &Parsed) -> Result<Quoted, ParseError> 
         let mut d = [0u8; 16];
         s.copy_from_slice(&frame[l3 + 8..l3 + 24]);
         d.copy_from_slice(&frame[l3 + 24..l3 + 40]);
-        let (proto, l4, _) = walk_ipv6_ext(frame, l3 + 40, end, frame[l3 + 6])?;
-        (true, proto, l4, Addr::from_v6(s), Addr::from_v6(d))
+        let ext = walk_ipv6_ext(frame, l3 + 40, end, frame[l3 + 6])?;
+        (
+            true,
+            ext.proto,
+            ext.l4_off,
+            Addr::from_v6(s),
+            Addr::from_v6(d),
+        )
     } else {
         return Err(ParseError::Malformed);
     };
