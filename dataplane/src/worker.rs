@@ -46,7 +46,7 @@ use std::sync::Arc;
 
 use crate::counters::Counted;
 use crate::generation::Tables;
-use crate::io::{Batch, PacketIo, MAX_BURST};
+use crate::io::{Batch, IoStats, PacketIo, MAX_BURST};
 use crate::neigh::Neighbours;
 use crate::pipeline::{Pipeline, PipelineConfig};
 use crate::verdict::{DropReason, Verdict};
@@ -284,7 +284,11 @@ impl<I: PacketIo + IdleWait + ForeignTx> Worker<I> {
         // Never to be sent now: their counts say so.
         self.pending.drop_all(&mut self.pipeline);
         self.publish();
-        self.counters()
+        let mut c = self.counters();
+        for p in &mut self.ports {
+            c.io.add(&p.io.io_stats());
+        }
+        c
     }
 
     /// One round: held frames whose neighbour became known (before any
@@ -489,6 +493,7 @@ impl<I: PacketIo + IdleWait + ForeignTx> Worker<I> {
             handoff_full: self.handoff_full,
             handoff_oversize: self.handoff_oversize,
             neigh_held_sent: self.neigh_held_sent,
+            io: IoStats::default(),
         }
     }
 

@@ -169,6 +169,35 @@ pub struct TxStats {
     pub dropped: u32,
 }
 
+/// What the kernel side of a port lost or refused. Read when a worker stops
+/// (a getsockopt per socket), never per packet: the operator's answer to
+/// "did the rings overflow?".
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct IoStats {
+    /// Packets the kernel dropped because the socket's rx ring was full or
+    /// had no buffer for them (AF_PACKET `tp_drops`; AF_XDP `rx_ring_full`
+    /// + `rx_dropped`): the worker did not keep up.
+    pub rx_ring_drops: u64,
+    /// AF_XDP: times the kernel found the fill ring empty (frames did not
+    /// come back from transmit fast enough).
+    pub rx_fill_empty: u64,
+    /// Frames skipped on receive: larger than a buffer (GRO/LRO super-frames,
+    /// jumbo frames) or invalid descriptors.
+    pub rx_skipped: u64,
+    /// AF_PACKET: frames whose offloaded (partial) checksum could not be
+    /// completed; NATed ones among them are `bad_checksum_offload` drops.
+    pub rx_csum_unfixed: u64,
+}
+
+impl IoStats {
+    pub fn add(&mut self, o: &IoStats) {
+        self.rx_ring_drops += o.rx_ring_drops;
+        self.rx_fill_empty += o.rx_fill_empty;
+        self.rx_skipped += o.rx_skipped;
+        self.rx_csum_unfixed += o.rx_csum_unfixed;
+    }
+}
+
 /// A burst packet I/O backend (one per worker and interface queue).
 pub trait PacketIo {
     /// Receives up to `max` (<= MAX_BURST) frames into `batch`, replacing its
@@ -184,4 +213,10 @@ pub trait PacketIo {
 
     /// A short name for logs ("af_xdp", "af_packet", "memory").
     fn kind(&self) -> &'static str;
+
+    /// The kernel side's losses so far (a syscall: not for the hot path).
+    /// Backends without a kernel side have none.
+    fn io_stats(&mut self) -> IoStats {
+        IoStats::default()
+    }
 }

@@ -9,6 +9,7 @@
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use crate::counters::Counters;
+use crate::io::IoStats;
 use crate::verdict::DropReason;
 
 /// What one worker has done: the pipeline's counters, in which frames the
@@ -45,6 +46,10 @@ pub struct WorkerCounters {
     /// (included in `tx_sent`, and in `tx_cross` when they changed
     /// interface), through a copy sender or, with one interface, a port.
     pub neigh_held_sent: u64,
+    /// The kernel side of the worker's sockets (ring drops and the like),
+    /// read once when the worker stops: only in the counters `run`
+    /// returns, not in the per-burst published block.
+    pub io: IoStats,
 }
 
 impl WorkerCounters {
@@ -60,6 +65,7 @@ impl WorkerCounters {
         self.handoff_full += o.handoff_full;
         self.handoff_oversize += o.handoff_oversize;
         self.neigh_held_sent += o.neigh_held_sent;
+        self.io.add(&o.io);
     }
 
     /// Received frames that never reached a pipeline (handoff drops).
@@ -150,6 +156,7 @@ impl SharedCounters {
             tx_cross_zc: v[14],
             tx_copied: v[15],
             neigh_held_sent: v[16],
+            io: IoStats::default(),
         }
     }
 }

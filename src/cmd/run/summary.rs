@@ -29,6 +29,24 @@ pub fn to_text(c: &WorkerCounters, workers: usize, seconds: f64) -> String {
         "  {:<22} {:>12}",
         "  after neighbour wait", c.neigh_held_sent
     );
+    // What the sockets' kernel side lost: ring drops mean the workers did
+    // not keep up (more workers, a bigger --burst, or fewer other tasks on
+    // their cores); the rest only when it happened.
+    let io = &c.io;
+    let _ = writeln!(
+        s,
+        "  {:<22} {:>12}",
+        "kernel rx ring drops", io.rx_ring_drops
+    );
+    for (label, n) in [
+        ("  fill ring empty", io.rx_fill_empty),
+        ("rx frames skipped", io.rx_skipped),
+        ("partial csum unfixed", io.rx_csum_unfixed),
+    ] {
+        if n > 0 {
+            let _ = writeln!(s, "  {label:<22} {n:>12}");
+        }
+    }
     if workers > 1 || c.handoff_out + c.handoff_dropped() > 0 {
         let _ = writeln!(s, "  {:<22} {:>12}", "handed to owner", c.handoff_out);
         let _ = writeln!(
@@ -104,6 +122,30 @@ mod tests {
         assert_eq!(last("via copy sender").as_deref(), Some("2"), "{s}");
         assert_eq!(last("to another iface").as_deref(), Some("7"), "{s}");
         assert_eq!(last("after neighbour wait").as_deref(), Some("3"), "{s}");
+    }
+
+    #[test]
+    fn shows_kernel_ring_drops_always_and_other_losses_when_any() {
+        let mut c = WorkerCounters::default();
+        let s = to_text(&c, 1, 1.0);
+        let line = s
+            .lines()
+            .find(|l| l.contains("kernel rx ring drops"))
+            .unwrap();
+        assert_eq!(line.split_whitespace().last(), Some("0"), "{s}");
+        assert!(!s.contains("skipped") && !s.contains("unfixed"), "{s}");
+        c.io.rx_ring_drops = 42;
+        c.io.rx_skipped = 3;
+        c.io.rx_csum_unfixed = 2;
+        let s = to_text(&c, 1, 1.0);
+        let last = |label: &str| {
+            let l = s.lines().find(|l| l.contains(label)).unwrap();
+            l.split_whitespace().last().unwrap().to_owned()
+        };
+        assert_eq!(last("kernel rx ring drops"), "42", "{s}");
+        assert_eq!(last("rx frames skipped"), "3", "{s}");
+        assert_eq!(last("partial csum unfixed"), "2", "{s}");
+        assert!(!s.contains("fill ring empty"), "{s}");
     }
 
     #[test]

@@ -39,7 +39,7 @@ pub use stats::AfPacketStats;
 
 use std::io;
 
-use crate::io::{Batch, PacketIo, TxStats, MAX_BURST};
+use crate::io::{Batch, IoStats, PacketIo, TxStats, MAX_BURST};
 use mem::Mapping;
 use ring::RxRing;
 use rx::Arena;
@@ -251,5 +251,15 @@ impl PacketIo for AfPacket {
 
     fn kind(&self) -> &'static str {
         "af_packet"
+    }
+
+    fn io_stats(&mut self) -> IoStats {
+        let s = self.stats();
+        IoStats {
+            rx_ring_drops: s.rx_kernel_drops,
+            rx_fill_empty: 0,
+            rx_skipped: s.rx_oversize + s.rx_ring_errors,
+            rx_csum_unfixed: s.rx_csum_unfixed,
+        }
     }
 }

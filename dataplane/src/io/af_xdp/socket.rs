@@ -16,7 +16,7 @@ use super::pool::FramePool;
 use super::ring::{ConsRing, ProdRing};
 use super::uapi::*;
 use super::umem::Umem;
-use crate::io::{Batch, FrameDesc, PacketIo, TxStats, MAX_BURST};
+use crate::io::{Batch, FrameDesc, IoStats, PacketIo, TxStats, MAX_BURST};
 use crate::verdict::Verdict;
 
 /// Sizes and modes of one socket.
@@ -592,6 +592,18 @@ impl PacketIo for AfXdp {
 
     fn kind(&self) -> &'static str {
         "af_xdp"
+    }
+
+    /// From XDP_STATISTICS; a socket whose statistics cannot be read
+    /// reports none rather than failing the shutdown.
+    fn io_stats(&mut self) -> IoStats {
+        let k = self.kernel_stats().unwrap_or_default();
+        IoStats {
+            rx_ring_drops: k.rx_ring_full + k.rx_dropped,
+            rx_fill_empty: k.rx_fill_ring_empty_descs,
+            rx_skipped: k.rx_invalid_descs,
+            rx_csum_unfixed: 0,
+        }
     }
 }
 
