@@ -17,6 +17,7 @@ use crate::addr::{Proto, Tuple};
 use crate::conntrack::{self, tcp, Conntrack, Direction, InsertError};
 use crate::counters::{Counted, Counters};
 use crate::io::{Batch, MAX_BURST};
+use crate::service::ServiceKey;
 use crate::table::{ServiceEntry, ServiceTable};
 use crate::verdict::{DropReason, Verdict};
 use crate::wire::nat::{decrement_ttl, rewrite_endpoint, translate_icmp_error, End};
@@ -158,10 +159,8 @@ impl Pipeline {
         let start = range.start;
         let seed = table.config().seed;
         // First the loads that need nothing but the headers: the index line
-        // and the service lookup (whose own misses overlap, as nothing in
-        // this loop waits on its result); and the service entry of a packet
-        // that will read it (UDP checks its backend is still active, a SYN
-        // picks one).
+        // and the service lookup's slot.
+        let mut svc_hash = [0u64; LOOKAHEAD];
         for i in range.clone() {
             let parsed = parse(batch.frame(i));
             let mut ct_hash = 0;
@@ -169,14 +168,9 @@ impl Pipeline {
                 if let Some(t) = flow_tuple(p) {
                     ct_hash = self.ct.tuple_hash(&t);
                     self.ct.prefetch_index(ct_hash);
-                    let svc = table.lookup(&t.dst, t.dport, t.proto);
-                    if let Some(s) = svc {
-                        let syn = matches!(p.l4, L4::Tcp { flags, .. } if flags & tcp::SYN != 0);
-                        if t.proto == Proto::Udp || syn {
-                            s.prefetch();
-                        }
-                    }
-                    svcs[i - start] = svc;
+                    let h = table.key_hash(&service_key(&t));
+                    table.prefetch_lookup(h);
+                    svc_hash[i - start] = h;
                 }
             }
             self.ahead[i - start] = Ahead {
@@ -184,6 +178,25 @@ impl Pipeline {
                 ct_hash,
                 pick_hash: None,
             };
+        }
+        // The service lookups, from slots that are on their way; and the
+        // service entry of a packet that will read it (UDP checks its
+        // backend is still active, a SYN picks one).
+        for i in range.clone() {
+            let Ok(p) = &self.ahead[i - start].parsed else {
+                continue;
+            };
+            let Some(t) = flow_tuple(p) else {
+                continue;
+            };
+            let svc = table.lookup_hashed(svc_hash[i - start], &service_key(&t));
+            if let Some(s) = svc {
+                let syn = matches!(p.l4, L4::Tcp { flags, .. } if flags & tcp::SYN != 0);
+                if t.proto == Proto::Udp || syn {
+                    s.prefetch();
+                }
+            }
+            svcs[i - start] = svc;
         }
         // Then what those point at: the flow's entry; for a UDP flow the
         // active-backend list; for a packet to a service that matches no
@@ -502,6 +515,16 @@ fn flow_tuple(p: &Parsed) -> Option<Tuple> {
         dport,
         proto,
     })
+}
+
+/// The service key a flow's packets to a VIP are looked up by.
+#[inline]
+fn service_key(t: &Tuple) -> ServiceKey {
+    ServiceKey {
+        vip: t.dst,
+        port: t.dport,
+        proto: t.proto,
+    }
 }
 
 /// The pipeline's decision before it is mapped to a port.

@@ -3,6 +3,9 @@
 //! builds a new table, reusing the entries of services that did not change,
 //! so only changed services pay for a Maglev rebuild.
 
+/// The flat, prefetchable key -> entry array that per-packet lookups probe.
+mod index;
+
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
@@ -182,7 +185,11 @@ pub struct BuildStats {
 pub struct ServiceTable {
     generation: u64,
     cfg: TableConfig,
+    /// Where generations are built from (reuse checks, `apply`'s copy).
+    /// Never changed once built: `index` points into its entries.
     services: HashMap<ServiceKey, Arc<ServiceEntry>, RandomState>,
+    /// The same entries, for per-packet lookups (prefetchable).
+    index: index::Index,
     /// Every VIP address, for "is this addressed to us at all" checks
     /// (fragments, ICMP to a VIP).
     vips: HashSet<Addr, RandomState>,
@@ -191,10 +198,14 @@ pub struct ServiceTable {
 impl ServiceTable {
     /// An empty table (generation 0).
     pub fn empty(cfg: TableConfig) -> ServiceTable {
+        let services = HashMap::default();
         ServiceTable {
             generation: 0,
             cfg,
-            services: HashMap::default(),
+            // SAFETY: the table owns `services` beside the index and never
+            // changes it.
+            index: unsafe { index::Index::build(&services) },
+            services,
             vips: HashSet::default(),
         }
     }
@@ -240,6 +251,9 @@ impl ServiceTable {
         let table = ServiceTable {
             generation: previous.generation + 1,
             cfg,
+            // SAFETY: the table owns `services` beside the index and never
+            // changes it.
+            index: unsafe { index::Index::build(&services) },
             services,
             vips,
         };
@@ -277,6 +291,9 @@ impl ServiceTable {
         let table = ServiceTable {
             generation: previous.generation + 1,
             cfg,
+            // SAFETY: the table owns `services` beside the index and never
+            // changes it.
+            index: unsafe { index::Index::build(&services) },
             services,
             vips,
         };
@@ -288,15 +305,37 @@ impl ServiceTable {
         ServiceTable::build(specs, &ServiceTable::empty(cfg)).0
     }
 
+    /// The service of (vip, port, proto), if any.
     #[inline]
     pub fn lookup(&self, vip: &Addr, port: u16, proto: Proto) -> Option<&ServiceEntry> {
-        self.services
-            .get(&ServiceKey {
-                vip: *vip,
-                port,
-                proto,
-            })
-            .map(|e| &**e)
+        let key = ServiceKey {
+            vip: *vip,
+            port,
+            proto,
+        };
+        self.lookup_hashed(self.key_hash(&key), &key)
+    }
+
+    /// The hash [`ServiceTable::prefetch_lookup`] and
+    /// [`ServiceTable::lookup_hashed`] take for `key`. Seeded per table:
+    /// valid for this table only.
+    #[inline]
+    pub fn key_hash(&self, key: &ServiceKey) -> u64 {
+        self.index.hash(key)
+    }
+
+    /// Starts loading what [`ServiceTable::lookup_hashed`]`(hash, _)` will
+    /// read first, so that a burst overlaps its lookups' misses.
+    #[inline]
+    pub fn prefetch_lookup(&self, hash: u64) {
+        self.index.prefetch(hash)
+    }
+
+    /// [`ServiceTable::lookup`] of `key`, given `hash` =
+    /// [`ServiceTable::key_hash`]`(key)` (of this table).
+    #[inline]
+    pub fn lookup_hashed(&self, hash: u64, key: &ServiceKey) -> Option<&ServiceEntry> {
+        self.index.get(hash, key)
     }
 
     #[inline]
