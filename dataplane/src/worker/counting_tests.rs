@@ -12,66 +12,16 @@ use fixtures::flow::{Host, Nat};
 use fixtures::packet::{Tcp, Udp, L4};
 use smoltcp::wire::{IpAddress, Ipv4Packet, TcpPacket};
 
-use super::tests::{tables, ACK, BACKEND, BACKEND_MAC, CLIENT, CLIENT_MAC, PORT_MAC, SYN, VIP};
+use super::tests::{
+    conn, neigh_table, tables, ACK, BACKEND_MAC, CLIENT, CLIENT_MAC, PORT_MAC, SYN,
+};
 use super::*;
-use crate::addr::Addr;
 use crate::counters::Counters;
 use crate::io::af_packet::{csum, TAG_CSUM_PARTIAL};
 use crate::io::memory::{Capture, MemoryIo};
 use crate::io::{FrameDesc, TxStats};
-use crate::neigh::netlink::{IfAddr, Link, Neigh};
-use crate::neigh::NeighTable;
 
 const BUF: usize = 2048;
-
-/// One-armed port on 198.18.0.0/24 knowing the backend's and the
-/// client's MACs only as asked.
-fn neighbours(backend: bool, client: bool) -> Arc<Neighbours> {
-    let links = [Link {
-        ifindex: 3,
-        name: "p0".into(),
-        mac: Some(PORT_MAC),
-    }];
-    let addrs = [IfAddr {
-        ifindex: 3,
-        addr: Addr::from_v4([198, 18, 0, 1]),
-        prefix: 24,
-    }];
-    let mut neighs = Vec::new();
-    if backend {
-        neighs.push(Neigh {
-            ifindex: 3,
-            addr: Addr::from_v4(BACKEND),
-            mac: BACKEND_MAC,
-        });
-    }
-    if client {
-        neighs.push(Neigh {
-            ifindex: 3,
-            addr: Addr::from_v4(CLIENT),
-            mac: CLIENT_MAC,
-        });
-    }
-    let t = NeighTable::build(&["p0".into()], &links, &addrs, &neighs).unwrap();
-    Arc::new(Neighbours::fixed(t))
-}
-
-fn conn(cport: u16) -> Nat {
-    Nat::new(
-        Host {
-            mac: CLIENT_MAC,
-            ip: IpAddr::V4(Ipv4Addr::from(CLIENT)),
-        },
-        cport,
-        IpAddr::V4(Ipv4Addr::from(VIP)),
-        80,
-        Host {
-            mac: BACKEND_MAC,
-            ip: IpAddr::V4(Ipv4Addr::from(BACKEND)),
-        },
-        8080,
-    )
-}
 
 /// A UDP datagram between two hosts, no service involved: passed.
 fn unrelated() -> Vec<u8> {
@@ -148,7 +98,10 @@ fn frames_to_a_backend_without_neighbour_wait_then_drop_not_forwarded() {
         })
         .collect();
     frames.insert(2, unrelated());
-    let (sent, held, c) = run_memory(&frames, neighbours(false, true));
+    let (sent, held, c) = run_memory(
+        &frames,
+        Arc::new(Neighbours::fixed(neigh_table(false, true))),
+    );
     // Waiting: counted as forwarded, not sent.
     assert_once(&held.pipeline);
     assert_eq!(held.pipeline.forwarded, 5);
@@ -172,7 +125,10 @@ fn replies_to_an_unknown_client_leave_forwarded_frames_counted() {
         frames.push(n.forward(L4::Tcp(Tcp::new(0, 0, 1, 0, SYN))).0);
         frames.push(n.reply(L4::Tcp(Tcp::new(0, 0, 7, 2, SYN | ACK))).0);
     }
-    let (sent, held, c) = run_memory(&frames, neighbours(true, false));
+    let (sent, held, c) = run_memory(
+        &frames,
+        Arc::new(Neighbours::fixed(neigh_table(true, false))),
+    );
     assert_once(&held.pipeline);
     assert_eq!((held.pipeline.forwarded, held.pipeline.reversed), (3, 3));
     let p = &c.pipeline;
@@ -266,7 +222,7 @@ fn run_tagged(feed: Vec<(Vec<u8>, u32)>, room: u32) -> (Vec<Vec<u8>>, WorkerCoun
         vec![port],
         &WorkerConfig::default(),
         tables(),
-        neighbours(true, true),
+        Arc::new(Neighbours::fixed(neigh_table(true, true))),
     )
     .unwrap();
     for round in 0..4 {

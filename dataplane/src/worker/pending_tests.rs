@@ -3,73 +3,20 @@
 //! snapshot knows it; those that wait too long, or find the store full,
 //! are no_neighbour drops. Every frame stays counted exactly once.
 
-use std::net::{IpAddr, Ipv4Addr};
-
-use fixtures::flow::{Host, Nat};
 use fixtures::packet::{Tcp, L4};
 
 use super::group_tests::{FeedIo, Frames};
 use super::pending::{HELD_SLOTS, HOLD_NS};
-use super::tests::{tables, ACK, BACKEND, BACKEND_MAC, CLIENT, CLIENT_MAC, PORT_MAC, SYN, VIP};
+use super::tests::{conn, neigh_table, tables, ACK, BACKEND_MAC, CLIENT_MAC, PORT_MAC, SYN};
 use super::*;
-use crate::addr::Addr;
 use crate::counters::Counters;
 use crate::io::memory::{Capture, MemoryIo};
-use crate::neigh::netlink::{IfAddr, Link, Neigh};
 use crate::neigh::{Mac, NeighTable};
 
 type Sent = std::rc::Rc<std::cell::RefCell<Vec<Vec<u8>>>>;
 
 const T0: u64 = 1_000_000_000;
 const MS: u64 = 1_000_000;
-
-/// One-armed port on 198.18.0.0/24 knowing the backend's and the client's
-/// MACs only as asked.
-fn table(backend: bool, client: bool) -> NeighTable {
-    let links = [Link {
-        ifindex: 3,
-        name: "p0".into(),
-        mac: Some(PORT_MAC),
-    }];
-    let addrs = [IfAddr {
-        ifindex: 3,
-        addr: Addr::from_v4([198, 18, 0, 1]),
-        prefix: 24,
-    }];
-    let mut neighs = Vec::new();
-    if backend {
-        neighs.push(Neigh {
-            ifindex: 3,
-            addr: Addr::from_v4(BACKEND),
-            mac: BACKEND_MAC,
-        });
-    }
-    if client {
-        neighs.push(Neigh {
-            ifindex: 3,
-            addr: Addr::from_v4(CLIENT),
-            mac: CLIENT_MAC,
-        });
-    }
-    NeighTable::build(&["p0".into()], &links, &addrs, &neighs).unwrap()
-}
-
-fn conn(cport: u16) -> Nat {
-    Nat::new(
-        Host {
-            mac: CLIENT_MAC,
-            ip: IpAddr::V4(Ipv4Addr::from(CLIENT)),
-        },
-        cport,
-        IpAddr::V4(Ipv4Addr::from(VIP)),
-        80,
-        Host {
-            mac: BACKEND_MAC,
-            ip: IpAddr::V4(Ipv4Addr::from(BACKEND)),
-        },
-        8080,
-    )
-}
 
 /// `frame` as it must leave: the independent NAT's output with our port's
 /// MAC as source and `dst` as destination.
@@ -142,7 +89,7 @@ fn interleaved() -> Vec<(Vec<u8>, Vec<u8>)> {
 
 #[test]
 fn held_frames_leave_in_order_with_their_macs_once_the_neighbour_is_known() {
-    let mut l = lab(table(false, true));
+    let mut l = lab(neigh_table(false, true));
     let frames = interleaved();
     let ins: Vec<Vec<u8>> = frames.iter().map(|f| f.0.clone()).collect();
     l.feed(&ins, T0);
@@ -160,7 +107,7 @@ fn held_frames_leave_in_order_with_their_macs_once_the_neighbour_is_known() {
     assert_eq!(c.pipeline.dropped_total(), 0);
     assert_eq!((c.tx_sent, c.neigh_held_sent), (0, 0));
 
-    l.neigh.publish(table(true, true));
+    l.neigh.publish(neigh_table(true, true));
     l.w.poll_once(T0 + 5 * MS);
     let want: Vec<Vec<u8>> = frames
         .iter()
@@ -185,11 +132,11 @@ fn held_frames_leave_in_order_with_their_macs_once_the_neighbour_is_known() {
 /// frames to the now known destination queue behind the held ones.
 #[test]
 fn a_frame_to_a_destination_with_held_frames_waits_behind_them() {
-    let mut l = lab(table(false, true));
+    let mut l = lab(neigh_table(false, true));
     let frames = interleaved();
     l.feed(&[frames[0].0.clone(), frames[1].0.clone()], T0);
     assert_eq!(l.w.held(), 2);
-    l.neigh.publish(table(true, true));
+    l.neigh.publish(neigh_table(true, true));
     for f in &frames[2..] {
         l.feed.borrow_mut().push_back(f.0.clone());
     }
@@ -209,7 +156,7 @@ fn a_frame_to_a_destination_with_held_frames_waits_behind_them() {
 
 #[test]
 fn a_frame_held_too_long_becomes_one_no_neighbour_drop() {
-    let mut l = lab(table(false, true));
+    let mut l = lab(neigh_table(false, true));
     let frames = interleaved();
     l.feed(&[frames[0].0.clone()], T0);
     l.feed(&[frames[1].0.clone()], T0 + 2_000 * MS);
@@ -217,7 +164,7 @@ fn a_frame_held_too_long_becomes_one_no_neighbour_drop() {
     assert_eq!(l.w.held(), 2);
     assert_eq!(l.counters().pipeline.dropped_total(), 0);
     // The neighbour answers just too late for the first frame.
-    l.neigh.publish(table(true, true));
+    l.neigh.publish(neigh_table(true, true));
     l.w.poll_once(T0 + HOLD_NS);
     assert_eq!(
         l.take_sent(),
@@ -239,7 +186,7 @@ fn a_frame_held_too_long_becomes_one_no_neighbour_drop() {
 
 #[test]
 fn a_held_frame_expires_without_any_snapshot_change() {
-    let mut l = lab(table(false, true));
+    let mut l = lab(neigh_table(false, true));
     let (syn, _) = conn(47000).forward(L4::Tcp(Tcp::new(0, 0, 1, 0, SYN)));
     l.feed(&[syn], T0);
     l.w.poll_once(T0 + HOLD_NS);
@@ -247,7 +194,7 @@ fn a_held_frame_expires_without_any_snapshot_change() {
     let c = l.counters();
     assert_eq!(c.pipeline.dropped(DropReason::NoNeighbour), 1);
     assert_eq!(c.pipeline.forwarded, 0);
-    l.neigh.publish(table(true, true));
+    l.neigh.publish(neigh_table(true, true));
     l.w.poll_once(T0 + HOLD_NS + MS);
     assert!(l.take_sent().is_empty());
     assert_eq!(l.counters(), c);
@@ -255,7 +202,7 @@ fn a_held_frame_expires_without_any_snapshot_change() {
 
 #[test]
 fn a_full_store_drops_the_excess_as_no_neighbour_and_slots_are_reused() {
-    let mut l = lab(table(false, false));
+    let mut l = lab(neigh_table(false, false));
     const EXCESS: usize = 10;
     let frames: Vec<(Vec<u8>, Vec<u8>)> = (0..HELD_SLOTS + EXCESS)
         .map(|k| conn(20000 + k as u16).forward(L4::Tcp(Tcp::new(0, 0, 1, 0, SYN))))
@@ -268,7 +215,7 @@ fn a_full_store_drops_the_excess_as_no_neighbour_and_slots_are_reused() {
     assert_eq!(c.pipeline.dropped(DropReason::NoNeighbour), EXCESS as u64);
     assert!(l.take_sent().is_empty());
 
-    l.neigh.publish(table(true, false));
+    l.neigh.publish(neigh_table(true, false));
     l.w.poll_once(T0 + MS);
     let want: Vec<Vec<u8>> = frames[..HELD_SLOTS]
         .iter()
@@ -288,7 +235,7 @@ fn a_full_store_drops_the_excess_as_no_neighbour_and_slots_are_reused() {
     let ins: Vec<Vec<u8>> = replies.iter().map(|f| f.0.clone()).collect();
     l.feed(&ins, T0 + 2 * MS);
     assert_eq!(l.w.held(), 3);
-    l.neigh.publish(table(true, true));
+    l.neigh.publish(neigh_table(true, true));
     l.w.poll_once(T0 + 3 * MS);
     let want: Vec<Vec<u8>> = replies
         .iter()
@@ -311,7 +258,7 @@ fn a_stopping_worker_counts_what_it_still_holds_as_no_neighbour() {
         io: MemoryIo::new(&cap, &order, 1),
         ifindex: 3,
     };
-    let neigh = Arc::new(Neighbours::fixed(table(false, true)));
+    let neigh = Arc::new(Neighbours::fixed(neigh_table(false, true)));
     let mut w = Worker::new(vec![port], &WorkerConfig::default(), tables(), neigh).unwrap();
     let stop = AtomicBool::new(false);
     let shared = w.shared();

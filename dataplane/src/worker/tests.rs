@@ -44,9 +44,9 @@ pub(super) fn tables() -> Tables {
     Tables::new(ServiceTable::from_specs(vec![spec], TableConfig::default()))
 }
 
-/// One-armed: one port on 198.18.0.0/24; the backend's MAC is known, the
-/// client's only if `client_known`.
-pub(super) fn neighbours(client_known: bool) -> Arc<Neighbours> {
+/// One-armed: one port on 198.18.0.0/24 knowing the backend's and the
+/// client's MACs only as asked.
+pub(super) fn neigh_table(backend: bool, client: bool) -> NeighTable {
     let links = [Link {
         ifindex: 3,
         name: "p0".into(),
@@ -57,29 +57,35 @@ pub(super) fn neighbours(client_known: bool) -> Arc<Neighbours> {
         addr: Addr::from_v4([198, 18, 0, 1]),
         prefix: 24,
     }];
-    let mut neighs = vec![Neigh {
-        ifindex: 3,
-        addr: Addr::from_v4(BACKEND),
-        mac: BACKEND_MAC,
-    }];
-    if client_known {
-        neighs.push(Neigh {
+    let known = [
+        (backend, BACKEND, BACKEND_MAC),
+        (client, CLIENT, CLIENT_MAC),
+    ];
+    let neighs: Vec<Neigh> = known
+        .iter()
+        .filter(|(k, _, _)| *k)
+        .map(|&(_, ip, mac)| Neigh {
             ifindex: 3,
-            addr: Addr::from_v4(CLIENT),
-            mac: CLIENT_MAC,
-        });
-    }
-    let t = NeighTable::build(&["p0".into()], &links, &addrs, &neighs).unwrap();
-    Arc::new(Neighbours::fixed(t))
+            addr: Addr::from_v4(ip),
+            mac,
+        })
+        .collect();
+    NeighTable::build(&["p0".into()], &links, &addrs, &neighs).unwrap()
 }
 
-fn nat() -> Nat {
+/// The backend's MAC known; the client's only if `client_known`.
+pub(super) fn neighbours(client_known: bool) -> Arc<Neighbours> {
+    Arc::new(Neighbours::fixed(neigh_table(true, client_known)))
+}
+
+/// A connection from CLIENT:`cport` to VIP:80, DNATed to BACKEND:8080.
+pub(super) fn conn(cport: u16) -> Nat {
     Nat::new(
         Host {
             mac: CLIENT_MAC,
             ip: IpAddr::V4(Ipv4Addr::from(CLIENT)),
         },
-        40000,
+        cport,
         IpAddr::V4(Ipv4Addr::from(VIP)),
         80,
         Host {
@@ -88,6 +94,10 @@ fn nat() -> Nat {
         },
         8080,
     )
+}
+
+fn nat() -> Nat {
+    conn(40000)
 }
 
 /// Runs the capture through a one-port worker; returns the transmitted
