@@ -61,6 +61,7 @@ fn run_follows_the_kubernetes_api() {
     let lab = Lab::up(LabSpec {
         backends: 3,
         ipv6: false,
+        ..Default::default()
     })
     .expect("lab up");
 

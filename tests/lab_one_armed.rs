@@ -27,6 +27,7 @@ fn one_armed(io: &str) {
     let lab = Lab::up_one_armed(LabSpec {
         backends: BACKENDS,
         ipv6: false,
+        ..Default::default()
     })
     .expect("one-armed lab up");
     assert_eq!(lab.gw_ifaces(), &[GW_ONE_ARMED_IF]);

@@ -57,6 +57,7 @@ fn scenario(io: &str, queues: u32) {
     let spec = LabSpec {
         backends: BACKENDS,
         ipv6: false,
+        ..Default::default()
     };
     let lab = Lab::up_with_queues(spec, queues).expect("lab up");
     for dev in [GW_CLIENT_IF, GW_BACKEND_IF] {

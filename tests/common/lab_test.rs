@@ -390,6 +390,7 @@ pub fn scenario(io: &str) {
     let lab = Lab::up(LabSpec {
         backends: BACKENDS,
         ipv6: true,
+        ..Default::default()
     })
     .expect("lab up");
     let prefix = lab.client.trim_end_matches("-client").to_string();

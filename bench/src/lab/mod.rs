@@ -35,7 +35,7 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::process::{Command, Output};
 use std::sync::atomic::{AtomicU32, Ordering};
 
-pub use netns::{in_netns, ip};
+pub use netns::{in_netns, ip, set_offloads};
 
 /// The gateway's client-side interface.
 pub const GW_CLIENT_IF: &str = "gwc";
@@ -63,6 +63,18 @@ pub fn backend_v6(i: usize) -> Ipv6Addr {
     Ipv6Addr::new(0xfd00, 1, 0, 0, 0, 0, 0, 0x10 + i as u16)
 }
 
+/// How the lab's veths are left for offloads.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Offloads {
+    /// As `ip link add ... type veth` creates them (tx checksum offload,
+    /// TSO/GSO, GRO on): what pods and users have, so the default.
+    #[default]
+    Default,
+    /// Tx checksum, TSO, GSO and GRO off on every veth: every frame fits
+    /// the MTU and carries a full checksum.
+    Off,
+}
+
 /// What to build.
 #[derive(Clone, Copy, Debug)]
 pub struct LabSpec {
@@ -70,13 +82,22 @@ pub struct LabSpec {
     pub backends: usize,
     /// Add the IPv6 addresses and routes.
     pub ipv6: bool,
+    /// Offload settings of every veth.
+    pub offloads: Offloads,
+    /// MTU of every veth and the bridge (68..=65535; 1500 is veth's own).
+    pub mtu: u32,
 }
+
+/// The MTU `ip link add ... type veth` gives.
+pub const DEFAULT_MTU: u32 = 1500;
 
 impl Default for LabSpec {
     fn default() -> Self {
         LabSpec {
             backends: 2,
             ipv6: true,
+            offloads: Offloads::Default,
+            mtu: DEFAULT_MTU,
         }
     }
 }
@@ -119,6 +140,9 @@ impl Lab {
         if spec.backends == 0 || spec.backends > 200 {
             return Err(format!("backends must be 1..=200, got {}", spec.backends));
         }
+        if !(68..=65535).contains(&spec.mtu) {
+            return Err(format!("mtu must be 68..=65535, got {}", spec.mtu));
+        }
         static SEQ: AtomicU32 = AtomicU32::new(0);
         let id = format!(
             "{NS_PREFIX}{}x{}",
@@ -156,22 +180,33 @@ impl Lab {
             ip(&["-n", ns, "link", "set", "lo", "up"])?;
         }
         let (c, g, sw) = (&self.client, &self.gw, &self.switch);
-        netns::veth_pair(c, "eth0", g, GW_CLIENT_IF, queues)?;
-        ip(&["-n", sw, "link", "add", "br0", "type", "bridge"])?;
-        netns::veth_pair(g, GW_BACKEND_IF, sw, "pgw", queues)?;
+        let mtu = spec.mtu;
+        netns::veth_pair(c, "eth0", g, GW_CLIENT_IF, queues, mtu)?;
+        ip(&[
+            "-n",
+            sw,
+            "link",
+            "add",
+            "br0",
+            "mtu",
+            &mtu.to_string(),
+            "type",
+            "bridge",
+        ])?;
+        netns::veth_pair(g, GW_BACKEND_IF, sw, "pgw", queues, mtu)?;
         ip(&["-n", sw, "link", "set", "pgw", "master", "br0"])?;
         for (i, b) in self.backends.iter().enumerate() {
             let port = format!("pb{i}");
             // Backends get the queues too: a reply keeps its socket's tx
             // queue number across the bridge, spreading over gwb's queues.
-            netns::veth_pair(b, "eth0", sw, &port, queues)?;
+            netns::veth_pair(b, "eth0", sw, &port, queues, mtu)?;
             ip(&["-n", sw, "link", "set", &port, "master", "br0"])?;
             ip(&["-n", sw, "link", "set", &port, "up"])?;
-            netns::offloads_off(sw, &port)?;
+            netns::set_offloads(sw, &port, spec.offloads)?;
         }
         ip(&["-n", sw, "link", "set", "pgw", "up"])?;
         ip(&["-n", sw, "link", "set", "br0", "up"])?;
-        netns::offloads_off(sw, "pgw")?;
+        netns::set_offloads(sw, "pgw", spec.offloads)?;
 
         let mut addrs: Vec<(&str, &str, String)> = vec![
             (c, "eth0", format!("{CLIENT_V4}/24")),
@@ -202,7 +237,7 @@ impl Lab {
             .chain(self.backends.iter().map(|b| (b, "eth0")))
         {
             ip(&["-n", ns, "link", "set", dev, "up"])?;
-            netns::offloads_off(ns, dev)?;
+            netns::set_offloads(ns, dev, spec.offloads)?;
         }
         self.routes(spec)
     }

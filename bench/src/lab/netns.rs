@@ -8,6 +8,8 @@ use std::process::{Command, Output};
 
 use dataplane::io::af_packet::{set_offload, Offload};
 
+use super::Offloads;
+
 /// Runs `ip args...`; an error carries the command and its stderr.
 pub fn ip(args: &[&str]) -> Result<String, String> {
     let out = Command::new("ip")
@@ -69,6 +71,15 @@ pub fn offloads_off(ns: &str, dev: &str) -> Result<(), String> {
     })?
 }
 
+/// Applies a lab's offload setting to `dev` in `ns`: nothing for
+/// [`Offloads::Default`] (the veth keeps what the kernel gave it).
+pub fn set_offloads(ns: &str, dev: &str, o: Offloads) -> Result<(), String> {
+    match o {
+        Offloads::Default => Ok(()),
+        Offloads::Off => offloads_off(ns, dev),
+    }
+}
+
 /// Writes a sysctl of namespace `ns` (e.g. "net/ipv4/ip_forward").
 pub fn sysctl(ns: &str, key: &str, value: &str) -> Result<(), String> {
     let path = format!("/proc/sys/{key}");
@@ -88,14 +99,18 @@ pub fn veth_pair(
     peer_ns: &str,
     peer: &str,
     queues: u32,
+    mtu: u32,
 ) -> Result<(), String> {
     let q = queues.to_string();
+    let mtu = mtu.to_string();
     ip(&[
         "-n",
         ns,
         "link",
         "add",
         dev,
+        "mtu",
+        &mtu,
         "numtxqueues",
         &q,
         "numrxqueues",
@@ -105,6 +120,8 @@ pub fn veth_pair(
         "peer",
         "name",
         peer,
+        "mtu",
+        &mtu,
         "numtxqueues",
         &q,
         "numrxqueues",

@@ -36,17 +36,20 @@ impl Lab {
             ip(&["-n", ns, "link", "set", "lo", "up"])?;
         }
         let (c, g, sw) = (&self.client, &self.gw, &self.switch);
-        ip(&["-n", sw, "link", "add", "br0", "type", "bridge"])?;
+        let mtu = spec.mtu.to_string();
+        ip(&[
+            "-n", sw, "link", "add", "br0", "mtu", &mtu, "type", "bridge",
+        ])?;
         let mut ports: Vec<(&str, &str, String)> =
             vec![(c, "eth0", "pc".into()), (g, GW_ONE_ARMED_IF, "pgw".into())];
         for (i, b) in self.backends.iter().enumerate() {
             ports.push((b, "eth0", format!("pb{i}")));
         }
         for (ns, dev, port) in &ports {
-            netns::veth_pair(ns, dev, sw, port, 1)?;
+            netns::veth_pair(ns, dev, sw, port, 1, spec.mtu)?;
             ip(&["-n", sw, "link", "set", port, "master", "br0"])?;
             ip(&["-n", sw, "link", "set", port, "up"])?;
-            netns::offloads_off(sw, port)?;
+            netns::set_offloads(sw, port, spec.offloads)?;
         }
         ip(&["-n", sw, "link", "set", "br0", "up"])?;
 
@@ -76,7 +79,7 @@ impl Lab {
         }
         for (ns, dev, _) in &ports {
             ip(&["-n", ns, "link", "set", dev, "up"])?;
-            netns::offloads_off(ns, dev)?;
+            netns::set_offloads(ns, dev, spec.offloads)?;
         }
         // Forwarding is off, so the kernel sends no redirects; keep it so
         // even if a benchmark turns forwarding on: client and backend are
@@ -111,6 +114,7 @@ mod tests {
             let e = Lab::up_one_armed(LabSpec {
                 backends: n,
                 ipv6: false,
+                ..Default::default()
             });
             assert!(e.is_err(), "{n} backends accepted");
         }

@@ -86,6 +86,11 @@ fn measure_cell(
     let lab = Lab::up(LabSpec {
         backends: cfg.backends,
         ipv6: false,
+        // Generated frames carry full checksums and fit the MTU; GRO on
+        // the gateway would batch the kernel paths' packets differently
+        // from what the generator sent.
+        offloads: lab::Offloads::Off,
+        ..Default::default()
     })?;
     let backends: Vec<Ipv4Addr> = (0..cfg.backends).map(lab::backend_v4).collect();
     let svcs = services(n, &backends)?;
