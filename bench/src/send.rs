@@ -155,6 +155,7 @@ impl Frames {
                 len: frame.len() as u32,
                 cap: frame.len() as u32,
                 tag: 0,
+                offload: Default::default(),
             });
         }
         f

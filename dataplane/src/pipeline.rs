@@ -16,11 +16,12 @@
 use crate::addr::{Proto, Tuple};
 use crate::conntrack::{self, tcp, Conntrack, Direction, InsertError};
 use crate::counters::{Counted, Counters};
+use crate::io::OffloadMeta;
 use crate::io::{Batch, MAX_BURST};
 use crate::service::ServiceKey;
 use crate::table::{ServiceEntry, ServiceTable};
 use crate::verdict::{DropReason, Verdict};
-use crate::wire::nat::{decrement_ttl, rewrite_endpoint, translate_icmp_error, End};
+use crate::wire::nat::{decrement_ttl, rewrite_endpoint, translate_icmp_error, End, L4Csum};
 use crate::wire::parse::{parse, parse_quoted, ParseError, Parsed, L4};
 use crate::wire::reject::{icmp_port_unreachable, tcp_reset};
 
@@ -122,7 +123,13 @@ impl Pipeline {
             let mut svcs: [Option<&ServiceEntry>; LOOKAHEAD] = [None; LOOKAHEAD];
             self.look_ahead(table, batch, start..end, &mut svcs);
             for i in start..end {
-                let len = batch.descs()[i].len as usize;
+                let d = batch.descs()[i];
+                let len = d.len as usize;
+                let l4csum = if d.offload.csum_partial() {
+                    L4Csum::Partial
+                } else {
+                    L4Csum::Full
+                };
                 let a = self.ahead[i - start];
                 let known = Known {
                     svc: svcs[i - start],
@@ -131,9 +138,13 @@ impl Pipeline {
                 };
                 let buf = batch.frame_mut(i);
                 let (verdict, new_len, counted) =
-                    self.frame(table, buf, len, a.parsed, Some(known), now);
+                    self.frame(table, buf, len, a.parsed, Some(known), l4csum, now);
                 self.counted[i] = counted;
                 batch.set_verdict(i, verdict);
+                if counted == Counted::Rejected {
+                    // A reject is a new frame, checksummed in full.
+                    batch.desc_mut(i).offload = OffloadMeta::NONE;
+                }
                 if new_len != len {
                     batch.set_len(i, new_len);
                 }
@@ -242,12 +253,13 @@ impl Pipeline {
         now: u32,
     ) -> (Verdict, usize) {
         let parsed = parse(&buf[..len.min(buf.len())]);
-        let (v, n, _) = self.frame(table, buf, len, parsed, None, now);
+        let (v, n, _) = self.frame(table, buf, len, parsed, None, L4Csum::Full, now);
         (v, n)
     }
 
     /// [`Pipeline::process_frame`] of an already parsed frame, also saying
     /// which counter took the frame. `known`: the frame's lookups, if done.
+    #[allow(clippy::too_many_arguments)]
     #[inline]
     fn frame(
         &mut self,
@@ -256,10 +268,11 @@ impl Pipeline {
         len: usize,
         parsed: Result<Parsed, ParseError>,
         known: Option<Known<'_>>,
+        l4csum: L4Csum,
         now: u32,
     ) -> (Verdict, usize, Counted) {
         self.counters.packets += 1;
-        let v = self.classify_and_nat(table, buf, parsed, known, now);
+        let v = self.classify_and_nat(table, buf, parsed, known, l4csum, now);
         let counted = match v {
             Outcome::Forwarded => {
                 self.counters.forwarded += 1;
@@ -300,6 +313,7 @@ impl Pipeline {
         buf: &mut [u8],
         parsed: Result<Parsed, ParseError>,
         known: Option<Known<'_>>,
+        l4csum: L4Csum,
         now: u32,
     ) -> Outcome {
         let p = match parsed {
@@ -328,7 +342,7 @@ impl Pipeline {
                 ct_hash: self.ct.tuple_hash(&t),
                 pick_hash: None,
             });
-            return self.flow(table, buf, &p, &t, known, flags, now);
+            return self.flow(table, buf, &p, &t, known, flags, l4csum, now);
         }
         match p.l4 {
             L4::IcmpError { .. } => self.icmp_error(table, buf, &p, now),
@@ -349,6 +363,7 @@ impl Pipeline {
         t: &Tuple,
         known: Known<'_>,
         flags: u8,
+        l4csum: L4Csum,
         now: u32,
     ) -> Outcome {
         if let Some(svc) = known.svc {
@@ -377,7 +392,7 @@ impl Pipeline {
                     Err(o) => return o,
                 },
             };
-            rewrite_endpoint(buf, p, End::Dst, &backend, bport);
+            rewrite_endpoint(buf, p, End::Dst, &backend, bport, l4csum);
             decrement_ttl(buf, p);
             return Outcome::Forwarded;
         }
@@ -388,7 +403,7 @@ impl Pipeline {
             self.ct.update(id, Direction::Reply, flags, now);
             let e = self.ct.entry(id);
             let (vip, vport) = (e.original.dst, e.original.dport);
-            rewrite_endpoint(buf, p, End::Src, &vip, vport);
+            rewrite_endpoint(buf, p, End::Src, &vip, vport, l4csum);
             decrement_ttl(buf, p);
             return Outcome::Reversed;
         }

@@ -192,6 +192,7 @@ impl<I: PacketIo + IdleWait + ForeignTx> Worker<I> {
         // interface's.
         let need_copies =
             ifindexes.len() > 1 || !I::SENDS_FOREIGN || (group.is_some() && ports.is_empty());
+        let max_frame = ports.iter().map(|p| p.io.max_frame()).max().unwrap_or(0);
         let mut copies = Vec::new();
         if need_copies {
             for ifindex in ifindexes {
@@ -215,7 +216,7 @@ impl<I: PacketIo + IdleWait + ForeignTx> Worker<I> {
             egress: [0; MAX_BURST],
             group,
             ledger: Box::default(),
-            pending: Box::default(),
+            pending: Box::new(Pending::for_frames(max_frame)),
             neigh_held_sent: 0,
             tx_sent: 0,
             tx_cross: 0,

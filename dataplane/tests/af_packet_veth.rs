@@ -666,6 +666,7 @@ fn outgoing_frames_are_not_received_back() {
                     len: f.len() as u32,
                     cap: 2048,
                     tag: 0,
+                    offload: Default::default(),
                 }));
                 batch.frame_mut(i)[..f.len()].copy_from_slice(f);
                 batch.set_verdict(i, Verdict::Tx(0));

@@ -196,6 +196,7 @@ impl PacketIo for MemoryIo<'_> {
                 len: frame.len() as u32,
                 cap: FRAME_BUF_SIZE as u32,
                 tag: idx,
+                offload: Default::default(),
             });
             self.now_ns = ts + self.loop_no * self.loop_shift_ns;
             n += 1;

@@ -13,10 +13,13 @@ pub mod af_packet;
 pub mod af_xdp;
 /// Packets preloaded in memory (replay and per-core benchmarks).
 pub mod memory;
+/// Per-frame offload state (partial checksum, GSO) from rx to tx.
+pub mod offload;
 /// pcap / pcapng files to and from memory.
 pub mod pcap;
 
 use crate::verdict::Verdict;
+pub use offload::OffloadMeta;
 
 /// Upper bound on a burst. DPDK and AF_XDP samples use 32-64; 256 leaves room
 /// for the replay path, which amortises more per burst.
@@ -34,6 +37,9 @@ pub struct FrameDesc {
     pub cap: u32,
     /// Backend-specific tag (e.g. the rx port, or a replay sequence number).
     pub tag: u32,
+    /// What the sender's offloads left undone (AF_PACKET with a vnet
+    /// header: partial checksum, GSO); [`OffloadMeta::NONE`] elsewhere.
+    pub offload: OffloadMeta,
 }
 
 /// A reusable burst of frames with their verdicts.
@@ -218,5 +224,11 @@ pub trait PacketIo {
     /// Backends without a kernel side have none.
     fn io_stats(&mut self) -> IoStats {
         IoStats::default()
+    }
+
+    /// The largest frame this backend hands out or takes back, in bytes:
+    /// what a worker sizes its held-frame slots by.
+    fn max_frame(&self) -> usize {
+        memory::FRAME_BUF_SIZE
     }
 }

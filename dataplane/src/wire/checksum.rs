@@ -88,6 +88,12 @@ pub enum CsumField {
     UdpV4At(usize),
     /// A UDP-over-IPv6 checksum: never 0; a computed 0 is sent as 0xffff.
     UdpV6At(usize),
+    /// A partial TCP/UDP checksum left to offload (virtio NEEDS_CSUM): the
+    /// field holds the pseudo-header sum itself, uncomplemented, and the
+    /// kernel or NIC adds the segment later. An address change moves that
+    /// sum the other way round from a full checksum (`P' = P - m + m'`);
+    /// ports are not in it at all (see [`rewrite_partial_ports`]).
+    PartialAt(usize),
 }
 
 impl CsumField {
@@ -107,8 +113,37 @@ impl CsumField {
                 let c = update_bytes(cur, old, new);
                 put_u16(buf, off, if c == 0 { 0xffff } else { c });
             }
+            CsumField::PartialAt(off) => {
+                // ~update(~P) = fold(P + ~m + m'): RFC 1624 on the
+                // complement, as Linux's inet_proto_csum_replace* does
+                // for CHECKSUM_PARTIAL.
+                let c = !update_bytes(!get_u16(buf, off), old, new);
+                put_u16(buf, off, c);
+            }
         }
     }
+
+    /// The field's offset.
+    #[inline]
+    pub fn offset(self) -> usize {
+        match self {
+            CsumField::At(o)
+            | CsumField::UdpV4At(o)
+            | CsumField::UdpV6At(o)
+            | CsumField::PartialAt(o) => o,
+        }
+    }
+}
+
+/// Completes a TCP/UDP checksum whose field holds only the pseudo-header
+/// sum (what a local sender with checksum offload leaves; AF_XDP frames
+/// carry no flag saying so): sums the segment as it stands, field
+/// included, which is exactly what offload hardware does. `seg` is the
+/// L4 header and payload, `csum_off` the field's offset in it. `udp`: a
+/// computed 0 goes out as 0xffff (RFC 768).
+pub fn complete_partial(seg: &mut [u8], csum_off: usize, udp: bool) {
+    let c = finish(sum_bytes(0, seg));
+    put_u16(seg, csum_off, if udp && c == 0 { 0xffff } else { c });
 }
 
 /// Overwrites `buf[off..off + new.len()]` with `new` and updates every

@@ -3,7 +3,9 @@
 //! Every function here takes a frame already validated by
 //! [`parse`](super::parse::parse), so the offsets it uses are in bounds.
 
-use super::checksum::{get_u16, rewrite, update_word, CsumField};
+use super::checksum::{
+    complete_partial, finish, get_u16, pseudo_header_sum, rewrite, update_word, CsumField,
+};
 use super::parse::{Parsed, Quoted, IPPROTO_ICMPV6, IPPROTO_TCP, IPPROTO_UDP};
 use crate::addr::Addr;
 
@@ -12,6 +14,17 @@ use crate::addr::Addr;
 pub enum End {
     Src,
     Dst,
+}
+
+/// How a frame's L4 checksum field stands.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub enum L4Csum {
+    /// A full checksum (or one to be checked for being only the
+    /// pseudo-header sum, see [`rewrite_endpoint`]).
+    Full,
+    /// Partial, flagged by the rx backend (AF_PACKET vnet header): stays
+    /// partial, for the kernel or NIC to finish after transmit.
+    Partial,
 }
 
 /// The checksums covering the addresses of a packet: the IPv4 header
@@ -38,6 +51,25 @@ fn addr_csums(
     (out, n)
 }
 
+/// Whether the TCP/UDP checksum of `p` holds exactly its pseudo-header sum
+/// (addresses, protocol, L4 length), i.e. was left for offload to finish.
+#[inline]
+fn holds_pseudo_sum(frame: &[u8], p: &Parsed, csum_off: usize) -> bool {
+    let (src, dst) = if p.v6 {
+        (
+            &frame[p.l3_off + 8..p.l3_off + 24],
+            &frame[p.l3_off + 24..p.l3_off + 40],
+        )
+    } else {
+        (
+            &frame[p.l3_off + 12..p.l3_off + 16],
+            &frame[p.l3_off + 16..p.l3_off + 20],
+        )
+    };
+    let sum = pseudo_header_sum(src, dst, p.proto, p.l4_len() as u32);
+    get_u16(frame, csum_off) == !finish(sum)
+}
+
 /// The L4 checksum field covering ports and (by pseudo-header) addresses,
 /// if it lies before `end`. ICMPv4 has no pseudo-header, so it is absent.
 #[inline]
@@ -49,23 +81,61 @@ fn l4_csum(v6: bool, proto: u8, l4_off: usize, end: usize) -> Option<CsumField> 
         (IPPROTO_ICMPV6, true) => CsumField::At(l4_off + 2),
         _ => return None,
     };
-    let off = match c {
-        CsumField::At(o) | CsumField::UdpV4At(o) | CsumField::UdpV6At(o) => o,
-    };
-    (off + 2 <= end).then_some(c)
+    (c.offset() + 2 <= end).then_some(c)
 }
 
 /// Rewrites one end (address and TCP/UDP port) of a TCP/UDP packet.
+///
+/// With [`L4Csum::Full`], a checksum field that holds exactly the
+/// pseudo-header sum is first completed over the segment: a local sender
+/// with tx checksum offload (a pod's veth) leaves that, and AF_XDP frames
+/// carry no flag saying so. This is safe for a frame whose *valid* full
+/// checksum merely happens to equal that value: completing sums the
+/// segment with the field in place, and for a valid checksum C that sum is
+/// `~C`, so completion writes C again — it is idempotent on valid frames,
+/// and only a corrupted frame carrying that exact value (1 in 65,536 of
+/// corrupted frames, after the link's CRC) would come out re-checksummed.
+/// The comparison costs a few additions per NATed frame; the payload pass
+/// only the frames that need it.
+///
+/// With [`L4Csum::Partial`] the field stays partial: addresses update the
+/// pseudo-header sum, ports are left to the later offload pass.
 #[inline]
-pub fn rewrite_endpoint(frame: &mut [u8], p: &Parsed, end: End, addr: &Addr, port: u16) {
-    let (csums, n) = addr_csums(p.v6, p.l3_off, p.proto, p.l4_off, p.ip_end);
+pub fn rewrite_endpoint(
+    frame: &mut [u8],
+    p: &Parsed,
+    end: End,
+    addr: &Addr,
+    port: u16,
+    l4csum: L4Csum,
+) {
+    let (mut csums, n) = addr_csums(p.v6, p.l3_off, p.proto, p.l4_off, p.ip_end);
+    let l4_field = if p.v6 { 0 } else { 1 };
+    if n > l4_field && matches!(p.proto, IPPROTO_TCP | IPPROTO_UDP) {
+        let off = csums[l4_field].offset();
+        match l4csum {
+            L4Csum::Partial => csums[l4_field] = CsumField::PartialAt(off),
+            L4Csum::Full => {
+                if holds_pseudo_sum(frame, p, off) {
+                    let seg = &mut frame[p.l4_off..p.ip_end];
+                    complete_partial(seg, off - p.l4_off, p.proto == IPPROTO_UDP);
+                }
+            }
+        }
+    }
     let (addr_off, port_off) = match end {
         End::Src => (p.src_off(), p.l4_off),
         End::Dst => (p.dst_off(), p.l4_off + 2),
     };
     rewrite(frame, addr_off, addr.wire_bytes(), &csums[..n]);
-    // The IPv4 header checksum does not cover ports: only the L4 one.
+    // The IPv4 header checksum does not cover ports: only the L4 one, and
+    // a partial one not even that (the offload pass will sum them).
     let l4 = if p.v6 { &csums[..n] } else { &csums[1..n] };
+    let l4 = if l4csum == L4Csum::Partial {
+        &l4[..0]
+    } else {
+        l4
+    };
     rewrite(frame, port_off, &port.to_be_bytes(), l4);
 }
 
@@ -83,13 +153,6 @@ pub fn decrement_ttl(frame: &mut [u8], p: &Parsed) {
     let new = get_u16(frame, off);
     let c = update_word(get_u16(frame, p.l3_off + 10), old, new);
     frame[p.l3_off + 10..p.l3_off + 12].copy_from_slice(&c.to_be_bytes());
-}
-
-#[inline]
-fn csum_off(c: CsumField) -> usize {
-    match c {
-        CsumField::At(o) | CsumField::UdpV4At(o) | CsumField::UdpV6At(o) => o,
-    }
 }
 
 /// Translates an ICMP error about a NATed flow. `end` names which end of
@@ -178,7 +241,7 @@ fn apply_quoted_csums(
 ) {
     let icmp = outer.l4_off + 2;
     for c in quoted {
-        let off = csum_off(*c);
+        let off = c.offset();
         let before = get_u16(frame, off);
         c.apply(frame, old, new);
         let after = get_u16(frame, off);

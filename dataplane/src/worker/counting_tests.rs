@@ -178,6 +178,7 @@ impl PacketIo for TagIo {
                 len: f.len() as u32,
                 cap: BUF as u32,
                 tag,
+                offload: Default::default(),
             });
             n += 1;
         }
@@ -344,6 +345,7 @@ fn failed_copy_sends_move_from_forwarded_to_tx_full() {
             len: f.len() as u32,
             cap: BUF as u32,
             tag: 0,
+            offload: Default::default(),
         });
         batch.frame_mut(i)[..f.len()].copy_from_slice(f);
     }

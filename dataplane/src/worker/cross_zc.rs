@@ -163,6 +163,7 @@ mod tests {
                 len: 60,
                 cap: 64,
                 tag: 0,
+                offload: Default::default(),
             }));
             b.set_verdict(i, v);
         }

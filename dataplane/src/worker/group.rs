@@ -70,7 +70,7 @@ impl Group {
                 keep += 1;
                 continue;
             }
-            match self.tx.send(owner, frame, d.tag, rx_iface) {
+            match self.tx.send(owner, frame, &d, rx_iface) {
                 Ok(()) => st.out += 1,
                 Err(HandoffError::Oversize) => st.oversize += 1,
                 // BadOwner cannot happen (owner < workers, != me): count it

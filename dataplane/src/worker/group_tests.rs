@@ -57,6 +57,7 @@ impl PacketIo for FeedIo {
                 len: f.len() as u32,
                 cap: BUF as u32,
                 tag: n as u32,
+                offload: Default::default(),
             });
             n += 1;
         }

@@ -20,15 +20,23 @@ use crossbeam_queue::ArrayQueue;
 use crate::io::af_packet::AfPacket;
 use crate::io::af_xdp::AfXdp;
 use crate::io::memory::MemoryIo;
-use crate::io::{Batch, FrameDesc, MAX_BURST};
+use crate::io::{Batch, FrameDesc, OffloadMeta, MAX_BURST};
 
-/// Bytes per slot: an MTU-1500 frame with two VLAN tags plus room for a
-/// reject answer to grow in place (the AF_PACKET arena and memory buffers
-/// use the same size, so anything they hold fits).
+/// Bytes per slot unless the group is built for larger frames
+/// ([`Handoff::for_frames`]): an MTU-1500 frame with two VLAN tags plus room
+/// for a reject answer to grow in place (the memory backend's buffers use
+/// the same size, so anything they hold fits).
 pub const SLOT_BYTES: usize = 2048;
-/// Slots per lane: four maximal bursts, so a producer can run a few bursts
-/// ahead of an owner that is busy or briefly asleep in its idle back-off.
+/// Slots per lane of small slots: four maximal bursts, so a producer can
+/// run a few bursts ahead of an owner that is busy or briefly asleep in its
+/// idle back-off.
 pub const LANE_SLOTS: usize = 4 * MAX_BURST;
+/// Memory per lane for groups with large slots (jumbo frames, 64 KiB GSO
+/// super-frames): 8 MiB keeps ~120 super-frames (~5,000 wire frames of
+/// data) in flight per lane; the kernel zeroes pages only when touched.
+pub const LANE_BYTES: usize = 8 << 20;
+/// Fewest slots a lane gets, however large they are: a quarter burst.
+pub const MIN_LANE_SLOTS: usize = MAX_BURST / 4;
 
 /// Why a frame could not be handed over (the caller counts it as a drop).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -92,6 +100,8 @@ struct Handed {
     slot: u32,
     len: u32,
     tag: u32,
+    /// The frame's offload state (partial checksum, GSO) travels with it.
+    offload: OffloadMeta,
     /// Interface (neighbour-table position) the frame arrived on: the
     /// one-armed fallback for its egress.
     iface: u8,
@@ -147,25 +157,40 @@ struct Inbox {
 pub struct Handoff {
     workers: usize,
     lane_slots: usize,
+    slot_bytes: usize,
     inboxes: Vec<Inbox>,
 }
 
 impl Handoff {
-    /// Inboxes for `workers` workers with [`LANE_SLOTS`] slots per lane.
+    /// Inboxes for `workers` workers with [`LANE_SLOTS`] slots of
+    /// [`SLOT_BYTES`] per lane.
     pub fn new(workers: usize) -> Arc<Handoff> {
         Handoff::with_lane_slots(workers, LANE_SLOTS)
+    }
+
+    /// Inboxes whose slots hold frames of up to `max_frame` bytes (the
+    /// largest buffer the workers' backend hands out), at most
+    /// [`LANE_BYTES`] per lane and [`LANE_SLOTS`] slots.
+    pub fn for_frames(workers: usize, max_frame: usize) -> Arc<Handoff> {
+        let slot_bytes = max_frame.max(SLOT_BYTES).next_multiple_of(64);
+        let lane_slots = (LANE_BYTES / slot_bytes).clamp(MIN_LANE_SLOTS, LANE_SLOTS);
+        Handoff::build(workers, lane_slots, slot_bytes)
     }
 
     /// As [`Handoff::new`] with `lane_slots` (>= 1) slots per lane. All
     /// memory is allocated here.
     pub fn with_lane_slots(workers: usize, lane_slots: usize) -> Arc<Handoff> {
+        Handoff::build(workers, lane_slots, SLOT_BYTES)
+    }
+
+    fn build(workers: usize, lane_slots: usize, slot_bytes: usize) -> Arc<Handoff> {
         let workers = workers.max(1);
         let lane_slots = lane_slots.max(1);
         let inboxes = (0..workers)
             .map(|to| Inbox {
                 // The worker's own lane range stays untouched: the pages are
                 // zeroed lazily by the kernel, so it costs address space only.
-                slab: Slab::new(workers * lane_slots * SLOT_BYTES),
+                slab: Slab::new(workers * lane_slots * slot_bytes),
                 lanes: (0..workers)
                     .map(|from| {
                         (from != to).then(|| {
@@ -186,12 +211,18 @@ impl Handoff {
         Arc::new(Handoff {
             workers,
             lane_slots,
+            slot_bytes,
             inboxes,
         })
     }
 
     pub fn workers(&self) -> usize {
         self.workers
+    }
+
+    /// The largest frame a slot holds.
+    pub fn slot_bytes(&self) -> usize {
+        self.slot_bytes
     }
 
     /// The sending side of worker `me`.
@@ -212,6 +243,7 @@ impl Handoff {
                     slot: 0,
                     len: 0,
                     tag: 0,
+                    offload: OffloadMeta::NONE,
                     iface: 0,
                 }; MAX_BURST],
             ),
@@ -236,9 +268,16 @@ pub struct HandoffTx {
 
 impl HandoffTx {
     /// Copies `frame` into worker `to`'s inbox. `iface` is the interface it
-    /// arrived on, `tag` its backend tag; both travel with it.
+    /// arrived on, `desc` its descriptor, whose tag and offload state travel
+    /// with it.
     #[inline]
-    pub fn send(&self, to: usize, frame: &[u8], tag: u32, iface: u8) -> Result<(), HandoffError> {
+    pub fn send(
+        &self,
+        to: usize,
+        frame: &[u8],
+        desc: &FrameDesc,
+        iface: u8,
+    ) -> Result<(), HandoffError> {
         let Some(Some(lane)) = self
             .shared
             .inboxes
@@ -247,7 +286,8 @@ impl HandoffTx {
         else {
             return Err(HandoffError::BadOwner);
         };
-        if frame.len() > SLOT_BYTES {
+        let slot_bytes = self.shared.slot_bytes;
+        if frame.len() > slot_bytes {
             return Err(HandoffError::Oversize);
         }
         let slot = lane.free.pop().ok_or(HandoffError::Full)?;
@@ -258,14 +298,15 @@ impl HandoffTx {
         unsafe {
             std::ptr::copy_nonoverlapping(
                 frame.as_ptr(),
-                slab.ptr.add(slot as usize * SLOT_BYTES),
+                slab.ptr.add(slot as usize * slot_bytes),
                 frame.len(),
             );
         }
         let h = Handed {
             slot,
             len: frame.len() as u32,
-            tag,
+            tag: desc.tag,
+            offload: desc.offload,
             iface,
         };
         if lane.full.push(h).is_err() {
@@ -296,7 +337,8 @@ impl HandoffRx {
     pub fn drain(&mut self, batch: &mut Batch, max: usize) -> usize {
         self.release();
         let inbox = &self.shared.inboxes[self.me];
-        let region = self.shared.workers * self.shared.lane_slots * SLOT_BYTES;
+        let slot_bytes = self.shared.slot_bytes;
+        let region = self.shared.workers * self.shared.lane_slots * slot_bytes;
         // SAFETY: the slab lives as long as `shared`, which this value keeps.
         // The batch only ever forms slices over the slots it is given below,
         // which this side owns (popped from `full`) until `release`.
@@ -311,10 +353,11 @@ impl HandoffRx {
             while self.n_held < max {
                 let Some(h) = lane.full.pop() else { break };
                 let pushed = batch.push(FrameDesc {
-                    offset: (h.slot as usize * SLOT_BYTES) as u64,
+                    offset: (h.slot as usize * slot_bytes) as u64,
                     len: h.len,
-                    cap: SLOT_BYTES as u32,
+                    cap: slot_bytes as u32,
                     tag: h.tag,
+                    offload: h.offload,
                 });
                 debug_assert!(pushed, "slot outside the slab");
                 self.held[self.n_held] = h;
@@ -350,6 +393,13 @@ impl HandoffRx {
 mod tests {
     use super::*;
 
+    fn tagged(tag: u32) -> FrameDesc {
+        FrameDesc {
+            tag,
+            ..FrameDesc::default()
+        }
+    }
+
     fn frame(seq: u32, len: usize) -> Vec<u8> {
         let mut f = vec![(seq % 251) as u8; len];
         f[..4].copy_from_slice(&seq.to_be_bytes());
@@ -366,8 +416,13 @@ mod tests {
         let tx = h.sender(0);
         let mut rx = h.receiver(1);
         for s in 0..5u32 {
-            tx.send(1, &frame(s, 60 + s as usize), 100 + s, (s % 2) as u8)
-                .unwrap();
+            tx.send(
+                1,
+                &frame(s, 60 + s as usize),
+                &tagged(100 + s),
+                (s % 2) as u8,
+            )
+            .unwrap();
         }
         assert_eq!(h.pending(1), 5);
         let mut b = Batch::new();
@@ -390,17 +445,26 @@ mod tests {
         let tx = h.sender(1);
         let mut rx = h.receiver(0);
         for s in 0..4 {
-            tx.send(0, &frame(s, 64), 0, 0).unwrap();
+            tx.send(0, &frame(s, 64), &tagged(0), 0).unwrap();
         }
-        assert_eq!(tx.send(0, &frame(9, 64), 0, 0), Err(HandoffError::Full));
+        assert_eq!(
+            tx.send(0, &frame(9, 64), &tagged(0), 0),
+            Err(HandoffError::Full)
+        );
         let mut b = Batch::new();
         // Drained but not released: the slots are still the consumer's.
         assert_eq!(rx.drain(&mut b, 2), 2);
-        assert_eq!(tx.send(0, &frame(9, 64), 0, 0), Err(HandoffError::Full));
+        assert_eq!(
+            tx.send(0, &frame(9, 64), &tagged(0), 0),
+            Err(HandoffError::Full)
+        );
         rx.release();
-        tx.send(0, &frame(4, 64), 0, 0).unwrap();
-        tx.send(0, &frame(5, 64), 0, 0).unwrap();
-        assert_eq!(tx.send(0, &frame(9, 64), 0, 0), Err(HandoffError::Full));
+        tx.send(0, &frame(4, 64), &tagged(0), 0).unwrap();
+        tx.send(0, &frame(5, 64), &tagged(0), 0).unwrap();
+        assert_eq!(
+            tx.send(0, &frame(9, 64), &tagged(0), 0),
+            Err(HandoffError::Full)
+        );
         let got: Vec<u32> = (0..rx.drain(&mut b, 64))
             .map(|i| seq_of(b.frame(i)))
             .collect();
@@ -411,13 +475,19 @@ mod tests {
     fn bad_owner_and_oversize_are_refused() {
         let h = Handoff::with_lane_slots(3, 4);
         let tx = h.sender(1);
-        assert_eq!(tx.send(1, &[0; 64], 0, 0), Err(HandoffError::BadOwner));
-        assert_eq!(tx.send(3, &[0; 64], 0, 0), Err(HandoffError::BadOwner));
         assert_eq!(
-            tx.send(0, &vec![0; SLOT_BYTES + 1], 0, 0),
+            tx.send(1, &[0; 64], &tagged(0), 0),
+            Err(HandoffError::BadOwner)
+        );
+        assert_eq!(
+            tx.send(3, &[0; 64], &tagged(0), 0),
+            Err(HandoffError::BadOwner)
+        );
+        assert_eq!(
+            tx.send(0, &vec![0; SLOT_BYTES + 1], &tagged(0), 0),
             Err(HandoffError::Oversize)
         );
-        tx.send(0, &vec![7; SLOT_BYTES], 0, 0).unwrap();
+        tx.send(0, &vec![7; SLOT_BYTES], &tagged(0), 0).unwrap();
         assert_eq!(h.pending(0), 1);
     }
 
@@ -427,8 +497,8 @@ mod tests {
         let (t0, t1) = (h.sender(0), h.sender(1));
         let mut rx = h.receiver(2);
         for s in 0..10 {
-            t0.send(2, &frame(s, 64), 0, 0).unwrap();
-            t1.send(2, &frame(1000 + s, 64), 0, 1).unwrap();
+            t0.send(2, &frame(s, 64), &tagged(0), 0).unwrap();
+            t1.send(2, &frame(1000 + s, 64), &tagged(0), 1).unwrap();
         }
         let mut b = Batch::new();
         let mut from0 = Vec::new();
@@ -466,7 +536,7 @@ mod tests {
                     f[4] = me as u8;
                     while sent < PER_PRODUCER {
                         f[..4].copy_from_slice(&sent.to_be_bytes());
-                        match tx.send(0, &f, sent, me as u8) {
+                        match tx.send(0, &f, &tagged(sent), me as u8) {
                             Ok(()) => sent += 1,
                             Err(HandoffError::Full) => {
                                 full += 1;

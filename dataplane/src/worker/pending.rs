@@ -16,7 +16,7 @@ use super::l2;
 use super::ledger::Ledger;
 use crate::addr::Addr;
 use crate::counters::Counted;
-use crate::io::{Batch, FrameDesc, MAX_BURST};
+use crate::io::{Batch, FrameDesc, OffloadMeta, MAX_BURST};
 use crate::neigh::{NeighTable, RESOLUTION_TIME};
 use crate::pipeline::Pipeline;
 use crate::verdict::{DropReason, Verdict};
@@ -26,9 +26,14 @@ use crate::verdict::{DropReason, Verdict};
 /// them lets a whole burst to a new backend wait, and the store drains in
 /// one transmit batch.
 pub const HELD_SLOTS: usize = MAX_BURST;
-/// Bytes per held frame: the largest AF_XDP frame size the worker uses
-/// (AF_PACKET and handoff frames are smaller). Longer frames are not held.
+/// Bytes per held frame unless the worker's backend hands out larger ones
+/// ([`Pending::for_frames`]): the largest AF_XDP frame size.
 pub const HELD_SLOT_BYTES: usize = 4096;
+/// Memory for held frames when slots are large (jumbo frames, GSO
+/// super-frames): fewer slots then, at least [`MIN_HELD_SLOTS`].
+pub const HELD_BYTES: usize = HELD_SLOTS * HELD_SLOT_BYTES;
+/// Fewest slots the store has, however large its frames.
+pub const MIN_HELD_SLOTS: usize = 16;
 /// How long a frame is held before it is dropped as `no_neighbour`.
 pub const HOLD_NS: u64 = RESOLUTION_TIME.as_nanos() as u64;
 
@@ -38,6 +43,7 @@ struct Held {
     slot: u16,
     len: u32,
     tag: u32,
+    offload: OffloadMeta,
     dst: Addr,
     /// Interface the frame came in on: the one-armed egress fallback.
     rx_iface: u8,
@@ -51,6 +57,7 @@ const EMPTY: Held = Held {
     slot: 0,
     len: 0,
     tag: 0,
+    offload: OffloadMeta::NONE,
     dst: Addr([0; 16]),
     rx_iface: 0,
     verdict: Verdict::Pass,
@@ -71,6 +78,7 @@ pub struct Released {
 /// allocated when the worker is built.
 pub struct Pending {
     slab: Box<[u8]>,
+    slot_bytes: usize,
     /// Held frames in arrival order (`n` of them).
     held: Box<[Held; HELD_SLOTS]>,
     n: usize,
@@ -98,12 +106,24 @@ impl Default for Pending {
 
 impl Pending {
     pub fn new() -> Pending {
+        Pending::for_frames(HELD_SLOT_BYTES)
+    }
+
+    /// A store for frames of up to `max_frame` bytes (the largest buffer
+    /// the worker's backend hands out): [`HELD_SLOTS`] slots while they
+    /// fit [`HELD_BYTES`], fewer (at least [`MIN_HELD_SLOTS`]) beyond.
+    pub fn for_frames(max_frame: usize) -> Pending {
+        let slot_bytes = max_frame.max(HELD_SLOT_BYTES).next_multiple_of(64);
+        let slots = (HELD_BYTES / slot_bytes).clamp(MIN_HELD_SLOTS, HELD_SLOTS);
         Pending {
-            slab: vec![0u8; HELD_SLOTS * HELD_SLOT_BYTES].into_boxed_slice(),
+            slab: vec![0u8; slots * slot_bytes].into_boxed_slice(),
+            slot_bytes,
             held: Box::new([EMPTY; HELD_SLOTS]),
             n: 0,
-            free: Box::new(std::array::from_fn(|i| (HELD_SLOTS - 1 - i) as u16)),
-            n_free: HELD_SLOTS,
+            free: Box::new(std::array::from_fn(|i| {
+                (slots.saturating_sub(1 + i)) as u16
+            })),
+            n_free: slots,
             seen_gen: 0,
             batch: Box::new(Batch::new()),
             ledger: Box::default(),
@@ -151,7 +171,7 @@ impl Pending {
         generation: u64,
         now_ns: u64,
     ) -> bool {
-        if self.n_free == 0 || frame.len() > HELD_SLOT_BYTES {
+        if self.n_free == 0 || frame.len() > self.slot_bytes {
             return false;
         }
         if self.n == 0 {
@@ -159,12 +179,13 @@ impl Pending {
         }
         self.n_free -= 1;
         let slot = self.free[self.n_free];
-        let at = slot as usize * HELD_SLOT_BYTES;
+        let at = slot as usize * self.slot_bytes;
         self.slab[at..at + frame.len()].copy_from_slice(frame);
         self.held[self.n] = Held {
             slot,
             len: frame.len() as u32,
             tag: desc.tag,
+            offload: desc.offload,
             dst,
             rx_iface,
             verdict,
@@ -214,10 +235,11 @@ impl Pending {
             };
             let i = self.batch.len();
             let pushed = self.batch.push(FrameDesc {
-                offset: (h.slot as usize * HELD_SLOT_BYTES) as u64,
+                offset: (h.slot as usize * self.slot_bytes) as u64,
                 len: h.len,
-                cap: HELD_SLOT_BYTES as u32,
+                cap: self.slot_bytes as u32,
                 tag: h.tag,
+                offload: h.offload,
             });
             debug_assert!(pushed, "HELD_SLOTS <= MAX_BURST");
             self.batch.set_verdict(i, h.verdict);

@@ -92,6 +92,7 @@ pub(crate) fn fill_batch(
             len: len as u32,
             cap: arena.buf_size as u32,
             tag,
+            offload: Default::default(),
         });
         debug_assert!(pushed, "arena slot outside the batch region");
         c.packets += 1;

@@ -161,6 +161,7 @@ mod tests {
                 len: len as u32,
                 cap: buf as u32,
                 tag: 0,
+                offload: Default::default(),
             }));
             b.set_verdict(i, v);
         }

@@ -522,6 +522,7 @@ impl PacketIo for AfXdp {
                 len: d.len,
                 cap: self.frames.umem.room_after(d.addr),
                 tag: self.queue,
+                offload: Default::default(),
             };
             if !batch.push(desc) {
                 // Only a descriptor outside the UMEM gets here: never hand
