@@ -5,6 +5,10 @@
 
 mod common {
     #[allow(dead_code)]
+    pub mod bulk;
+    #[allow(dead_code)]
+    pub mod capture;
+    #[allow(dead_code)]
     pub mod lab_test;
 }
 

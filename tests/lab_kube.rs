@@ -15,6 +15,10 @@ use common::lab_test::{is_root, Servers};
 
 mod common {
     #[allow(dead_code)]
+    pub mod bulk;
+    #[allow(dead_code)]
+    pub mod capture;
+    #[allow(dead_code)]
     pub mod lab_test;
 }
 use control::test_api_server::{fixtures, ApiServer};

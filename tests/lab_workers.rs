@@ -14,6 +14,10 @@ use common::lab_test::{is_root, summary_count, tcp_ask, web_services_yaml, Gatew
 
 mod common {
     #[allow(dead_code)]
+    pub mod bulk;
+    #[allow(dead_code)]
+    pub mod capture;
+    #[allow(dead_code)]
     pub mod lab_test;
 }
 

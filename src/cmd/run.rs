@@ -168,7 +168,15 @@ fn spawn_workers<I>(
 where
     I: PacketIo + IdleWait + ForeignTx + Send + 'static,
 {
-    let handoff = Handoff::new(per_worker.len());
+    // Slots as large as the largest frame any port hands out (AF_PACKET:
+    // GSO super-frames), so a handed-over frame is never too big.
+    let max_frame = per_worker
+        .iter()
+        .flatten()
+        .map(|p| p.io.max_frame())
+        .max()
+        .unwrap_or(0);
+    let handoff = Handoff::for_frames(per_worker.len(), max_frame);
     let mut built = Vec::with_capacity(per_worker.len());
     for (me, ports) in per_worker.into_iter().enumerate() {
         let w = Worker::in_group(ports, &cfg, tables.clone(), Arc::clone(neigh), &handoff, me)
@@ -208,6 +216,9 @@ pub fn run(args: RunArgs) -> Result<(), String> {
     let neigh = Arc::new(Neighbours::open(&args.ifaces)?);
 
     let opened = ports::open(args.io, &args.ifaces, workers)?;
+    for line in opened.facts(&args.ifaces) {
+        println!("vipgate: interface {line}");
+    }
     let cfg = WorkerConfig {
         burst: usize::from(args.burst),
         pipeline: args.tuning.pipeline_config(),

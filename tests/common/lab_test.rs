@@ -12,7 +12,10 @@ use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use bench::lab::{self, in_netns, Lab, LabSpec, GW_BACKEND_IF, GW_CLIENT_IF};
+use bench::lab::{self, in_netns, Lab, LabSpec, Offloads, GW_BACKEND_IF, GW_CLIENT_IF};
+
+use super::bulk::{self, BulkServers, BULK_PORT};
+use super::capture::{self, Capture};
 
 pub const VIP_WEB: Ipv4Addr = Ipv4Addr::new(198, 19, 0, 10);
 pub const VIP_WEB6: Ipv6Addr = Ipv6Addr::new(0xfd00, 0xff, 0, 0, 0, 0, 0, 0x10);
@@ -65,6 +68,7 @@ items:
     ipFamilyPolicy: RequireDualStack
     ports:
     - {{name: http, port: 80, protocol: TCP, targetPort: {TCP_PORT}}}
+    - {{name: bulk, port: 81, protocol: TCP, targetPort: bulk}}
 - apiVersion: discovery.k8s.io/v1
   kind: EndpointSlice
   metadata:
@@ -74,6 +78,7 @@ items:
   addressType: IPv4
   ports:
   - {{name: http, port: {TCP_PORT}, protocol: TCP}}
+  - {{name: bulk, port: {BULK_PORT}, protocol: TCP}}
   endpoints:
 {v4}- apiVersion: discovery.k8s.io/v1
   kind: EndpointSlice
@@ -84,6 +89,7 @@ items:
   addressType: IPv6
   ports:
   - {{name: http, port: {TCP_PORT}, protocol: TCP}}
+  - {{name: bulk, port: {BULK_PORT}, protocol: TCP}}
   endpoints:
 {v6}- apiVersion: v1
   kind: Service
@@ -166,22 +172,26 @@ pub fn summary_count(stdout: &str, label: &str) -> Option<u64> {
 pub struct Servers {
     stop: Arc<AtomicBool>,
     threads: Vec<JoinHandle<()>>,
+    _bulk: BulkServers,
 }
 
 impl Servers {
     pub fn start(lab: &Lab) -> Servers {
         let stop = Arc::new(AtomicBool::new(false));
         let mut threads = Vec::new();
+        let mut bulk_listeners = Vec::new();
         for (i, ns) in lab.backends.iter().enumerate() {
             // Sockets keep the namespace they were made in: bind inside,
             // serve from ordinary threads. [::] takes IPv4 too (dual-stack).
-            let (tcp, udp) = in_netns(ns, || {
+            let (tcp, udp, bulk) = in_netns(ns, || {
                 (
                     TcpListener::bind(("::", TCP_PORT)).expect("bind tcp"),
                     UdpSocket::bind(("::", UDP_PORT)).expect("bind udp"),
+                    TcpListener::bind(("::", BULK_PORT)).expect("bind bulk"),
                 )
             })
             .unwrap();
+            bulk_listeners.push(bulk);
             tcp.set_nonblocking(true).unwrap();
             udp.set_read_timeout(Some(Duration::from_millis(50)))
                 .unwrap();
@@ -216,7 +226,11 @@ impl Servers {
                 }
             }));
         }
-        Servers { stop, threads }
+        Servers {
+            stop,
+            threads,
+            _bulk: BulkServers::start(bulk_listeners),
+        }
     }
 }
 
@@ -381,8 +395,22 @@ fn udp_ask(to: SocketAddr) -> std::io::Result<String> {
     Err(last)
 }
 
-/// The whole scenario for one I/O mode.
+/// The whole scenario for one I/O mode, with veths as `ip link add`
+/// leaves them (offloads on, MTU 1500).
 pub fn scenario(io: &str) {
+    scenario_in(io, Offloads::Default, lab::DEFAULT_MTU);
+}
+
+/// Bulk connections through the VIP per family, each [`bulk::BULK_BYTES`]
+/// both ways.
+const BULK_V4: usize = 6;
+const BULK_V6: usize = 2;
+
+/// The whole scenario for one I/O mode in a lab with `offloads` and `mtu`
+/// on every veth: the scenario's requests, bulk transfers checked byte for
+/// byte, and every frame the gateway sent toward the backends checked by
+/// tshark and a full recompute.
+pub fn scenario_in(io: &str, offloads: Offloads, mtu: u32) {
     if !is_root() {
         eprintln!("\n*** SKIPPED: needs root (network namespaces, AF_PACKET/AF_XDP) ***\n");
         return;
@@ -390,12 +418,20 @@ pub fn scenario(io: &str) {
     let lab = Lab::up(LabSpec {
         backends: BACKENDS,
         ipv6: true,
-        ..Default::default()
+        offloads,
+        mtu,
     })
     .expect("lab up");
     let prefix = lab.client.trim_end_matches("-client").to_string();
     let yaml = std::env::temp_dir().join(format!("{prefix}-{io}-services.yaml"));
     std::fs::write(&yaml, services_yaml()).unwrap();
+    let pcap = std::env::temp_dir().join(format!("{prefix}-{io}-to-backends.pcap"));
+    let gw_mac = capture::mac_of(&lab.gw, GW_BACKEND_IF);
+    let own = [
+        IpAddr::V4(lab::GW_BACKEND_V4),
+        IpAddr::V6(lab::GW_BACKEND_V6),
+    ];
+    let cap = Capture::start(&lab.switch, "pgw", &gw_mac, &own, &pcap);
     let servers = Servers::start(&lab);
     let gw = Gateway::start(&lab, io, &yaml);
 
@@ -428,16 +464,78 @@ pub fn scenario(io: &str) {
         // (d) no endpoints: RST and ICMP port unreachable.
         let empty_tcp = tcp_ask(SocketAddr::new(IpAddr::V4(VIP_EMPTY), 80));
         let empty_udp = udp_ask(SocketAddr::new(IpAddr::V4(VIP_EMPTY), 53));
-        (per_backend, errors, udp, v6, empty_tcp, empty_udp, picks)
+        // (g) bulk: parallel connections of 1 MiB each way, both families.
+        let t0 = Instant::now();
+        let mut bulk_errors = bulk::parallel(SocketAddr::new(IpAddr::V4(VIP_WEB), 81), BULK_V4, 1);
+        bulk_errors.extend(bulk::parallel(
+            SocketAddr::new(IpAddr::V6(VIP_WEB6), 81),
+            BULK_V6,
+            100,
+        ));
+        let bulk_secs = t0.elapsed().as_secs_f64();
+        (
+            (per_backend, errors, udp, v6, empty_tcp, empty_udp, picks),
+            (bulk_errors, bulk_secs),
+        )
     })
     .unwrap();
-    let (per_backend, errors, udp, v6, empty_tcp, empty_udp, picks) = results;
+    let ((per_backend, errors, udp, v6, empty_tcp, empty_udp, picks), (bulk_errors, bulk_secs)) =
+        results;
     // (e) the gateway itself still answers ping.
     let ping = Lab::exec(&lab.client, "ping", &["-c1", "-W2", "198.18.0.1"]).unwrap();
     // (f) SIGTERM: clean exit, counters, no XDP left.
     let (ok, stdout) = gw.terminate();
     let links = lab::ip(&["-n", &lab.gw, "-d", "link", "show"]).unwrap();
     drop(servers);
+    let pcap = cap.finish();
+    let wire = capture::verdicts(&pcap, mtu as usize);
+    let mb = ((BULK_V4 + BULK_V6) * 2 * bulk::BULK_BYTES) as f64 / 1e6;
+    eprintln!(
+        "measured ({io}, offloads {offloads:?}, MTU {mtu}): bulk {mb:.0} MB in {bulk_secs:.2} s; \
+         frames to backends: {} full checksum, {} partial (left to offload), {} super-frames, \
+         {} bad; tshark: {} good, {} bad",
+        wire.full,
+        wire.partial,
+        wire.super_frames,
+        wire.bad.len(),
+        wire.tshark_good,
+        wire.tshark_bad.len()
+    );
+
+    assert!(bulk_errors.is_empty(), "bulk TCP via VIP: {bulk_errors:?}");
+    assert!(
+        wire.bad.is_empty(),
+        "frames sent with wrong checksums: {:?}",
+        wire.bad
+    );
+    assert_eq!(
+        wire.tshark_bad, wire.partial_frames,
+        "tshark's bad checksums must be exactly the frames left partial"
+    );
+    assert!(
+        wire.full + wire.partial > 100,
+        "too few frames captured: {wire:?}"
+    );
+    if io == "af-xdp" || offloads == Offloads::Off {
+        // AF_XDP completes what a sender left; without offloads nothing is.
+        assert_eq!(wire.partial, 0, "{io} left checksums partial");
+        assert_eq!(wire.super_frames, 0, "{io}: frames above the MTU");
+        if offloads == Offloads::Off && mtu > lab::DEFAULT_MTU {
+            // Bulk data fills the jumbo MTU: such frames did cross.
+            assert!(wire.largest > 1518, "no jumbo frame crossed: {wire:?}");
+        }
+    } else {
+        // Default offloads over AF_PACKET: the client's GSO super-frames
+        // cross the gateway whole.
+        assert!(
+            wire.super_frames > 0,
+            "no super-frame crossed the gateway: {wire:?}"
+        );
+    }
+    assert!(
+        stdout.contains(&format!("interface {GW_CLIENT_IF}: veth, MTU {mtu}")),
+        "no interface facts line:\n{stdout}"
+    );
 
     assert!(errors.is_empty(), "TCP via VIP failed: {errors:?}");
     assert_eq!(per_backend.iter().sum::<usize>(), 50);
@@ -495,6 +593,7 @@ pub fn scenario(io: &str) {
 
     drop(lab);
     let _ = std::fs::remove_file(&yaml);
+    let _ = std::fs::remove_file(&pcap);
     let left = lab::existing_namespaces(&prefix).unwrap();
     assert!(left.is_empty(), "namespaces left: {left:?}");
 }

@@ -31,12 +31,14 @@ pub const SLOT_BYTES: usize = 2048;
 /// run a few bursts ahead of an owner that is busy or briefly asleep in its
 /// idle back-off.
 pub const LANE_SLOTS: usize = 4 * MAX_BURST;
-/// Memory per lane for groups with large slots (jumbo frames, 64 KiB GSO
+/// Memory per lane for its large slots, in groups whose backend hands out
+/// frames bigger than [`SLOT_BYTES`] (jumbo frames, 64 KiB GSO
 /// super-frames): 8 MiB keeps ~120 super-frames (~5,000 wire frames of
-/// data) in flight per lane; the kernel zeroes pages only when touched.
-pub const LANE_BYTES: usize = 8 << 20;
-/// Fewest slots a lane gets, however large they are: a quarter burst.
-pub const MIN_LANE_SLOTS: usize = MAX_BURST / 4;
+/// data) in flight per lane beside the [`LANE_SLOTS`] small slots, which
+/// still carry every frame that fits them.
+pub const LANE_LARGE_BYTES: usize = 8 << 20;
+/// Fewest large slots a lane gets, however large they are: a quarter burst.
+pub const MIN_LARGE_SLOTS: usize = MAX_BURST / 4;
 
 /// Why a frame could not be handed over (the caller counts it as a drop).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -143,6 +145,37 @@ impl Drop for Slab {
 struct Lane {
     full: ArrayQueue<Handed>,
     free: ArrayQueue<u32>,
+    /// Free large slots (empty ring when the group has none).
+    free_large: ArrayQueue<u32>,
+}
+
+/// One size of slot: how many each lane has, how big, where they start.
+#[derive(Clone, Copy, Debug)]
+struct SlotClass {
+    per_lane: usize,
+    bytes: usize,
+    /// First slot id of the class (small slots come first).
+    first_id: usize,
+    /// Byte offset of the class's first slot in the slab.
+    base: usize,
+}
+
+impl SlotClass {
+    #[inline]
+    fn contains(&self, id: usize, workers: usize) -> bool {
+        id >= self.first_id && id < self.first_id + workers * self.per_lane
+    }
+
+    #[inline]
+    fn offset(&self, id: usize) -> usize {
+        self.base + (id - self.first_id) * self.bytes
+    }
+
+    /// The producer (lane) a slot id of this class belongs to.
+    #[inline]
+    fn lane_of(&self, id: usize) -> usize {
+        (id - self.first_id) / self.per_lane.max(1)
+    }
 }
 
 /// What one worker receives: a lane per other worker over one slab.
@@ -156,8 +189,9 @@ struct Inbox {
 /// takes its [`HandoffTx`] and [`HandoffRx`].
 pub struct Handoff {
     workers: usize,
-    lane_slots: usize,
-    slot_bytes: usize,
+    small: SlotClass,
+    /// Large slots: `per_lane` is 0 when frames never exceed [`SLOT_BYTES`].
+    large: SlotClass,
     inboxes: Vec<Inbox>,
 }
 
@@ -168,41 +202,65 @@ impl Handoff {
         Handoff::with_lane_slots(workers, LANE_SLOTS)
     }
 
-    /// Inboxes whose slots hold frames of up to `max_frame` bytes (the
-    /// largest buffer the workers' backend hands out), at most
-    /// [`LANE_BYTES`] per lane and [`LANE_SLOTS`] slots.
+    /// Inboxes for frames of up to `max_frame` bytes (the largest buffer
+    /// the workers' backend hands out): [`LANE_SLOTS`] small slots per
+    /// lane, plus, when `max_frame` exceeds [`SLOT_BYTES`], large slots of
+    /// `max_frame` bytes ([`LANE_LARGE_BYTES`] per lane, at least
+    /// [`MIN_LARGE_SLOTS`]).
     pub fn for_frames(workers: usize, max_frame: usize) -> Arc<Handoff> {
-        let slot_bytes = max_frame.max(SLOT_BYTES).next_multiple_of(64);
-        let lane_slots = (LANE_BYTES / slot_bytes).clamp(MIN_LANE_SLOTS, LANE_SLOTS);
-        Handoff::build(workers, lane_slots, slot_bytes)
+        if max_frame <= SLOT_BYTES {
+            return Handoff::new(workers);
+        }
+        let bytes = max_frame.next_multiple_of(64);
+        let large = (LANE_LARGE_BYTES / bytes).max(MIN_LARGE_SLOTS);
+        Handoff::build(workers, LANE_SLOTS, large, bytes)
     }
 
     /// As [`Handoff::new`] with `lane_slots` (>= 1) slots per lane. All
     /// memory is allocated here.
     pub fn with_lane_slots(workers: usize, lane_slots: usize) -> Arc<Handoff> {
-        Handoff::build(workers, lane_slots, SLOT_BYTES)
+        Handoff::build(workers, lane_slots, 0, SLOT_BYTES)
     }
 
-    fn build(workers: usize, lane_slots: usize, slot_bytes: usize) -> Arc<Handoff> {
+    fn build(
+        workers: usize,
+        lane_slots: usize,
+        large_slots: usize,
+        large_bytes: usize,
+    ) -> Arc<Handoff> {
         let workers = workers.max(1);
-        let lane_slots = lane_slots.max(1);
+        let small = SlotClass {
+            per_lane: lane_slots.max(1),
+            bytes: SLOT_BYTES,
+            first_id: 0,
+            base: 0,
+        };
+        let large = SlotClass {
+            per_lane: large_slots,
+            bytes: large_bytes,
+            first_id: workers * small.per_lane,
+            base: workers * small.per_lane * SLOT_BYTES,
+        };
+        let slab_bytes = large.base + workers * large.per_lane * large.bytes;
+        let ring = |class: &SlotClass, from: usize| {
+            let q = ArrayQueue::new(class.per_lane.max(1));
+            let first = class.first_id + from * class.per_lane;
+            for id in first..first + class.per_lane {
+                let _ = q.push(id as u32);
+            }
+            q
+        };
         let inboxes = (0..workers)
             .map(|to| Inbox {
                 // The worker's own lane range stays untouched: the pages are
                 // zeroed lazily by the kernel, so it costs address space only.
-                slab: Slab::new(workers * lane_slots * slot_bytes),
+                slab: Slab::new(slab_bytes),
                 lanes: (0..workers)
                     .map(|from| {
-                        (from != to).then(|| {
-                            let free = ArrayQueue::new(lane_slots);
-                            let first = (from * lane_slots) as u32;
-                            for s in 0..lane_slots as u32 {
-                                let _ = free.push(first + s);
-                            }
-                            Lane {
-                                full: ArrayQueue::new(lane_slots),
-                                free,
-                            }
+                        (from != to).then(|| Lane {
+                            full: ArrayQueue::new(small.per_lane + large.per_lane),
+                            free: ring(&small, from),
+                            free_large: ring(&large, from),
                         })
                     })
                     .collect(),
@@ -210,10 +268,26 @@ impl Handoff {
             .collect();
         Arc::new(Handoff {
             workers,
-            lane_slots,
-            slot_bytes,
+            small,
+            large,
             inboxes,
         })
+    }
+
+    /// The slab region every slot lies in.
+    fn slab_bytes(&self) -> usize {
+        self.large.base + self.workers * self.large.per_lane * self.large.bytes
+    }
+
+    /// Byte offset and size of slot `id`.
+    #[inline]
+    fn slot(&self, id: u32) -> (usize, usize) {
+        let id = id as usize;
+        if self.small.contains(id, self.workers) {
+            (self.small.offset(id), self.small.bytes)
+        } else {
+            (self.large.offset(id), self.large.bytes)
+        }
     }
 
     pub fn workers(&self) -> usize {
@@ -222,7 +296,11 @@ impl Handoff {
 
     /// The largest frame a slot holds.
     pub fn slot_bytes(&self) -> usize {
-        self.slot_bytes
+        if self.large.per_lane > 0 {
+            self.large.bytes
+        } else {
+            SLOT_BYTES
+        }
     }
 
     /// The sending side of worker `me`.
@@ -286,21 +364,22 @@ impl HandoffTx {
         else {
             return Err(HandoffError::BadOwner);
         };
-        let slot_bytes = self.shared.slot_bytes;
-        if frame.len() > slot_bytes {
+        let shared = &*self.shared;
+        let free = if frame.len() <= SLOT_BYTES {
+            &lane.free
+        } else if shared.large.per_lane > 0 && frame.len() <= shared.large.bytes {
+            &lane.free_large
+        } else {
             return Err(HandoffError::Oversize);
-        }
-        let slot = lane.free.pop().ok_or(HandoffError::Full)?;
-        let slab = &self.shared.inboxes[to].slab;
+        };
+        let slot = free.pop().ok_or(HandoffError::Full)?;
+        let (at, _) = shared.slot(slot);
+        let slab = &shared.inboxes[to].slab;
         // SAFETY: `slot` came off this lane's free ring, so this side owns it
         // until it is pushed to `full`; slots are in bounds of the slab
         // (workers * lane_slots of them) and `frame` fits one.
         unsafe {
-            std::ptr::copy_nonoverlapping(
-                frame.as_ptr(),
-                slab.ptr.add(slot as usize * slot_bytes),
-                frame.len(),
-            );
+            std::ptr::copy_nonoverlapping(frame.as_ptr(), slab.ptr.add(at), frame.len());
         }
         let h = Handed {
             slot,
@@ -310,9 +389,9 @@ impl HandoffTx {
             iface,
         };
         if lane.full.push(h).is_err() {
-            // Cannot happen (both rings hold every slot of the lane), but
+            // Cannot happen (`full` holds every slot of the lane), but
             // never lose the slot if it did.
-            let _ = lane.free.push(slot);
+            let _ = free.push(slot);
             return Err(HandoffError::Full);
         }
         Ok(())
@@ -337,8 +416,7 @@ impl HandoffRx {
     pub fn drain(&mut self, batch: &mut Batch, max: usize) -> usize {
         self.release();
         let inbox = &self.shared.inboxes[self.me];
-        let slot_bytes = self.shared.slot_bytes;
-        let region = self.shared.workers * self.shared.lane_slots * slot_bytes;
+        let region = self.shared.slab_bytes();
         // SAFETY: the slab lives as long as `shared`, which this value keeps.
         // The batch only ever forms slices over the slots it is given below,
         // which this side owns (popped from `full`) until `release`.
@@ -352,10 +430,11 @@ impl HandoffRx {
             };
             while self.n_held < max {
                 let Some(h) = lane.full.pop() else { break };
+                let (at, cap) = self.shared.slot(h.slot);
                 let pushed = batch.push(FrameDesc {
-                    offset: (h.slot as usize * slot_bytes) as u64,
+                    offset: at as u64,
                     len: h.len,
-                    cap: slot_bytes as u32,
+                    cap: cap as u32,
                     tag: h.tag,
                     offload: h.offload,
                 });
@@ -378,11 +457,23 @@ impl HandoffRx {
     /// frames are transmitted (the batch must not be used afterwards).
     pub fn release(&mut self) {
         let inbox = &self.shared.inboxes[self.me];
+        let (small, large, workers) = (self.shared.small, self.shared.large, self.shared.workers);
         for h in &self.held[..self.n_held] {
-            let from = h.slot as usize / self.shared.lane_slots;
+            let id = h.slot as usize;
+            let is_small = small.contains(id, workers);
+            let from = if is_small {
+                small.lane_of(id)
+            } else {
+                large.lane_of(id)
+            };
             if let Some(lane) = &inbox.lanes[from] {
                 // Never full: only this lane's slots exist.
-                let _ = lane.free.push(h.slot);
+                let free = if is_small {
+                    &lane.free
+                } else {
+                    &lane.free_large
+                };
+                let _ = free.push(h.slot);
             }
         }
         self.n_held = 0;
@@ -437,6 +528,65 @@ mod tests {
         rx.release();
         assert_eq!(h.pending(1), 0);
         assert_eq!(rx.drain(&mut b, 64), 0);
+    }
+
+    #[test]
+    fn large_frames_take_large_slots_with_their_offload_state() {
+        use crate::io::offload::{F_NEEDS_CSUM, GSO_TCPV4};
+        let big = 65_536 + 256;
+        let h = Handoff::for_frames(2, big);
+        assert_eq!(h.slot_bytes(), big);
+        let large = (LANE_LARGE_BYTES / big).max(MIN_LARGE_SLOTS);
+        let tx = h.sender(0);
+        let mut rx = h.receiver(1);
+        let gso = FrameDesc {
+            tag: 7,
+            offload: OffloadMeta {
+                flags: F_NEEDS_CSUM,
+                gso_type: GSO_TCPV4,
+                gso_size: 1448,
+                csum_start: 34,
+                csum_offset: 16,
+                hdr_len: 66,
+            },
+            ..FrameDesc::default()
+        };
+        // Every large slot, then one more: Full; small frames still pass.
+        for s in 0..large as u32 {
+            tx.send(1, &frame(s, 60_000 + s as usize), &gso, 0).unwrap();
+        }
+        assert_eq!(
+            tx.send(1, &frame(0, 9000), &gso, 0),
+            Err(HandoffError::Full)
+        );
+        tx.send(1, &frame(999, 100), &tagged(1), 1).unwrap();
+        assert_eq!(
+            tx.send(1, &vec![0; big + 1], &gso, 0),
+            Err(HandoffError::Oversize)
+        );
+        let mut b = Batch::new();
+        let mut seen = 0;
+        while seen < large + 1 {
+            let n = rx.drain(&mut b, 64);
+            assert!(n > 0, "frames missing after {seen}");
+            for i in 0..n {
+                let f = b.frame(i);
+                if f.len() == 100 {
+                    assert_eq!(seq_of(f), 999);
+                    assert_eq!(b.descs()[i].offload, OffloadMeta::NONE);
+                    assert_eq!(b.descs()[i].cap as usize, SLOT_BYTES);
+                } else {
+                    let s = seq_of(f);
+                    assert_eq!(f, &frame(s, 60_000 + s as usize)[..]);
+                    assert_eq!(b.descs()[i].offload, gso.offload);
+                    assert_eq!(b.descs()[i].cap as usize, big);
+                }
+            }
+            seen += n;
+            rx.release();
+        }
+        // Released large slots are usable again.
+        tx.send(1, &frame(5, 30_000), &gso, 0).unwrap();
     }
 
     #[test]

@@ -14,6 +14,8 @@
 
 use dataplane::io::af_packet::{check_host, AfPacket, AfPacketConfig, Fanout, FanoutMode};
 use dataplane::io::af_xdp::{AfXdp, AfXdpConfig, BindMode, SteeringConfig, XdpLink, XdpSteering};
+use dataplane::io::iface::{Facts, Mode};
+use dataplane::io::PacketIo;
 use dataplane::worker::Port;
 
 /// Which backend `--io` asks for.
@@ -88,6 +90,14 @@ pub fn open_xdp(ifaces: &[String], workers: usize) -> Result<XdpPorts, String> {
         }
     }
     let base = AfXdpConfig::default();
+    for ifname in ifaces {
+        ifindex_of(ifname)?;
+        // Refuse before attaching: past the limit the kernel either
+        // refuses the program with a bare EINVAL or drops every large frame.
+        if let Some(e) = Facts::read(ifname).xdp_mtu_error(base.max_frame()) {
+            return Err(e);
+        }
+    }
     for (ifname, &nq) in ifaces.iter().zip(&queues) {
         let ifindex = ifindex_of(ifname)?;
         let steer = XdpSteering::load(&SteeringConfig::default()).map_err(|e| e.to_string())?;
@@ -165,6 +175,33 @@ pub fn open_packet(ifaces: &[String], workers: usize) -> Result<Vec<Vec<Port<AfP
         out.push(ports);
     }
     Ok(out)
+}
+
+impl Opened {
+    /// What each interface's settings mean for the mode that was opened:
+    /// one line per interface, for the operator at start-up.
+    pub fn facts(&self, ifaces: &[String]) -> Vec<String> {
+        let mode = match self {
+            Opened::Xdp(x) => Mode::AfXdp {
+                max_frame: first_port(&x.ports).map_or(0, |p| p.io.max_frame() as u32),
+            },
+            Opened::Packet(p) => {
+                let first = first_port(p);
+                Mode::AfPacket {
+                    vnet: first.is_some_and(|p| p.io.vnet_hdr()),
+                    max_frame: first.map_or(0, |p| p.io.max_frame() as u32),
+                }
+            }
+        };
+        ifaces
+            .iter()
+            .map(|i| Facts::read(i).describe(mode))
+            .collect()
+    }
+}
+
+fn first_port<I>(per_worker: &[Vec<Port<I>>]) -> Option<&Port<I>> {
+    per_worker.iter().flatten().next()
 }
 
 pub fn open(mode: IoMode, ifaces: &[String], workers: usize) -> Result<Opened, String> {

@@ -15,9 +15,14 @@ pub const DEFAULT_FRAME_SIZE: u32 = 2048;
 /// Milliseconds before the kernel hands over a partly filled block: the
 /// worst-case added latency at low packet rates.
 pub const DEFAULT_RETIRE_TIMEOUT_MS: u32 = 1;
-/// Arena buffer size: an MTU-1500 frame with two VLAN tags (1526 bytes) plus
-/// room for the pipeline to grow it in place.
-pub const DEFAULT_BUF_SIZE: u32 = 2048;
+/// Arena buffer size: a 64 KiB GSO/GRO super-frame (IP length <= 65535)
+/// behind an Ethernet header and two VLAN tags, rounded up to 64, so that
+/// nothing a veth or a NIC with default offloads delivers is too large.
+/// 256 buffers per socket: 16.1 MiB, of which a burst of MTU-sized frames
+/// touches a few pages per buffer.
+pub const DEFAULT_BUF_SIZE: u32 = 65_536 + 256;
+/// Largest arena buffer accepted: BIG TCP super-frames beyond 64 KiB.
+pub const MAX_BUF_SIZE: u32 = 1 << 18;
 
 /// How the kernel spreads one interface's packets over a fanout group.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
@@ -74,8 +79,13 @@ pub struct AfPacketConfig {
     pub fanout: Option<Fanout>,
     /// Complete the L4 checksum of frames the kernel marks as partial
     /// (TP_STATUS_CSUMNOTREADY: sent by a local stack over veth with
-    /// checksum offload), so the pipeline only ever sees full checksums.
+    /// checksum offload) when no vnet header says more about them.
     pub complete_partial_csum: bool,
+    /// PACKET_VNET_HDR: frames carry their offload state both ways, so GSO
+    /// super-frames are NATed once and sent on whole, and partial
+    /// checksums stay partial. Falls back to completing checksums (and
+    /// skipping super-frames) where the kernel refuses it.
+    pub vnet_hdr: bool,
 }
 
 impl Default for AfPacketConfig {
@@ -89,6 +99,7 @@ impl Default for AfPacketConfig {
             qdisc_bypass: true,
             fanout: None,
             complete_partial_csum: true,
+            vnet_hdr: true,
         }
     }
 }
@@ -130,9 +141,9 @@ impl AfPacketConfig {
             // which is 8 ms or more: too slow for a gateway at low rates.
             return bad("retire_timeout_ms must be at least 1".into());
         }
-        if !(64..=65536).contains(&self.buf_size) || !self.buf_size.is_multiple_of(64) {
+        if !(64..=MAX_BUF_SIZE).contains(&self.buf_size) || !self.buf_size.is_multiple_of(64) {
             return bad(format!(
-                "buf_size {} must be a multiple of 64 between 64 and 65536",
+                "buf_size {} must be a multiple of 64 between 64 and {MAX_BUF_SIZE}",
                 self.buf_size
             ));
         }

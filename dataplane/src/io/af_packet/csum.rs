@@ -8,6 +8,8 @@
 //! rx costs one pass over the payload, for lab traffic only: frames from real
 //! NICs arrive with full checksums.
 
+use crate::io::offload::{OffloadMeta, F_NEEDS_CSUM, GSO_ECN, GSO_TCPV4, GSO_TCPV6, GSO_UDP_L4};
+
 const ETH_HLEN: usize = 14;
 const ETHERTYPE_IPV4: u16 = 0x0800;
 const ETHERTYPE_IPV6: u16 = 0x86dd;
@@ -81,11 +83,30 @@ fn skip_v6_ext(frame: &[u8], mut off: usize, end: usize, mut next: u8) -> Option
     None
 }
 
+/// Where a frame's TCP/UDP segment lies.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct Segment {
+    l3: usize,
+    v6: bool,
+    proto: u8,
+    /// Start of the L4 header.
+    l4: usize,
+    /// End of the IP packet.
+    end: usize,
+    /// Offset of the L4 checksum field.
+    field: usize,
+}
+
 /// Finds the L4 segment (start, end, checksum field offset) of an
 /// Ethernet frame carrying unfragmented TCP or UDP over IPv4 (options
 /// included) or IPv6 (extension headers included), behind up to two VLAN
 /// tags.
 fn l4_segment(frame: &[u8]) -> Option<(usize, usize, usize)> {
+    segment(frame).map(|s| (s.l4, s.end, s.field))
+}
+
+/// [`l4_segment`] with the L3 facts a pseudo-header needs.
+fn segment(frame: &[u8]) -> Option<Segment> {
     let mut l3 = ETH_HLEN;
     let mut ethertype = be16(frame, 12)?;
     for _ in 0..2 {
@@ -95,6 +116,7 @@ fn l4_segment(frame: &[u8]) -> Option<(usize, usize, usize)> {
         ethertype = be16(frame, l3 + 2)?;
         l3 += 4;
     }
+    let v6 = ethertype == ETHERTYPE_IPV6;
     let (proto, l4, end) = match ethertype {
         ETHERTYPE_IPV4 => {
             let vihl = *frame.get(l3)?;
@@ -128,7 +150,93 @@ fn l4_segment(frame: &[u8]) -> Option<(usize, usize, usize)> {
     if end > frame.len() || field + 2 > end {
         return None;
     }
-    Some((l4, end, field))
+    Some(Segment {
+        l3,
+        v6,
+        proto,
+        l4,
+        end,
+        field,
+    })
+}
+
+/// What to do with a frame an AF_PACKET socket with PACKET_VNET_HDR
+/// received, given its vnet header `m`: the offload state it travels on
+/// with (after fixing up the frame where needed), or None when it cannot
+/// be carried and must be skipped (counted by the caller).
+///
+/// - no GSO, no partial checksum: nothing to carry;
+/// - partial checksum on the frame's own TCP/UDP field: stays partial (the
+///   pipeline NATs the pseudo-header sum, tx hands NEEDS_CSUM back);
+/// - partial elsewhere (a tunnel's inner header, SCTP...) without GSO:
+///   completed here as the kernel's `skb_checksum_help` would;
+/// - a GRO-merged super-frame (GSO type, checksum verified, not partial):
+///   its checksum field holds the first segment's value, so it becomes
+///   partial the way the kernel's own forwarding path makes it before
+///   segmenting (`__tcp_v4_send_check`): pseudo-header sum over the whole
+///   L4 length, NEEDS_CSUM;
+/// - GSO of a kind we cannot NAT (tunnels, SCTP) or whose offsets do not
+///   match its headers: None.
+pub(crate) fn rx_offload(frame: &mut [u8], m: OffloadMeta) -> Option<OffloadMeta> {
+    let gso = m.is_gso();
+    if !gso && !m.csum_partial() {
+        return Some(OffloadMeta::NONE);
+    }
+    let seg = segment(frame);
+    let ours = seg.filter(|s| {
+        m.csum_partial()
+            && m.csum_start as usize == s.l4
+            && s.l4 + m.csum_offset as usize == s.field
+    });
+    if gso {
+        let s = seg?;
+        let kind_ok = match m.gso_type & !GSO_ECN {
+            GSO_TCPV4 => s.proto == PROTO_TCP && !s.v6,
+            GSO_TCPV6 => s.proto == PROTO_TCP && s.v6,
+            GSO_UDP_L4 => s.proto == PROTO_UDP,
+            _ => false,
+        };
+        if !kind_ok || m.gso_size == 0 {
+            return None;
+        }
+        if ours.is_none() {
+            if m.csum_partial() {
+                return None;
+            }
+            let (src, dst) = if s.v6 {
+                (s.l3 + 8..s.l3 + 24, s.l3 + 24..s.l3 + 40)
+            } else {
+                (s.l3 + 12..s.l3 + 16, s.l3 + 16..s.l3 + 20)
+            };
+            let mut acc = ones_sum(&frame[src], 0);
+            acc = ones_sum(&frame[dst], acc);
+            acc += s.proto as u64 + (s.end - s.l4) as u64;
+            frame[s.field..s.field + 2].copy_from_slice(&fold(acc).to_be_bytes());
+        }
+        return Some(OffloadMeta {
+            flags: F_NEEDS_CSUM,
+            csum_start: s.l4 as u16,
+            csum_offset: (s.field - s.l4) as u16,
+            ..m
+        });
+    }
+    if ours.is_some() {
+        return Some(OffloadMeta {
+            flags: F_NEEDS_CSUM,
+            ..m
+        });
+    }
+    // Partial somewhere else: finish it from csum_start, field included.
+    let (start, at) = (
+        m.csum_start as usize,
+        (m.csum_start + m.csum_offset) as usize,
+    );
+    if start >= frame.len() || at + 2 > frame.len() || at < start {
+        return None;
+    }
+    let sum = !fold(ones_sum(&frame[start..], 0));
+    frame[at..at + 2].copy_from_slice(&sum.to_be_bytes());
+    Some(OffloadMeta::NONE)
 }
 
 /// Turns a partial (pseudo-header only) TCP/UDP checksum into the full one,
@@ -490,6 +598,108 @@ pub(crate) mod tests {
             let before = f.clone();
             assert!(!complete_partial(&mut f), "{name}");
             assert_eq!(f, before, "{name}");
+        }
+    }
+
+    mod vnet {
+        use super::*;
+        use crate::io::offload::{F_DATA_VALID, GSO_UDP};
+
+        const UDP_AT: usize = ETH_HLEN + 20;
+
+        fn needs_csum(start: usize, off: usize) -> OffloadMeta {
+            OffloadMeta {
+                flags: F_NEEDS_CSUM,
+                csum_start: start as u16,
+                csum_offset: off as u16,
+                ..OffloadMeta::NONE
+            }
+        }
+
+        fn complete_copy(f: &[u8]) -> Vec<u8> {
+            let mut g = f.to_vec();
+            assert!(complete_partial(&mut g));
+            g
+        }
+
+        #[test]
+        fn nothing_to_carry_and_own_partial_stays_partial() {
+            let mut f = partial_udp_v4(b"payload", 0);
+            let before = f.clone();
+            assert_eq!(
+                rx_offload(&mut f, OffloadMeta::NONE),
+                Some(OffloadMeta::NONE)
+            );
+            let m = needs_csum(UDP_AT, UDP_CSUM);
+            assert_eq!(rx_offload(&mut f, m), Some(m));
+            assert_eq!(f, before, "left partial, untouched");
+        }
+
+        #[test]
+        fn partial_elsewhere_is_finished_from_csum_start() {
+            // The kernel's view: sum from csum_start, store at +offset.
+            // Pointing it at the UDP header as an "unknown" place (offset
+            // 6 from 8 bytes before it would not be ours): use the UDP
+            // field through a start that is not the L4 header.
+            let mut f = partial_udp_v4(b"data!", 0);
+            let want = complete_copy(&f);
+            // Same field, described from the start of the UDP header
+            // minus nothing but with the offset split differently is
+            // still ours; a start two bytes into the header is not.
+            let m = needs_csum(UDP_AT + 2, UDP_CSUM - 2);
+            // Summing from UDP_AT + 2 skips the source port word: the
+            // kernel would do exactly that, so do we.
+            let mut acc = ones_sum(&f[UDP_AT + 2..], 0);
+            acc = !fold(acc) as u64;
+            assert_eq!(rx_offload(&mut f, m), Some(OffloadMeta::NONE));
+            assert_eq!(be16(&f, UDP_AT + UDP_CSUM).unwrap(), acc as u16);
+            assert_ne!(f, want, "a different coverage gives a different sum");
+        }
+
+        #[test]
+        fn a_gro_super_frame_becomes_partial_over_its_whole_length() {
+            // A merged UDP_L4 super-frame: checksum verified, field stale.
+            let payload = vec![0x42u8; 20_000];
+            let mut f = partial_udp_v4(&payload, 0);
+            let want = complete_copy(&f);
+            f[UDP_AT + UDP_CSUM] ^= 0x5a; // stale value from a segment
+            let m = OffloadMeta {
+                flags: F_DATA_VALID,
+                gso_type: GSO_UDP_L4,
+                gso_size: 1472,
+                hdr_len: (UDP_AT + 8) as u16,
+                ..OffloadMeta::NONE
+            };
+            let got = rx_offload(&mut f, m).expect("carried");
+            assert!(got.csum_partial() && got.is_gso());
+            assert_eq!(
+                (got.csum_start as usize, got.csum_offset as usize),
+                (UDP_AT, UDP_CSUM)
+            );
+            assert_eq!(got.gso_size, 1472);
+            // Finishing it as offload would gives the full checksum.
+            assert_eq!(complete_copy(&f), want);
+        }
+
+        #[test]
+        fn gso_it_cannot_nat_is_refused() {
+            let mut f = partial_udp_v4(&[7u8; 3000], 0);
+            let gso = |t: u8, flags: u8| OffloadMeta {
+                flags,
+                gso_type: t,
+                gso_size: 1400,
+                ..needs_csum(UDP_AT, UDP_CSUM)
+            };
+            // TCP segmentation of a UDP frame, UFO, no size, odd offsets.
+            assert_eq!(rx_offload(&mut f, gso(GSO_TCPV4, F_NEEDS_CSUM)), None);
+            assert_eq!(rx_offload(&mut f, gso(GSO_UDP, F_NEEDS_CSUM)), None);
+            let mut zero = gso(GSO_UDP_L4, F_NEEDS_CSUM);
+            zero.gso_size = 0;
+            assert_eq!(rx_offload(&mut f, zero), None);
+            let mut odd = gso(GSO_UDP_L4, F_NEEDS_CSUM);
+            odd.csum_start += 2;
+            assert_eq!(rx_offload(&mut f, odd), None);
+            assert!(rx_offload(&mut f, gso(GSO_UDP_L4, F_NEEDS_CSUM)).is_some());
         }
     }
 }

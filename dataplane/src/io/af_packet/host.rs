@@ -42,7 +42,8 @@ pub enum Offload {
 }
 
 impl Offload {
-    fn name(self) -> &'static str {
+    /// Its `ethtool -K` name.
+    pub fn name(self) -> &'static str {
         match self {
             Offload::Gro => "gro",
             Offload::Lro => "lro",
@@ -94,6 +95,49 @@ fn ethtool(ifname: &str, cmd: u32, data: u32) -> io::Result<u32> {
         return Err(io::Error::last_os_error());
     }
     Ok(v.data)
+}
+
+const ETHTOOL_GDRVINFO: u32 = 0x03;
+
+/// `struct ethtool_drvinfo` (linux/ethtool.h): only the driver name is read.
+#[repr(C)]
+struct EthtoolDrvinfo {
+    cmd: u32,
+    driver: [u8; 32],
+    version: [u8; 32],
+    fw_version: [u8; 32],
+    bus_info: [u8; 32],
+    erom_version: [u8; 32],
+    reserved2: [u8; 12],
+    n_priv_flags: u32,
+    n_stats: u32,
+    testinfo_len: u32,
+    eedump_len: u32,
+    regdump_len: u32,
+}
+
+/// The driver of `ifname` as `ethtool -i` names it ("veth", "mlx5_core").
+pub fn driver(ifname: &str) -> io::Result<String> {
+    let sock = ctl_socket()?;
+    // SAFETY: plain data, all-zero is valid.
+    let mut info: EthtoolDrvinfo = unsafe { std::mem::zeroed() };
+    info.cmd = ETHTOOL_GDRVINFO;
+    let mut req = ifreq(ifname)?;
+    req.ifr_ifru.ifru_data = (&mut info as *mut EthtoolDrvinfo).cast();
+    // SAFETY: req points at an ethtool_drvinfo that lives across the call.
+    let r = unsafe { libc::ioctl(sock.as_raw_fd(), libc::SIOCETHTOOL as _, &mut req) };
+    if r < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    let n = info.driver.iter().position(|&b| b == 0).unwrap_or(32);
+    Ok(String::from_utf8_lossy(&info.driver[..n]).into_owned())
+}
+
+/// The MTU of `ifname` (in the caller's network namespace).
+pub fn mtu(ifname: &str) -> io::Result<u32> {
+    let r = if_ioctl(ifname, libc::SIOCGIFMTU)?;
+    // SAFETY: SIOCGIFMTU filled the mtu member of the union.
+    Ok(unsafe { r.ifr_ifru.ifru_mtu } as u32)
 }
 
 /// Whether `offload` is on for `ifname` (in the caller's network namespace).
@@ -181,9 +225,7 @@ pub fn check_host(ifname: &str, cfg: &AfPacketConfig) -> Vec<String> {
             "interface {ifname} is down: `ip link set dev {ifname} up`"
         ));
     }
-    if let Ok(r) = if_ioctl(ifname, libc::SIOCGIFMTU) {
-        // SAFETY: SIOCGIFMTU filled the mtu member of the union.
-        let mtu = unsafe { r.ifr_ifru.ifru_mtu } as u32;
+    if let Ok(mtu) = mtu(ifname) {
         if mtu + L2_OVERHEAD > cfg.buf_size {
             warn.push(format!(
                 "MTU {mtu} of {ifname} needs frames of up to {} bytes but buf_size is {}: \
@@ -193,7 +235,13 @@ pub fn check_host(ifname: &str, cfg: &AfPacketConfig) -> Vec<String> {
             ));
         }
     }
+    // With vnet headers, merged super-frames are NATed once and sent on
+    // whole: GRO/LRO then save work instead of losing frames.
+    let merged_fit = cfg.vnet_hdr && cfg.buf_size as usize >= 65_536 + L2_OVERHEAD as usize;
     for o in [Offload::Gro, Offload::Lro] {
+        if merged_fit {
+            break;
+        }
         match offload(ifname, o) {
             Ok(true) => warn.push(format!(
                 "{} is on for {ifname}: the kernel merges segments into frames of up to 64 KiB, \
@@ -227,9 +275,26 @@ mod tests {
 
     #[test]
     fn loopback_mtu_is_flagged_against_small_buffers() {
-        // lo's MTU is 65536 in every namespace: larger than any default buffer.
-        let w = check_host("lo", &AfPacketConfig::default());
+        // lo's MTU is 65536 in every namespace: more than a 2 KiB buffer,
+        // not more than the default one (sized for 64 KiB super-frames).
+        let small = AfPacketConfig {
+            buf_size: 2048,
+            ..AfPacketConfig::default()
+        };
+        let w = check_host("lo", &small);
         assert!(w.iter().any(|w| w.contains("MTU 65536")), "{w:?}");
+        let w = check_host("lo", &AfPacketConfig::default());
+        assert!(!w.iter().any(|w| w.contains("MTU")), "{w:?}");
+    }
+
+    #[test]
+    fn loopback_facts_read() {
+        assert_eq!(mtu("lo").unwrap(), 65536);
+        // lo has no ethtool driver info on every kernel: an error is fine,
+        // a wrong name is not.
+        if let Ok(d) = driver("lo") {
+            assert!(!d.contains('\0'), "{d:?}");
+        }
     }
 
     #[test]

@@ -33,19 +33,22 @@ mod tx;
 
 pub use config::{AfPacketConfig, Fanout, FanoutMode};
 pub use error::AfPacketError;
-pub use host::{check_host, offload, set_offload, Offload};
+pub use host::{check_host, driver, mtu, offload, set_offload, Offload};
 pub use rx::TAG_CSUM_PARTIAL;
 pub use stats::AfPacketStats;
+pub(crate) use tx::TxQueue;
 
 use std::io;
 
 use crate::io::{Batch, IoStats, PacketIo, TxStats, MAX_BURST};
 use mem::Mapping;
 use ring::RxRing;
-use rx::Arena;
+use rx::{Arena, RxMode};
 use socket::PacketSocket;
 use stats::RxCounters;
-use tx::TxQueue;
+
+/// Send buffer per socket in bytes: a burst of 64 KiB super-frames.
+const SNDBUF: libc::c_int = 4 << 20;
 
 /// One worker's AF_PACKET socket on one interface.
 pub struct AfPacket {
@@ -59,7 +62,7 @@ pub struct AfPacket {
     tx_dropped: u64,
     kernel_drops: u64,
     kernel_freezes: u64,
-    complete_csum: bool,
+    mode: RxMode,
     ifname: String,
     ifindex: u32,
     _arena_map: Mapping,
@@ -89,6 +92,12 @@ impl AfPacket {
         .map_err(os(
             "setsockopt(PACKET_VERSION, TPACKET_V3) (kernel >= 3.2 needed)",
         ))?;
+        // Before the ring exists (the kernel refuses it after): every frame
+        // then comes with, and goes out with, its virtio_net_hdr.
+        let vnet = cfg.vnet_hdr && sock.set_int(libc::PACKET_VNET_HDR, 1).is_ok();
+        // A 64 KiB super-frame holds that much send buffer until the device
+        // takes it; room for a burst of them (root may force it).
+        let _ = sock.set_sndbuf(SNDBUF);
         let frames_per_block = cfg.block_size / cfg.frame_size;
         let req = libc::tpacket_req3 {
             tp_block_size: cfg.block_size,
@@ -163,13 +172,16 @@ impl AfPacket {
                 base: arena_map.as_ptr(),
                 buf_size: cfg.buf_size as usize,
             },
-            tx: TxQueue::new(),
+            tx: TxQueue::new(vnet),
             rx: RxCounters::default(),
             tx_sent: 0,
             tx_dropped: 0,
             kernel_drops: 0,
             kernel_freezes: 0,
-            complete_csum: cfg.complete_partial_csum,
+            mode: RxMode {
+                vnet,
+                complete_csum: cfg.complete_partial_csum,
+            },
             ifname: ifname.into(),
             ifindex,
             _arena_map: arena_map,
@@ -185,6 +197,12 @@ impl AfPacket {
 
     pub fn ifindex(&self) -> u32 {
         self.ifindex
+    }
+
+    /// Whether frames carry their offload state (PACKET_VNET_HDR took):
+    /// GSO super-frames and partial checksums then pass whole.
+    pub fn vnet_hdr(&self) -> bool {
+        self.mode.vnet
     }
 
     /// Sleeps until the ring may have a block ready, at most `timeout_ms`:
@@ -215,6 +233,8 @@ impl AfPacket {
             rx_csum_unfixed: self.rx.csum_unfixed,
             rx_outgoing_skipped: self.rx.outgoing_skipped,
             rx_ring_errors: self.rx.ring_errors,
+            rx_gso: self.rx.gso,
+            rx_offload_skipped: self.rx.offload_skipped,
             tx_sent: self.tx_sent,
             tx_dropped: self.tx_dropped,
         }
@@ -231,7 +251,7 @@ impl PacketIo for AfPacket {
             &self.arena,
             batch,
             max,
-            self.complete_csum,
+            self.mode,
             &mut self.rx,
         )
     }
@@ -253,12 +273,16 @@ impl PacketIo for AfPacket {
         "af_packet"
     }
 
+    fn max_frame(&self) -> usize {
+        self.arena.buf_size
+    }
+
     fn io_stats(&mut self) -> IoStats {
         let s = self.stats();
         IoStats {
             rx_ring_drops: s.rx_kernel_drops,
             rx_fill_empty: 0,
-            rx_skipped: s.rx_oversize + s.rx_ring_errors,
+            rx_skipped: s.rx_oversize + s.rx_ring_errors + s.rx_offload_skipped,
             rx_csum_unfixed: s.rx_csum_unfixed,
         }
     }

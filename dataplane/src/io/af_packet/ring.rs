@@ -11,6 +11,8 @@
 use std::mem::{offset_of, size_of};
 use std::sync::atomic::{AtomicU32, Ordering};
 
+use crate::io::offload::VNET_HDR_LEN;
+
 /// Offset of `block_status` inside a block descriptor.
 const BLOCK_STATUS: usize =
     offset_of!(libc::tpacket_block_desc, hdr) + offset_of!(libc::tpacket_hdr_v1, block_status);
@@ -36,6 +38,9 @@ pub(crate) struct RxFrame {
     pub status: u32,
     /// `sll_pkttype` (PACKET_HOST, PACKET_OUTGOING, ...).
     pub pkttype: u8,
+    /// The `virtio_net_hdr` the kernel writes right before the frame on a
+    /// socket with PACKET_VNET_HDR (zeroes where there is no room for one).
+    pub vnet: [u8; VNET_HDR_LEN],
 }
 
 pub(crate) struct RxRing {
@@ -148,6 +153,19 @@ impl RxRing {
         if off + mac + snaplen as usize > self.block_size {
             return None;
         }
+        let mut vnet = [0u8; VNET_HDR_LEN];
+        if mac >= PKT_META + VNET_HDR_LEN {
+            // SAFETY: off + mac - VNET_HDR_LEN .. off + mac lies after this
+            // packet's metadata and before its frame, inside the block
+            // (checked above); the block is ours.
+            unsafe {
+                std::ptr::copy_nonoverlapping(
+                    self.block().add(off + mac - VNET_HDR_LEN),
+                    vnet.as_mut_ptr(),
+                    VNET_HDR_LEN,
+                )
+            };
+        }
         Some(RxFrame {
             // SAFETY: bounds checked just above.
             data: unsafe { self.block().add(off + mac) },
@@ -155,6 +173,7 @@ impl RxRing {
             wire_len,
             status,
             pkttype,
+            vnet,
         })
     }
 
@@ -198,6 +217,8 @@ pub(crate) mod tests {
         pub wire_len: u32,
         pub status: u32,
         pub pkttype: u8,
+        /// The vnet header written before the frame.
+        pub vnet: [u8; VNET_HDR_LEN],
     }
 
     impl<'a> Pkt<'a> {
@@ -207,6 +228,7 @@ pub(crate) mod tests {
                 wire_len: bytes.len() as u32,
                 status: libc::TP_STATUS_USER,
                 pkttype: libc::PACKET_HOST,
+                vnet: [0; VNET_HDR_LEN],
             }
         }
     }
@@ -238,7 +260,9 @@ pub(crate) mod tests {
 
         /// Writes packets into `block` and hands it to "user space".
         pub(crate) fn fill(&mut self, block: usize, pkts: &[Pkt]) {
-            let mac = PKT_META as u16 + 2;
+            // Room for a vnet header between the metadata and the frame,
+            // as the kernel leaves on a PACKET_VNET_HDR socket.
+            let mac = (PKT_META + 2 + VNET_HDR_LEN) as u16;
             let mem = &mut self.bytes()[block * BS..][..BS];
             mem.fill(0);
             let put32 =
@@ -272,6 +296,7 @@ pub(crate) mod tests {
                 let m = off + offset_of!(libc::tpacket3_hdr, tp_mac);
                 mem[m..m + 2].copy_from_slice(&mac.to_ne_bytes());
                 mem[off + SLL + offset_of!(libc::sockaddr_ll, sll_pkttype)] = p.pkttype;
+                mem[off + mac as usize - VNET_HDR_LEN..][..VNET_HDR_LEN].copy_from_slice(&p.vnet);
                 mem[off + mac as usize..][..p.bytes.len()].copy_from_slice(p.bytes);
                 off += size;
             }

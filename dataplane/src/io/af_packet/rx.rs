@@ -5,7 +5,7 @@
 use super::csum;
 use super::ring::RxRing;
 use super::stats::RxCounters;
-use crate::io::{Batch, FrameDesc, MAX_BURST};
+use crate::io::{Batch, FrameDesc, OffloadMeta, MAX_BURST};
 
 /// [`FrameDesc::tag`] bit: the frame's L4 checksum is partial (pseudo-header
 /// only) and could not be completed, or completion is turned off. Such a
@@ -27,14 +27,26 @@ impl Arena {
     }
 }
 
+/// How a socket's frames arrive.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct RxMode {
+    /// PACKET_VNET_HDR is on: each frame has its offload state, which
+    /// travels with it ([`csum::rx_offload`]).
+    pub vnet: bool,
+    /// Without a vnet header: complete partial checksums on rx (else tag
+    /// them [`TAG_CSUM_PARTIAL`]).
+    pub complete_csum: bool,
+}
+
 /// Fills `batch` with up to `max` frames from `ring`. Outgoing and
-/// oversize packets are consumed and counted, not returned.
+/// oversize packets, and frames whose offload state cannot be carried,
+/// are consumed and counted, not returned.
 pub(crate) fn fill_batch(
     ring: &mut RxRing,
     arena: &Arena,
     batch: &mut Batch,
     max: usize,
-    complete_csum: bool,
+    mode: RxMode,
     c: &mut RxCounters,
 ) -> usize {
     // SAFETY: the arena mapping lives as long as its backend and is only
@@ -57,9 +69,8 @@ pub(crate) fn fill_batch(
         }
         let csum_partial = f.status & libc::TP_STATUS_CSUMNOTREADY != 0;
         if f.snaplen as usize > arena.buf_size || f.snaplen < f.wire_len {
-            // GRO/LRO/GSO super-frames (up to 64 KiB, usually also partial
-            // checksum) or jumbo frames: the pipeline cannot rewrite them into
-            // a wire-sized buffer. `check_host` tells how to turn them off.
+            // Larger than a buffer (sized for 64 KiB GSO super-frames, so
+            // only BIG TCP beyond that) or cut short by the ring.
             c.oversize += 1;
             if csum_partial {
                 c.csum_partial += 1;
@@ -78,11 +89,24 @@ pub(crate) fn fill_batch(
             std::ptr::copy_nonoverlapping(f.data, arena.base.add(off), len);
             std::slice::from_raw_parts_mut(arena.base.add(off), len)
         };
+        let vnet = f.vnet;
         ring.advance();
         let mut tag = 0;
-        if csum_partial {
+        let mut offload = OffloadMeta::NONE;
+        if mode.vnet {
+            let m = OffloadMeta::from_vnet_hdr(&vnet);
+            match csum::rx_offload(buf, m) {
+                Some(kept) => offload = kept,
+                None => {
+                    c.offload_skipped += 1;
+                    continue;
+                }
+            }
+            c.gso += u64::from(offload.is_gso());
+            c.csum_partial += u64::from(offload.csum_partial());
+        } else if csum_partial {
             c.csum_partial += 1;
-            if !(complete_csum && csum::complete_partial(buf)) {
+            if !(mode.complete_csum && csum::complete_partial(buf)) {
                 c.csum_unfixed += 1;
                 tag |= TAG_CSUM_PARTIAL;
             }
@@ -92,7 +116,7 @@ pub(crate) fn fill_batch(
             len: len as u32,
             cap: arena.buf_size as u32,
             tag,
-            offload: Default::default(),
+            offload,
         });
         debug_assert!(pushed, "arena slot outside the batch region");
         c.packets += 1;
@@ -107,6 +131,11 @@ mod tests {
     use super::super::ring::tests::{FakeRing, Pkt};
     use super::*;
     use crate::io::af_packet::csum::tests::partial_udp_v4;
+
+    const LEGACY: RxMode = RxMode {
+        vnet: false,
+        complete_csum: true,
+    };
 
     fn arena(buf: usize) -> (Mapping, Arena) {
         let m = Mapping::anonymous(buf * MAX_BURST).unwrap();
@@ -127,7 +156,7 @@ mod tests {
         let (_m, a) = arena(256);
         let mut b = Batch::new();
         let mut c = RxCounters::default();
-        assert_eq!(fill_batch(&mut ring, &a, &mut b, 3, true, &mut c), 3);
+        assert_eq!(fill_batch(&mut ring, &a, &mut b, 3, LEGACY, &mut c), 3);
         for (i, want) in frames.iter().enumerate().take(3) {
             assert_eq!(b.frame(i), &want[..]);
             assert_eq!(b.descs()[i].offset, (i * 256) as u64);
@@ -135,10 +164,10 @@ mod tests {
         }
         // Rewriting a copy must not touch the ring (the kernel's packet).
         b.frame_mut(0)[0] = 0xaa;
-        assert_eq!(fill_batch(&mut ring, &a, &mut b, 3, true, &mut c), 2);
+        assert_eq!(fill_batch(&mut ring, &a, &mut b, 3, LEGACY, &mut c), 2);
         assert_eq!(b.frame(0), &frames[3][..]);
         assert_eq!(b.frame(1), &frames[4][..]);
-        assert_eq!(fill_batch(&mut ring, &a, &mut b, 3, true, &mut c), 0);
+        assert_eq!(fill_batch(&mut ring, &a, &mut b, 3, LEGACY, &mut c), 0);
         assert_eq!(c.packets, 5);
         assert_eq!(fr.status(0), libc::TP_STATUS_KERNEL);
     }
@@ -159,7 +188,7 @@ mod tests {
         let (_m, a) = arena(256);
         let mut b = Batch::new();
         let mut c = RxCounters::default();
-        assert_eq!(fill_batch(&mut ring, &a, &mut b, 32, true, &mut c), 1);
+        assert_eq!(fill_batch(&mut ring, &a, &mut b, 32, LEGACY, &mut c), 1);
         assert_eq!(b.frame(0), &small[..]);
         assert_eq!(c.outgoing_skipped, 1);
         assert_eq!(c.oversize, 3);
@@ -182,7 +211,7 @@ mod tests {
         let (_m, a) = arena(2048);
         let mut b = Batch::new();
         let mut c = RxCounters::default();
-        assert_eq!(fill_batch(&mut ring, &a, &mut b, 32, true, &mut c), 2);
+        assert_eq!(fill_batch(&mut ring, &a, &mut b, 32, LEGACY, &mut c), 2);
         let mut want = good.clone();
         assert!(csum::complete_partial(&mut want));
         assert_ne!(want, good);
@@ -203,6 +232,7 @@ mod tests {
                 wire_len: 64,
                 status: libc::TP_STATUS_USER,
                 pkttype: libc::PACKET_OUTGOING,
+                vnet: [0; crate::io::offload::VNET_HDR_LEN],
             })
             .collect();
         for blk in 0..64 {
@@ -212,7 +242,7 @@ mod tests {
         let (_m, a) = arena(256);
         let mut b = Batch::new();
         let mut c = RxCounters::default();
-        assert_eq!(fill_batch(&mut ring, &a, &mut b, 32, true, &mut c), 0);
+        assert_eq!(fill_batch(&mut ring, &a, &mut b, 32, LEGACY, &mut c), 0);
         assert_eq!(c.outgoing_skipped, 4 * MAX_BURST as u64);
     }
 }

@@ -79,6 +79,28 @@ impl PacketSocket {
         self.set(opt, &v)
     }
 
+    /// SO_SNDBUFFORCE (root), else SO_SNDBUF (capped by wmem_max).
+    pub(crate) fn set_sndbuf(&self, bytes: libc::c_int) -> io::Result<()> {
+        let set = |opt| {
+            // SAFETY: setsockopt reads one int of the size given.
+            let r = unsafe {
+                libc::setsockopt(
+                    self.raw(),
+                    libc::SOL_SOCKET,
+                    opt,
+                    (&bytes as *const libc::c_int).cast(),
+                    size_of::<libc::c_int>() as libc::socklen_t,
+                )
+            };
+            if r == 0 {
+                Ok(())
+            } else {
+                Err(io::Error::last_os_error())
+            }
+        };
+        set(libc::SO_SNDBUFFORCE).or_else(|_| set(libc::SO_SNDBUF))
+    }
+
     /// Receives every protocol on `ifindex` only.
     pub(crate) fn bind(&self, ifindex: u32) -> io::Result<()> {
         // SAFETY: sockaddr_ll is plain data; all-zero is a valid start.

@@ -10,6 +10,10 @@ pub(crate) struct RxCounters {
     pub csum_unfixed: u64,
     pub outgoing_skipped: u64,
     pub ring_errors: u64,
+    /// GSO super-frames received whole (vnet header).
+    pub gso: u64,
+    /// Frames skipped because their offload state cannot be carried.
+    pub offload_skipped: u64,
 }
 
 /// What one socket has done since it was opened.
@@ -37,6 +41,11 @@ pub struct AfPacketStats {
     pub rx_outgoing_skipped: u64,
     /// Ring blocks released early because their offsets were inconsistent.
     pub rx_ring_errors: u64,
+    /// GSO super-frames received and forwarded whole (PACKET_VNET_HDR).
+    pub rx_gso: u64,
+    /// Frames skipped because their offload state could not be carried
+    /// (GSO of a tunnel or SCTP, offsets that do not match the headers).
+    pub rx_offload_skipped: u64,
     /// Frames the kernel accepted for transmission.
     pub tx_sent: u64,
     /// Frames with a Tx verdict that could not be sent (after one retry),

@@ -38,6 +38,14 @@ pub struct AfXdpConfig {
     pub force_copy: bool,
 }
 
+impl AfXdpConfig {
+    /// The largest frame one UMEM frame holds after the headroom.
+    pub fn max_frame(&self) -> u32 {
+        self.frame_size
+            .saturating_sub(XDP_PACKET_HEADROOM + self.headroom)
+    }
+}
+
 impl Default for AfXdpConfig {
     fn default() -> Self {
         AfXdpConfig {
@@ -593,6 +601,15 @@ impl PacketIo for AfXdp {
 
     fn kind(&self) -> &'static str {
         "af_xdp"
+    }
+
+    /// A UMEM frame after XDP's headroom: what rx can fill (the caller's
+    /// extra headroom, 0 by default, is not subtracted: an upper bound).
+    fn max_frame(&self) -> usize {
+        self.frames
+            .umem
+            .room_after(0)
+            .saturating_sub(XDP_PACKET_HEADROOM) as usize
     }
 
     /// From XDP_STATISTICS; a socket whose statistics cannot be read

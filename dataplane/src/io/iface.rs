@@ -1,0 +1,218 @@
+//! What an interface's settings mean for each I/O mode: MTU, offloads,
+//! driver (veth or not), read once when `vipgate run` starts and printed as
+//! one line per interface, the way XDP load balancers document what they
+//! need from the NIC.
+//!
+//! On a veth the settings that decide what arrives are the *peer's* (its
+//! tx checksum offload leaves partial checksums, its TSO/GSO sends 64 KiB
+//! super-frames), and the peer usually sits in a pod's namespace where the
+//! gateway cannot read or change them: the line says what follows from
+//! either choice instead.
+
+use super::af_packet::{driver, mtu, offload, Offload};
+
+/// Ethernet header plus two VLAN tags: what a frame adds to the MTU.
+pub const L2_OVERHEAD: u32 = 14 + 2 * 4;
+
+/// Largest MTU at which veth takes an XDP program that does not handle
+/// multi-buffer frames: a page minus XDP's 256-byte headroom, minus the
+/// kernel's `skb_shared_info` (320 bytes), minus the Ethernet header
+/// (veth_xdp_set: "Peer MTU is too large to set XDP"). Most NIC drivers
+/// have a limit of the same shape.
+pub const VETH_XDP_MAX_MTU: u32 = 4096 - 256 - 320 - 14;
+
+/// The I/O mode a line is about.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Mode {
+    AfXdp {
+        /// Largest frame an AF_XDP UMEM frame holds.
+        max_frame: u32,
+    },
+    AfPacket {
+        /// PACKET_VNET_HDR in use: offload state carried.
+        vnet: bool,
+        /// Arena buffer size.
+        max_frame: u32,
+    },
+}
+
+/// An interface's facts (None: could not be read).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Facts {
+    pub name: String,
+    pub driver: Option<String>,
+    pub mtu: Option<u32>,
+    pub gro: Option<bool>,
+    pub lro: Option<bool>,
+    pub tso: Option<bool>,
+    pub tx_csum: Option<bool>,
+}
+
+impl Facts {
+    /// Reads `ifname`'s facts in the caller's network namespace.
+    pub fn read(ifname: &str) -> Facts {
+        let on = |o| offload(ifname, o).ok();
+        Facts {
+            name: ifname.to_string(),
+            driver: driver(ifname).ok(),
+            mtu: mtu(ifname).ok(),
+            gro: on(Offload::Gro),
+            lro: on(Offload::Lro),
+            tso: on(Offload::Tso),
+            tx_csum: on(Offload::TxChecksum),
+        }
+    }
+
+    pub fn is_veth(&self) -> bool {
+        self.driver.as_deref() == Some("veth")
+    }
+
+    /// Why AF_XDP cannot run at this interface's MTU, if it cannot: one
+    /// line naming the limit and the ways out.
+    pub fn xdp_mtu_error(&self, max_frame: u32) -> Option<String> {
+        let mtu = self.mtu?;
+        let frame_limit = max_frame.saturating_sub(L2_OVERHEAD);
+        let (limit, why) = if self.is_veth() && VETH_XDP_MAX_MTU < frame_limit {
+            (
+                VETH_XDP_MAX_MTU,
+                "veth takes XDP up to that without multi-buffer",
+            )
+        } else {
+            (frame_limit, "a frame must fit one AF_XDP UMEM frame")
+        };
+        (mtu > limit).then(|| {
+            format!(
+                "MTU {mtu} of {} is above the AF_XDP limit of {limit} ({why}); \
+                 lower it (`ip link set dev {} mtu {limit}`) or use --io af-packet, \
+                 which takes frames up to 64 KiB",
+                self.name, self.name
+            )
+        })
+    }
+
+    /// The start-up line about this interface in `mode`.
+    pub fn describe(&self, mode: Mode) -> String {
+        let flag = |v: Option<bool>| match v {
+            Some(true) => "on",
+            Some(false) => "off",
+            None => "?",
+        };
+        let mtu = self.mtu.map_or("?".to_string(), |m| m.to_string());
+        let kind = match &self.driver {
+            Some(d) if d == "veth" => "veth".to_string(),
+            Some(d) => format!("driver {d}"),
+            None => "driver ?".to_string(),
+        };
+        let mut s = format!(
+            "{}: {kind}, MTU {mtu}, GRO {}, LRO {}, TSO {}, tx-csum {}; ",
+            self.name,
+            flag(self.gro),
+            flag(self.lro),
+            flag(self.tso),
+            flag(self.tx_csum)
+        );
+        let peer = if self.is_veth() {
+            "the veth peer's sender (often in another namespace, not visible from here) decides \
+             what arrives"
+        } else {
+            "frames arrive as the wire carries them"
+        };
+        match mode {
+            Mode::AfXdp { max_frame } => {
+                s.push_str(&format!(
+                    "af_xdp: frames up to {max_frame} bytes, one wire frame each (XDP runs \
+                     before GRO, and attaching it turns GSO off on a veth peer); {peer}: \
+                     partial checksums from its tx offload are completed"
+                ));
+                if let Some(e) = self.xdp_mtu_error(max_frame) {
+                    s.push_str(&format!("; {e}"));
+                }
+            }
+            Mode::AfPacket { vnet: true, .. } => s.push_str(&format!(
+                "af_packet with vnet headers: {peer}; GSO/GRO super-frames (to 64 KiB) are \
+                 NATed once and sent on whole, partial checksums stay partial for the \
+                 receiver or NIC to finish"
+            )),
+            Mode::AfPacket {
+                vnet: false,
+                max_frame,
+            } => {
+                s.push_str(&format!(
+                    "af_packet without vnet headers (the kernel refused PACKET_VNET_HDR): \
+                     frames up to {max_frame} bytes, partial checksums are completed on rx"
+                ));
+                if self.gro == Some(true) || self.lro == Some(true) {
+                    s.push_str(&format!(
+                        "; merged frames above that are skipped: `ethtool -K {} gro off lro off`",
+                        self.name
+                    ));
+                }
+            }
+        }
+        s
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn veth(mtu: u32) -> Facts {
+        Facts {
+            name: "gwc".into(),
+            driver: Some("veth".into()),
+            mtu: Some(mtu),
+            gro: Some(true),
+            lro: Some(false),
+            tso: Some(true),
+            tx_csum: Some(true),
+        }
+    }
+
+    #[test]
+    fn xdp_mtu_limit_names_the_limit_and_the_way_out() {
+        assert_eq!(veth(1500).xdp_mtu_error(3840), None);
+        assert_eq!(veth(VETH_XDP_MAX_MTU).xdp_mtu_error(3840), None);
+        let e = veth(9000).xdp_mtu_error(3840).unwrap();
+        assert!(e.contains("MTU 9000 of gwc") && e.contains("3506"), "{e}");
+        assert!(e.contains("--io af-packet"), "{e}");
+        assert!(!e.contains('\n'), "one line: {e}");
+        // Another driver: the UMEM frame is the limit.
+        let nic = Facts {
+            driver: Some("mlx5_core".into()),
+            ..veth(4000)
+        };
+        let e = nic.xdp_mtu_error(3840).unwrap();
+        assert!(e.contains(&(3840 - L2_OVERHEAD).to_string()), "{e}");
+    }
+
+    #[test]
+    fn each_mode_says_what_the_settings_imply() {
+        let f = veth(1500);
+        let x = f.describe(Mode::AfXdp { max_frame: 3840 });
+        assert!(x.starts_with("gwc: veth, MTU 1500, GRO on, LRO off, TSO on, tx-csum on; af_xdp"));
+        assert!(x.contains("completed") && x.contains("peer"), "{x}");
+        let p = f.describe(Mode::AfPacket {
+            vnet: true,
+            max_frame: 65792,
+        });
+        assert!(p.contains("sent on whole"), "{p}");
+        let old = f.describe(Mode::AfPacket {
+            vnet: false,
+            max_frame: 65792,
+        });
+        assert!(old.contains("gro off"), "{old}");
+        let big = veth(9000).describe(Mode::AfXdp { max_frame: 3840 });
+        assert!(big.contains("above the AF_XDP limit"), "{big}");
+        for l in [x, p, old, big] {
+            assert!(!l.contains('\n'));
+        }
+    }
+
+    #[test]
+    fn reads_loopback() {
+        let f = Facts::read("lo");
+        assert_eq!(f.mtu, Some(65536));
+        assert!(f.describe(Mode::AfXdp { max_frame: 3840 }).contains("lo:"));
+    }
+}

@@ -1,0 +1,76 @@
+//! MTU 9000 on every veth. AF_PACKET carries the whole scenario (requests,
+//! bulk transfers checked byte for byte, tshark-checked frames) with
+//! offloads off, where frames really are 9,014 bytes on the wire, and with
+//! default offloads. AF_XDP without multi-buffer cannot take such frames:
+//! `--io af-xdp` must refuse in one line naming the limit, and `--io auto`
+//! must say so and fall back to AF_PACKET. Root only (loud skip).
+
+mod common {
+    #[allow(dead_code)]
+    pub mod bulk;
+    #[allow(dead_code)]
+    pub mod capture;
+    #[allow(dead_code)]
+    pub mod lab_test;
+}
+
+use bench::lab::{Lab, LabSpec, Offloads, GW_BACKEND_IF, GW_CLIENT_IF};
+use common::lab_test::{is_root, Gateway};
+
+const JUMBO: u32 = 9000;
+
+#[test]
+fn af_packet_carries_jumbo_frames() {
+    common::lab_test::scenario_in("af-packet", Offloads::Off, JUMBO);
+}
+
+#[test]
+fn af_packet_carries_jumbo_lab_with_default_offloads() {
+    common::lab_test::scenario_in("af-packet", Offloads::Default, JUMBO);
+}
+
+#[test]
+fn af_xdp_refuses_a_jumbo_mtu_in_one_line_and_auto_falls_back() {
+    if !is_root() {
+        eprintln!("\n*** SKIPPED: needs root (network namespaces, AF_XDP) ***\n");
+        return;
+    }
+    let lab = Lab::up(LabSpec {
+        backends: 1,
+        ipv6: false,
+        mtu: JUMBO,
+        ..Default::default()
+    })
+    .expect("lab up");
+    let yaml = std::env::temp_dir().join(format!("{}-jumbo.yaml", lab.gw));
+    std::fs::write(&yaml, "apiVersion: v1\nkind: List\nitems: []\n").unwrap();
+    let ifaces = format!("{GW_CLIENT_IF},{GW_BACKEND_IF}");
+    let out = Lab::command(&lab.gw, env!("CARGO_BIN_EXE_vipgate"))
+        .args(["run", "--iface", &ifaces, "--io", "af-xdp"])
+        .args(["--services", &yaml.to_string_lossy()])
+        .args(["--admin-addr", "127.0.0.1:0"])
+        .output()
+        .expect("run vipgate");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    eprintln!("vipgate --io af-xdp said: {stderr}");
+    assert!(!out.status.success(), "AF_XDP at MTU 9000 must fail");
+    let errors: Vec<&str> = stderr.lines().filter(|l| l.contains("error")).collect();
+    assert_eq!(errors.len(), 1, "one error line: {stderr}");
+    assert!(
+        errors[0].contains("MTU 9000 of gwc") && errors[0].contains("limit of 3506"),
+        "{stderr}"
+    );
+    let links = bench::lab::ip(&["-n", &lab.gw, "-d", "link", "show"]).unwrap();
+    assert!(!links.contains("xdp"), "XDP left attached:\n{links}");
+
+    let yaml_s = yaml.to_string_lossy().to_string();
+    let gw = Gateway::spawn(
+        &lab,
+        &["--iface", &ifaces, "--io", "auto", "--services", &yaml_s],
+    );
+    let (ok, stdout) = gw.terminate();
+    assert!(ok, "{stdout}");
+    assert!(stdout.contains("via af_packet"), "auto fell back: {stdout}");
+    let _ = std::fs::remove_file(&yaml);
+    drop(lab);
+}
