@@ -53,8 +53,9 @@ fn iptables_order(n: usize) -> Vec<usize> {
     v
 }
 
+/// kube-proxy's `namespace/name:port` (the port is named like its protocol).
 fn svc_port_name(s: &LabService) -> String {
-    format!("lab/{}:udp", s.name)
+    format!("lab/{}:{}", s.name, s.proto.lower())
 }
 
 /// iptables-restore input for the nat table (replaces the whole table).
@@ -86,17 +87,18 @@ pub fn iptables_rules(svcs: &[LabService]) -> String {
     for &i in &iptables_order(svcs.len()) {
         let s = &svcs[i];
         let spn = svc_port_name(s);
-        let svc_chain = format!("KUBE-SVC-{}", hash32(&format!("{spn}udp"), 16));
+        let p = s.proto.lower();
+        let svc_chain = format!("KUBE-SVC-{}", hash32(&format!("{spn}{p}"), 16));
         let _ = writeln!(chains, ":{svc_chain} - [0:0]");
         let _ = writeln!(
             services,
-            "-A KUBE-SERVICES -d {}/32 -p udp -m comment --comment \"{spn} cluster IP\" -m udp --dport {SERVICE_PORT} -j {svc_chain}",
+            "-A KUBE-SERVICES -d {}/32 -p {p} -m comment --comment \"{spn} cluster IP\" -m {p} --dport {SERVICE_PORT} -j {svc_chain}",
             s.vip
         );
         let k = s.backends.len();
         for (j, b) in s.backends.iter().enumerate() {
             let ep = format!("{b}:{TARGET_PORT}");
-            let sep = format!("KUBE-SEP-{}", hash32(&format!("{spn}udp{ep}"), 16));
+            let sep = format!("KUBE-SEP-{}", hash32(&format!("{spn}{p}{ep}"), 16));
             let _ = writeln!(chains, ":{sep} - [0:0]");
             // kube-proxy: endpoint j of k is taken with probability
             // 1/(k-j) among those left; the last one unconditionally.
@@ -115,7 +117,7 @@ pub fn iptables_rules(svcs: &[LabService]) -> String {
             let _ = writeln!(
                 rules,
                 "-A {sep} -s {b}/32 -m comment --comment \"{spn}\" -j KUBE-MARK-MASQ\n\
-                 -A {sep} -p udp -m comment --comment \"{spn}\" -m udp -j DNAT --to-destination {ep}"
+                 -A {sep} -p {p} -m comment --comment \"{spn}\" -m {p} -j DNAT --to-destination {ep}"
             );
         }
     }
@@ -145,16 +147,17 @@ pub fn nft_rules(svcs: &[LabService]) -> String {
     );
     let mut elements = Vec::with_capacity(svcs.len());
     for svc in svcs {
-        let tail = format!("lab/{}/udp/udp", svc.name);
+        let p = svc.proto.lower();
+        let tail = format!("lab/{}/{p}/{p}", svc.name);
         let chain = format!("service-{}-{tail}", hash32(&tail, 8));
-        elements.push(format!("{} . udp . {SERVICE_PORT} : goto {chain}", svc.vip));
+        elements.push(format!("{} . {p} . {SERVICE_PORT} : goto {chain}", svc.vip));
         let mut eps = Vec::with_capacity(svc.backends.len());
         for (j, b) in svc.backends.iter().enumerate() {
             let ep_tail = format!("{tail}__{b}/{TARGET_PORT}");
             let ep_chain = format!("endpoint-{}-{ep_tail}", hash32(&ep_tail, 8));
             let _ = writeln!(
                 s,
-                "  chain {ep_chain} {{\n    ip saddr {b} jump mark-for-masquerade\n    meta l4proto udp dnat to {b}:{TARGET_PORT}\n  }}"
+                "  chain {ep_chain} {{\n    ip saddr {b} jump mark-for-masquerade\n    meta l4proto {p} dnat to {b}:{TARGET_PORT}\n  }}"
             );
             eps.push(format!("{j} : goto {ep_chain}"));
         }
@@ -330,6 +333,20 @@ mod tests {
             assert_eq!(r.matches(&format!("chain {name} {{")).count(), 1, "{name}");
         }
         assert_eq!(r.matches('{').count(), r.matches('}').count());
+    }
+
+    #[test]
+    fn tcp_services_get_tcp_rules_in_both_modes() {
+        use super::super::services::{services_of, Proto};
+        let s = services_of(Proto::Tcp, 2, &[Ipv4Addr::new(198, 18, 1, 10)]).unwrap();
+        let n = nft_rules(&s);
+        assert_eq!(n.matches(" . tcp . 80 : goto service-").count(), 2);
+        assert_eq!(n.matches("meta l4proto tcp dnat to").count(), 2);
+        assert!(!n.contains("udp"), "{n}");
+        let i = iptables_rules(&s);
+        assert_eq!(i.matches("-p tcp -m comment").count(), 4);
+        assert_eq!(i.matches("-m tcp --dport 80").count(), 2);
+        assert!(!i.contains("udp"), "{i}");
     }
 
     #[test]
