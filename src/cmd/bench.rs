@@ -27,7 +27,8 @@ enum BenchCommand {
     /// traffic mixes, table sizes and worker counts; write a report.
     Replay(ReplayBenchArgs),
     /// kube-proxy's iptables and nftables paths against vipgate in a veth
-    /// lab: forwarded pps, loss and latency per service count (root).
+    /// lab: forwarded pps, loss and latency per service count, or iperf3
+    /// bulk TCP in Gbit/s with --traffic tcp (root).
     Lab(super::bench_lab::LabBenchArgs),
     /// `vipgate send --topspeed` (AF_PACKET, AF_XDP) against `tcpreplay
     /// --topspeed` on one veth pair with one capture (root).

@@ -98,6 +98,11 @@ impl Gateway {
         ))
     }
 
+    /// The `vipgate run` process (`ip netns exec` execs it in place).
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     fn take_stderr(&mut self) -> String {
         let _ = self.child.kill();
         let _ = self.child.wait();

@@ -71,7 +71,7 @@ pub fn run_path(path: PathKind, traffic: Traffic, cfg: &LabBenchConfig) -> Vec<C
 }
 
 /// What runs the gateway for one cell; dropping it tears that down.
-enum Setup {
+pub(super) enum Setup {
     Kernel,
     Vipgate(Gateway),
 }
@@ -83,6 +83,9 @@ fn measure_cell(
     cfg: &LabBenchConfig,
     cell: &mut Cell,
 ) -> Result<(), String> {
+    if traffic == Traffic::Tcp {
+        return Err("tcp is measured by labbench::tcp, not with UDP blasts".into());
+    }
     let lab = Lab::up(LabSpec {
         backends: cfg.backends,
         ipv6: false,
@@ -117,6 +120,7 @@ fn measure_cell(
                     .push(one_run(&lab, &cap, cfg.duration, cfg.max_packets())?);
             }
         }
+        Traffic::Tcp => unreachable!("refused above"),
         Traffic::NewFlows => {
             if !path.is_vipgate() {
                 raise_conntrack_max(&lab.gw);
@@ -163,7 +167,9 @@ fn measure_cell(
     Ok(())
 }
 
-fn configure(
+/// Makes `lab`'s gateway carry `svcs` the way `path` does: kernel rules
+/// with forwarding on, or a `vipgate run` loaded with them.
+pub(super) fn configure(
     path: PathKind,
     lab: &Lab,
     svcs: &[LabService],

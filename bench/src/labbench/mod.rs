@@ -2,13 +2,16 @@
 //! rules, its nftables rules, and vipgate (AF_PACKET, AF_XDP) in the
 //! gateway of a veth lab, measured in one run with the same traffic:
 //! forwarded packets per second and loss under a top-speed UDP blast,
-//! and round-trip latency at a moderate request rate.
+//! and round-trip latency at a moderate request rate; or (`tcp`) bulk TCP
+//! with iperf3 in Gbit/s, per stream count and lab offload setting.
 //!
 //! Each path gets a fresh lab (so no conntrack entry or rule of one path
 //! serves another); service counts are applied to the path's lab in turn.
 
 /// `vipgate run` in the gateway namespace.
 pub mod gateway;
+/// iperf3 client and server processes, bounded, and their JSON reports.
+pub mod iperf;
 /// Loading kube-proxy-shaped iptables and nftables rules.
 pub mod kernel_paths;
 /// One path across service counts: setup, blasts, latency probes.
@@ -17,6 +20,10 @@ pub mod measure;
 pub mod report;
 /// The benchmark's Services and their YAML.
 pub mod services;
+/// `--traffic tcp`: iperf3 through each path, offloads x streams.
+pub mod tcp;
+/// The tcp mode's tables and plots.
+pub mod tcp_report;
 /// Blast, echo servers, latency probe, veth counters.
 pub mod traffic;
 
@@ -24,6 +31,7 @@ use std::path::PathBuf;
 
 use serde::Serialize;
 
+use crate::lab::Offloads;
 use crate::matrix::median;
 use traffic::Latency;
 
@@ -74,7 +82,7 @@ impl Serialize for PathKind {
     }
 }
 
-/// What the blast's packets are to conntrack.
+/// What the blast's packets are to conntrack, or bulk TCP instead of a blast.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Traffic {
     /// A few hundred flows over and over: after its first packet a flow
@@ -84,15 +92,18 @@ pub enum Traffic {
     /// rotate), so every packet walks the Service rules (iptables: linear
     /// in services) and creates a conntrack entry (vipgate: a flow).
     NewFlows,
+    /// iperf3 bulk TCP through one TCP Service (see [`tcp`]).
+    Tcp,
 }
 
 impl Traffic {
-    pub const ALL: [Traffic; 2] = [Traffic::Established, Traffic::NewFlows];
+    pub const ALL: [Traffic; 3] = [Traffic::Established, Traffic::NewFlows, Traffic::Tcp];
 
     pub fn name(self) -> &'static str {
         match self {
             Traffic::Established => "established",
             Traffic::NewFlows => "new-flows",
+            Traffic::Tcp => "tcp",
         }
     }
 
@@ -100,7 +111,7 @@ impl Traffic {
         Traffic::ALL
             .into_iter()
             .find(|t| t.name() == s || t.name().replace('-', "_") == s)
-            .ok_or_else(|| format!("unknown traffic {s:?}; one of established, new-flows"))
+            .ok_or_else(|| format!("unknown traffic {s:?}; one of established, new-flows, tcp"))
     }
 }
 
@@ -128,6 +139,10 @@ pub struct LabBenchConfig {
     /// Latency probe: requests per second, and seconds per probe.
     pub latency_rate: f64,
     pub latency_seconds: f64,
+    /// tcp: iperf3 parallel streams (`-P`) per test, and the lab offload
+    /// settings measured.
+    pub streams: Vec<u32>,
+    pub offloads: Vec<Offloads>,
     /// The `vipgate` binary run in the gateway.
     pub vipgate_bin: PathBuf,
     /// Where services files for vipgate are written.
@@ -216,12 +231,26 @@ impl Cell {
     }
 }
 
-/// Runs every path over every service count. A path that fails is
-/// recorded in its cells and the next path still runs.
-pub fn run(cfg: &LabBenchConfig) -> Vec<Cell> {
+/// What a run measured: the UDP cells and the tcp ones.
+#[derive(Clone, Debug, Default)]
+pub struct Results {
+    pub cells: Vec<Cell>,
+    pub tcp: Vec<tcp::TcpCell>,
+}
+
+/// Runs every path over every service count (UDP modes), then the tcp
+/// mode if asked. A path that fails is recorded in its cells and the next
+/// path still runs.
+pub fn run(cfg: &LabBenchConfig) -> Results {
     let mut cells = Vec::new();
-    let total = cfg.paths.len() * cfg.traffic.len();
-    for &traffic in &cfg.traffic {
+    let udp: Vec<Traffic> = cfg
+        .traffic
+        .iter()
+        .copied()
+        .filter(|&t| t != Traffic::Tcp)
+        .collect();
+    let total = cfg.paths.len() * udp.len();
+    for &traffic in &udp {
         for &path in &cfg.paths {
             eprintln!(
                 "[{}/{total}] {} ({})",
@@ -232,7 +261,12 @@ pub fn run(cfg: &LabBenchConfig) -> Vec<Cell> {
             cells.extend(measure::run_path(path, traffic, cfg));
         }
     }
-    cells
+    let tcp = if cfg.traffic.contains(&Traffic::Tcp) {
+        tcp::run(cfg)
+    } else {
+        Vec::new()
+    };
+    Results { cells, tcp }
 }
 
 #[cfg(test)]
@@ -253,6 +287,7 @@ mod tests {
             assert_eq!(Traffic::parse(t.name()).unwrap(), t);
         }
         assert_eq!(Traffic::parse("new_flows").unwrap(), Traffic::NewFlows);
+        assert_eq!(Traffic::parse("tcp").unwrap(), Traffic::Tcp);
         assert!(Traffic::parse("syn").is_err());
     }
 

@@ -1,6 +1,7 @@
 //! The lab benchmark's report: `report.json` (every raw run, medians,
 //! machine, tool versions, command line), `report.md` (a table per service
-//! count with vipgate/kernel ratios) and `throughput-vs-services.svg`.
+//! count with vipgate/kernel ratios) and `throughput-vs-services.svg`; with
+//! `--traffic tcp` also its tables and plots ([`super::tcp_report`]).
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
@@ -11,7 +12,8 @@ use serde::Serialize;
 
 use crate::report::{line_chart, Machine, Series};
 
-use super::{Cell, LabBenchConfig, PathKind, Traffic};
+use super::tcp::TcpCell;
+use super::{tcp_report, Cell, LabBenchConfig, PathKind, Traffic};
 
 /// Everything the run produced.
 #[derive(Clone, Debug, Serialize)]
@@ -23,16 +25,20 @@ pub struct LabReport {
     /// iptables, nft and kernel versions.
     pub versions: BTreeMap<String, String>,
     pub config: LabBenchConfig,
+    /// UDP modes (established, new-flows).
     pub cells: Vec<Cell>,
+    /// The tcp mode.
+    pub tcp: Vec<TcpCell>,
 }
 
-/// Tool versions the kernel paths ran with.
+/// Tool versions the kernel paths and the tcp mode ran with.
 pub fn versions() -> BTreeMap<String, String> {
     let mut v = BTreeMap::new();
     for (tool, flag) in [
         ("iptables", "--version"),
         ("nft", "--version"),
         ("ip", "-V"),
+        ("iperf3", "--version"),
     ] {
         v.insert(
             tool.to_string(),
@@ -48,14 +54,20 @@ fn find<'a>(cells: &'a [Cell], traffic: &str, path: &str, services: usize) -> Op
     })
 }
 
-fn traffics(cells: &[Cell]) -> Vec<String> {
-    let mut v: Vec<String> = Vec::new();
+/// Distinct `f(cell)` values in first-seen order.
+pub(super) fn distinct<C, T: PartialEq>(cells: &[C], f: impl Fn(&C) -> T) -> Vec<T> {
+    let mut v = Vec::new();
     for c in cells {
-        if !v.contains(&c.traffic) {
-            v.push(c.traffic.clone());
+        let x = f(c);
+        if !v.contains(&x) {
+            v.push(x);
         }
     }
     v
+}
+
+fn traffics(cells: &[Cell]) -> Vec<String> {
+    distinct(cells, |c| c.traffic.clone())
 }
 
 /// `a / b` as "1.23x", or "-" when either side is missing or zero.
@@ -74,18 +86,11 @@ fn service_counts(cells: &[Cell]) -> Vec<usize> {
 }
 
 fn paths(cells: &[Cell]) -> Vec<String> {
-    let mut v: Vec<String> = Vec::new();
-    for c in cells {
-        if !v.contains(&c.path) {
-            v.push(c.path.clone());
-        }
-    }
-    v
+    distinct(cells, |c| c.path.clone())
 }
 
 pub fn to_markdown(r: &LabReport) -> String {
     let mut s = String::new();
-    let c = &r.config;
     let _ = writeln!(s, "# vipgate bench lab\n");
     let _ = writeln!(
         s,
@@ -100,6 +105,18 @@ pub fn to_markdown(r: &LabReport) -> String {
         r.versions.get("nft").map_or("nft ?", String::as_str),
     );
     let _ = writeln!(s, "Command: `{}`\n", r.command_line.join(" "));
+    if !r.cells.is_empty() {
+        udp_markdown(r, &mut s);
+    }
+    if !r.tcp.is_empty() {
+        s.push_str(&tcp_report::to_markdown(r));
+    }
+    s
+}
+
+/// The UDP modes' description, tables and plot links.
+fn udp_markdown(r: &LabReport, s: &mut String) {
+    let c = &r.config;
     let _ = writeln!(
         s,
         "Traffic: UDP from the client namespace to the first service's VIP, {} flows of 60-byte frames \
@@ -193,9 +210,8 @@ pub fn to_markdown(r: &LabReport) -> String {
     let _ = writeln!(
         s,
         "Plots: [forwarded Mpps vs services](throughput-vs-services.svg), \
-         [latency p50/p99 vs services](latency-vs-services.svg). Raw runs: report.json."
+         [latency p50/p99 vs services](latency-vs-services.svg). Raw runs: report.json.\n"
     );
-    s
 }
 
 pub fn services_plot(r: &LabReport) -> String {
@@ -270,13 +286,17 @@ pub fn latency_plot(r: &LabReport) -> String {
 pub fn write_all(r: &LabReport, dir: &Path) -> io::Result<Vec<PathBuf>> {
     std::fs::create_dir_all(dir)?;
     let json = serde_json::to_string_pretty(r).map_err(io::Error::other)?;
+    let mut files = vec![
+        ("report.json".to_string(), json),
+        ("report.md".to_string(), to_markdown(r)),
+    ];
+    if !r.cells.is_empty() {
+        files.push(("throughput-vs-services.svg".into(), services_plot(r)));
+        files.push(("latency-vs-services.svg".into(), latency_plot(r)));
+    }
+    files.extend(tcp_report::plots(r));
     let mut out = Vec::new();
-    for (name, body) in [
-        ("report.json", json),
-        ("report.md", to_markdown(r)),
-        ("throughput-vs-services.svg", services_plot(r)),
-        ("latency-vs-services.svg", latency_plot(r)),
-    ] {
+    for (name, body) in files {
         let p = dir.join(name);
         std::fs::write(&p, body)?;
         out.push(p);
@@ -285,7 +305,7 @@ pub fn write_all(r: &LabReport, dir: &Path) -> io::Result<Vec<PathBuf>> {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::super::ThroughputRun;
     use super::*;
 
@@ -301,7 +321,7 @@ mod tests {
         c
     }
 
-    fn report(cells: Vec<Cell>) -> LabReport {
+    pub(crate) fn report(cells: Vec<Cell>) -> LabReport {
         LabReport {
             vipgate_version: "0.0.0".into(),
             command_line: vec!["vipgate".into(), "bench".into(), "lab".into()],
@@ -318,11 +338,14 @@ mod tests {
                 flows: 64,
                 latency_rate: 1000.0,
                 latency_seconds: 1.0,
+                streams: vec![1, 4],
+                offloads: crate::labbench::tcp::ALL_OFFLOADS.to_vec(),
                 vipgate_bin: "vipgate".into(),
                 work_dir: "/tmp".into(),
                 quick: true,
             },
             cells,
+            tcp: Vec::new(),
         }
     }
 
