@@ -82,7 +82,7 @@ fn run_follows_the_kubernetes_api() {
     std::fs::create_dir_all(&dir).unwrap();
     let kubeconfig = server.write_kubeconfig(&dir).unwrap();
 
-    let mut child = Lab::command(&lab.gw, env!("CARGO_BIN_EXE_vipgate"))
+    let child = Lab::command(&lab.gw, env!("CARGO_BIN_EXE_vipgate"))
         .args([
             "run",
             "--iface",
@@ -99,6 +99,10 @@ fn run_follows_the_kubernetes_api() {
         .stdout(Stdio::piped())
         .spawn()
         .expect("start vipgate");
+    // Killed if the test fails before its SIGTERM: a gateway left behind
+    // busy-polls a core for as long as it lives.
+    let mut child = KillOnDrop(child);
+    let child = &mut child.0;
     let (tx, lines) = std::sync::mpsc::channel::<String>();
     let out = child.stdout.take().unwrap();
     std::thread::spawn(move || {
@@ -122,10 +126,10 @@ fn run_follows_the_kubernetes_api() {
         }
     };
     assert_eq!(first, "b0");
-    let admin: SocketAddr = lines
-        .recv_timeout(Duration::from_secs(5))
-        .ok()
-        .and_then(|l| {
+    // The running line follows the interface facts lines.
+    let admin: SocketAddr = std::iter::from_fn(|| lines.recv_timeout(Duration::from_secs(5)).ok())
+        .take(20)
+        .find_map(|l| {
             l.split("admin http://")
                 .nth(1)
                 .and_then(|a| a.trim().parse().ok())
@@ -196,4 +200,14 @@ fn run_follows_the_kubernetes_api() {
     };
     assert!(status.success(), "vipgate exit status {status}");
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// A child process killed (and reaped) when dropped.
+struct KillOnDrop(std::process::Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
 }

@@ -195,10 +195,14 @@ pub struct IoStats {
     /// AF_PACKET: frames whose offloaded (partial) checksum could not be
     /// completed; NATed ones among them are `bad_checksum_offload` drops.
     pub rx_csum_unfixed: u64,
+    /// AF_PACKET with vnet headers: GSO/GRO super-frames received, NATed
+    /// once and sent on whole (not a loss: work saved).
+    pub rx_gso: u64,
 }
 
 impl IoStats {
     pub fn add(&mut self, o: &IoStats) {
+        self.rx_gso += o.rx_gso;
         self.rx_ring_drops += o.rx_ring_drops;
         self.rx_fill_empty += o.rx_fill_empty;
         self.rx_skipped += o.rx_skipped;

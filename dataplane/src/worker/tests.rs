@@ -254,6 +254,7 @@ fn final_counters_carry_every_port_s_kernel_losses() {
         rx_fill_empty: fill,
         rx_skipped: skipped,
         rx_csum_unfixed: csum,
+        rx_gso: 0,
     };
     let ports = vec![
         Port {

@@ -42,6 +42,7 @@ pub fn to_text(c: &WorkerCounters, workers: usize, seconds: f64) -> String {
         ("  fill ring empty", io.rx_fill_empty),
         ("rx frames skipped", io.rx_skipped),
         ("partial csum unfixed", io.rx_csum_unfixed),
+        ("GSO super-frames", io.rx_gso),
     ] {
         if n > 0 {
             let _ = writeln!(s, "  {label:<22} {n:>12}");

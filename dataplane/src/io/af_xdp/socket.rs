@@ -621,6 +621,7 @@ impl PacketIo for AfXdp {
             rx_fill_empty: k.rx_fill_ring_empty_descs,
             rx_skipped: k.rx_invalid_descs,
             rx_csum_unfixed: 0,
+            rx_gso: 0,
         }
     }
 }
