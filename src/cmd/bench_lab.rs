@@ -67,6 +67,11 @@ pub struct LabBenchArgs {
     /// Services 1 and 100, 1 s runs, short latency probes: for CI.
     #[arg(long)]
     quick: bool,
+    /// Extra arguments for every `vipgate run` the bench starts, as one
+    /// string split at spaces (e.g. "--workers 2" or
+    /// "--af-packet-ring blocks"): to compare settings run by run.
+    #[arg(long, value_name = "ARGS", allow_hyphen_values = true)]
+    gateway_args: Option<String>,
 }
 
 pub fn run(a: LabBenchArgs) -> Result<(), String> {
@@ -119,6 +124,13 @@ pub fn run(a: LabBenchArgs) -> Result<(), String> {
         streams: a.streams.clone(),
         offloads,
         vipgate_bin: std::env::current_exe().map_err(|e| format!("locating vipgate: {e}"))?,
+        gateway_args: a
+            .gateway_args
+            .as_deref()
+            .unwrap_or("")
+            .split_whitespace()
+            .map(str::to_string)
+            .collect(),
         work_dir: out.clone(),
         quick: a.quick,
     };

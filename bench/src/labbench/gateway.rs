@@ -27,13 +27,15 @@ pub struct Gateway {
 
 impl Gateway {
     /// Starts `bin run` in `ns` on the lab gateway's two interfaces with
-    /// `io` ("af-packet" or "af-xdp"), pinned to `core` if given.
+    /// `io` ("af-packet" or "af-xdp"), pinned to `core` if given, with
+    /// `extra` arguments appended.
     pub fn start(
         bin: &Path,
         ns: &str,
         io: &str,
         services: &Path,
         core: Option<usize>,
+        extra: &[String],
     ) -> Result<Gateway, String> {
         let mut cmd = Lab::command(ns, &bin.to_string_lossy());
         cmd.args([
@@ -50,6 +52,7 @@ impl Gateway {
         if let Some(c) = core {
             cmd.args(["--cores", &c.to_string()]);
         }
+        cmd.args(extra);
         let mut child = cmd
             .stdin(Stdio::null())
             .stdout(Stdio::piped())

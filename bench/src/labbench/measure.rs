@@ -199,7 +199,7 @@ pub(super) fn configure(
             } else {
                 "af-packet"
             };
-            let g = Gateway::start(&cfg.vipgate_bin, gw, io, &yaml, None);
+            let g = Gateway::start(&cfg.vipgate_bin, gw, io, &yaml, None, &cfg.gateway_args);
             let _ = std::fs::remove_file(&yaml);
             let g = g?;
             let want = format!(" {} service ports", svcs.len());

@@ -145,6 +145,8 @@ pub struct LabBenchConfig {
     pub offloads: Vec<Offloads>,
     /// The `vipgate` binary run in the gateway.
     pub vipgate_bin: PathBuf,
+    /// Extra arguments for every `vipgate run` (e.g. `--workers 2`).
+    pub gateway_args: Vec<String>,
     /// Where services files for vipgate are written.
     pub work_dir: PathBuf,
     pub quick: bool,

@@ -341,6 +341,7 @@ pub(crate) mod tests {
                 streams: vec![1, 4],
                 offloads: crate::labbench::tcp::ALL_OFFLOADS.to_vec(),
                 vipgate_bin: "vipgate".into(),
+                gateway_args: Vec::new(),
                 work_dir: "/tmp".into(),
                 quick: true,
             },

@@ -12,7 +12,9 @@
 //! created with `numrxqueues`) leaves AF_XDP workers without a socket
 //! there; such workers only process what the others hand over.
 
-use dataplane::io::af_packet::{check_host, AfPacket, AfPacketConfig, Fanout, FanoutMode};
+use dataplane::io::af_packet::{
+    check_host, AfPacket, AfPacketConfig, Fanout, FanoutMode, RingKind,
+};
 use dataplane::io::af_xdp::{AfXdp, AfXdpConfig, BindMode, SteeringConfig, XdpLink, XdpSteering};
 use dataplane::io::iface::{Facts, Mode};
 use dataplane::io::PacketIo;
@@ -29,6 +31,24 @@ pub enum IoMode {
     /// AF_PACKET only (also spelled af_packet).
     #[value(name = "af-packet", alias = "af_packet")]
     AfPacket,
+}
+
+/// Which AF_PACKET rx ring `--af-packet-ring` asks for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum AfPacketRing {
+    /// TPACKET_V2: a slot per frame, no added latency.
+    Frames,
+    /// TPACKET_V3: frames packed in blocks, up to 1 ms added latency.
+    Blocks,
+}
+
+impl From<AfPacketRing> for RingKind {
+    fn from(r: AfPacketRing) -> RingKind {
+        match r {
+            AfPacketRing::Frames => RingKind::Frames,
+            AfPacketRing::Blocks => RingKind::Blocks,
+        }
+    }
 }
 
 /// AF_XDP sockets plus what keeps them fed: the steering programs (their
@@ -142,9 +162,16 @@ pub fn fanout_group(ifindex: u32) -> u16 {
     (ifindex as u16) ^ (std::process::id() as u16).rotate_left(8)
 }
 
-pub fn open_packet(ifaces: &[String], workers: usize) -> Result<Vec<Vec<Port<AfPacket>>>, String> {
+pub fn open_packet(
+    ifaces: &[String],
+    workers: usize,
+    ring: RingKind,
+) -> Result<Vec<Vec<Port<AfPacket>>>, String> {
     let workers = workers.max(1);
-    let base = AfPacketConfig::default();
+    let base = AfPacketConfig {
+        ring,
+        ..AfPacketConfig::default()
+    };
     let mut cfgs = Vec::with_capacity(ifaces.len());
     for ifname in ifaces {
         for w in check_host(ifname, &base) {
@@ -204,15 +231,20 @@ fn first_port<I>(per_worker: &[Vec<Port<I>>]) -> Option<&Port<I>> {
     per_worker.iter().flatten().next()
 }
 
-pub fn open(mode: IoMode, ifaces: &[String], workers: usize) -> Result<Opened, String> {
+pub fn open(
+    mode: IoMode,
+    ifaces: &[String],
+    workers: usize,
+    ring: RingKind,
+) -> Result<Opened, String> {
     match mode {
         IoMode::AfXdp => open_xdp(ifaces, workers).map(Opened::Xdp),
-        IoMode::AfPacket => open_packet(ifaces, workers).map(Opened::Packet),
+        IoMode::AfPacket => open_packet(ifaces, workers, ring).map(Opened::Packet),
         IoMode::Auto => match open_xdp(ifaces, workers) {
             Ok(x) => Ok(Opened::Xdp(x)),
             Err(why) => {
                 eprintln!("vipgate: AF_XDP unavailable, falling back to AF_PACKET: {why}");
-                open_packet(ifaces, workers).map(Opened::Packet)
+                open_packet(ifaces, workers, ring).map(Opened::Packet)
             }
         },
     }

@@ -24,6 +24,25 @@ pub const DEFAULT_BUF_SIZE: u32 = 65_536 + 256;
 /// Largest arena buffer accepted: BIG TCP super-frames beyond 64 KiB.
 pub const MAX_BUF_SIZE: u32 = 1 << 18;
 
+/// Slots of a frame (TPACKET_V2) ring: 512 x 68 KiB = 34 MiB per socket,
+/// half a millisecond of MTU-sized frames at 1 Mpps while a worker is
+/// descheduled. Slots hold one frame each, so this is the ring's depth.
+pub const DEFAULT_FRAME_SLOTS: u32 = 512;
+
+/// Which TPACKET ring receives.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum RingKind {
+    /// TPACKET_V2: one slot per frame, each handed over as soon as it is
+    /// written. No added latency, so TCP through the gateway runs at its
+    /// window's speed; slots are sized for the largest frame.
+    #[default]
+    Frames,
+    /// TPACKET_V3: frames packed into blocks handed over when full or
+    /// after `retire_timeout_ms`. Denser (~10k MTU frames in 16 MiB), but a
+    /// quiet direction waits for the timer: up to 1 ms per packet.
+    Blocks,
+}
+
 /// How the kernel spreads one interface's packets over a fanout group.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
 pub enum FanoutMode {
@@ -61,6 +80,10 @@ pub struct Fanout {
 /// Settings of one [`super::AfPacket`] socket.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct AfPacketConfig {
+    /// The rx ring's layout.
+    pub ring: RingKind,
+    /// Slots of a [`RingKind::Frames`] ring (each sized for `buf_size`).
+    pub frame_slots: u32,
     /// Rx ring block size in bytes: a multiple of the page size.
     pub block_size: u32,
     /// Number of rx ring blocks.
@@ -91,6 +114,8 @@ pub struct AfPacketConfig {
 impl Default for AfPacketConfig {
     fn default() -> Self {
         AfPacketConfig {
+            ring: RingKind::Frames,
+            frame_slots: DEFAULT_FRAME_SLOTS,
             block_size: DEFAULT_BLOCK_SIZE,
             block_count: DEFAULT_BLOCK_COUNT,
             frame_size: DEFAULT_FRAME_SIZE,
@@ -104,12 +129,40 @@ impl Default for AfPacketConfig {
     }
 }
 
+/// Bytes in front of a frame in a TPACKET_V2 slot: the header and
+/// sockaddr_ll, the vnet header and the kernel's alignment of the frame
+/// (TPACKET_ALIGN(hdrlen + 16 + vnet) - 16 + 16 of reserve), rounded up.
+const V2_FRAME_HEADROOM: u32 = 128;
+
 impl AfPacketConfig {
+    /// Size of one TPACKET_V2 slot: headroom and a `buf_size` frame, in
+    /// whole pages (the slot is also the ring's block).
+    pub fn slot_size(&self) -> u32 {
+        let page = page_size() as u32;
+        (V2_FRAME_HEADROOM + self.buf_size).div_ceil(page) * page
+    }
+
+    /// Bytes of the rx ring.
+    pub fn ring_bytes(&self) -> usize {
+        match self.ring {
+            RingKind::Frames => self.slot_size() as usize * self.frame_slots as usize,
+            RingKind::Blocks => self.block_size as usize * self.block_count as usize,
+        }
+    }
+
     /// Checks what the kernel would reject with a bare EINVAL, so the error
     /// can say which field is wrong.
     pub fn validate(&self) -> Result<(), AfPacketError> {
         let page = page_size();
         let bad = |why: String| Err(AfPacketError::InvalidConfig(why));
+        if self.ring == RingKind::Frames
+            && (self.frame_slots == 0 || self.ring_bytes() > u32::MAX as usize)
+        {
+            return bad(format!(
+                "frame_slots {} must be at least 1 and keep the ring below 4 GiB",
+                self.frame_slots
+            ));
+        }
         if self.block_size == 0 || !(self.block_size as usize).is_multiple_of(page) {
             return bad(format!(
                 "block_size {} must be a non-zero multiple of the page size {page}",

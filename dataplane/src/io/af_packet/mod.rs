@@ -1,6 +1,8 @@
-//! AF_PACKET backend: a TPACKET_V3 mmap rx ring per worker, frames copied
-//! into a private arena, batched transmit with `sendmmsg`, and PACKET_FANOUT
-//! so the workers of one interface share its traffic.
+//! AF_PACKET backend: an mmap rx ring per worker (TPACKET_V2 frame slots by
+//! default, TPACKET_V3 blocks as an option: see [`RingKind`]), frames
+//! copied into a private arena, batched transmit with `sendmmsg`, vnet
+//! headers both ways so offloaded frames pass whole, and PACKET_FANOUT so
+//! the workers of one interface share its traffic.
 //!
 //! AF_PACKET gives us a *copy* of each packet: the kernel keeps processing
 //! the original. Hence [`Verdict::Pass`] needs no action here (the kernel
@@ -16,11 +18,13 @@ pub mod config;
 pub(crate) mod csum;
 /// Setup errors, each naming its fix.
 pub mod error;
+/// The TPACKET_V2 rx ring walker (one slot per frame).
+mod frame_ring;
 /// Host checks (forwarding, GRO/LRO, MTU) and offload switches.
 pub mod host;
 /// Owned memory mappings: the rx ring and the frame arena.
 mod mem;
-/// The TPACKET_V3 rx ring walker.
+/// The TPACKET_V3 rx ring walker (frames packed in blocks).
 mod ring;
 /// Ring to arena copy with its skip rules.
 mod rx;
@@ -31,7 +35,7 @@ pub mod stats;
 /// Batched transmit with sendmmsg.
 mod tx;
 
-pub use config::{AfPacketConfig, Fanout, FanoutMode};
+pub use config::{AfPacketConfig, Fanout, FanoutMode, RingKind};
 pub use error::AfPacketError;
 pub use host::{check_host, driver, mtu, offload, set_offload, Offload};
 pub use rx::TAG_CSUM_PARTIAL;
@@ -41,20 +45,64 @@ pub(crate) use tx::TxQueue;
 use std::io;
 
 use crate::io::{Batch, IoStats, PacketIo, TxStats, MAX_BURST};
+use frame_ring::FrameRing;
 use mem::Mapping;
-use ring::RxRing;
-use rx::{Arena, RxMode};
+use ring::{RxFrame, RxRing, RxWalk};
+use rx::{Arena, RxMode, Taken};
 use socket::PacketSocket;
 use stats::RxCounters;
+
+/// Whether `batch`'s frames lie in memory based at `base` (an empty batch
+/// holds nothing of anyone's). Batch does not expose its base, so derive it
+/// from the first frame.
+fn owns(batch: &Batch, base: *mut u8) -> bool {
+    match batch.descs().first() {
+        None => true,
+        Some(d) => batch.frame(0).as_ptr().wrapping_sub(d.offset as usize) == base.cast_const(),
+    }
+}
 
 /// Send buffer per socket in bytes: a burst of 64 KiB super-frames.
 const SNDBUF: libc::c_int = 4 << 20;
 
 /// One worker's AF_PACKET socket on one interface.
+/// The rx ring of either layout.
+enum Ring {
+    Blocks(RxRing),
+    Frames(FrameRing),
+}
+
+impl RxWalk for Ring {
+    #[inline]
+    fn peek(&mut self) -> Option<RxFrame> {
+        match self {
+            Ring::Blocks(r) => r.peek(),
+            Ring::Frames(r) => r.peek(),
+        }
+    }
+
+    #[inline]
+    fn advance(&mut self) {
+        match self {
+            Ring::Blocks(r) => r.advance(),
+            Ring::Frames(r) => r.advance(),
+        }
+    }
+
+    fn errors(&self) -> u64 {
+        match self {
+            Ring::Blocks(r) => r.errors,
+            Ring::Frames(r) => r.errors,
+        }
+    }
+}
+
 pub struct AfPacket {
     // Field order is drop order: the ring walker and arena hold raw pointers
     // into the mappings, which go before the socket that backs the ring.
-    ring: RxRing,
+    ring: Ring,
+    /// Frame ring slots the current batch holds in place.
+    taken: Taken,
     arena: Arena,
     tx: TxQueue,
     rx: RxCounters,
@@ -85,35 +133,50 @@ impl AfPacket {
         let sock = PacketSocket::new()?;
         let os = |what: &'static str| move |source: io::Error| AfPacketError::Os { what, source };
 
-        sock.set_int(
-            libc::PACKET_VERSION,
-            libc::tpacket_versions::TPACKET_V3 as libc::c_int,
-        )
-        .map_err(os(
-            "setsockopt(PACKET_VERSION, TPACKET_V3) (kernel >= 3.2 needed)",
-        ))?;
+        let version = match cfg.ring {
+            RingKind::Frames => libc::tpacket_versions::TPACKET_V2,
+            RingKind::Blocks => libc::tpacket_versions::TPACKET_V3,
+        };
+        sock.set_int(libc::PACKET_VERSION, version as libc::c_int)
+            .map_err(os(
+                "setsockopt(PACKET_VERSION, TPACKET_V2/V3) (kernel >= 3.2 needed)",
+            ))?;
         // Before the ring exists (the kernel refuses it after): every frame
         // then comes with, and goes out with, its virtio_net_hdr.
         let vnet = cfg.vnet_hdr && sock.set_int(libc::PACKET_VNET_HDR, 1).is_ok();
         // A 64 KiB super-frame holds that much send buffer until the device
         // takes it; room for a burst of them (root may force it).
         let _ = sock.set_sndbuf(SNDBUF);
-        let frames_per_block = cfg.block_size / cfg.frame_size;
-        let req = libc::tpacket_req3 {
-            tp_block_size: cfg.block_size,
-            tp_block_nr: cfg.block_count,
-            tp_frame_size: cfg.frame_size,
-            tp_frame_nr: frames_per_block * cfg.block_count,
-            tp_retire_blk_tov: cfg.retire_timeout_ms,
-            tp_sizeof_priv: 0,
-            tp_feature_req_word: 0,
+        let ring_bytes = cfg.ring_bytes();
+        let ring_err = |source| AfPacketError::RingMap {
+            bytes: ring_bytes,
+            source,
         };
-        let ring_bytes = cfg.block_size as usize * cfg.block_count as usize;
-        sock.set(libc::PACKET_RX_RING, &req)
-            .map_err(|source| AfPacketError::RingMap {
-                bytes: ring_bytes,
-                source,
-            })?;
+        match cfg.ring {
+            RingKind::Frames => {
+                // One frame per block: slots are whole pages anyway.
+                let req = libc::tpacket_req {
+                    tp_block_size: cfg.slot_size(),
+                    tp_block_nr: cfg.frame_slots,
+                    tp_frame_size: cfg.slot_size(),
+                    tp_frame_nr: cfg.frame_slots,
+                };
+                sock.set(libc::PACKET_RX_RING, &req).map_err(ring_err)?;
+            }
+            RingKind::Blocks => {
+                let frames_per_block = cfg.block_size / cfg.frame_size;
+                let req = libc::tpacket_req3 {
+                    tp_block_size: cfg.block_size,
+                    tp_block_nr: cfg.block_count,
+                    tp_frame_size: cfg.frame_size,
+                    tp_frame_nr: frames_per_block * cfg.block_count,
+                    tp_retire_blk_tov: cfg.retire_timeout_ms,
+                    tp_sizeof_priv: 0,
+                    tp_feature_req_word: 0,
+                };
+                sock.set(libc::PACKET_RX_RING, &req).map_err(ring_err)?;
+            }
+        }
         let ring_map = Mapping::packet_ring(sock.raw(), ring_bytes).map_err(|source| {
             AfPacketError::RingMap {
                 bytes: ring_bytes,
@@ -156,15 +219,23 @@ impl AfPacket {
 
         let arena_map = Mapping::anonymous(cfg.buf_size as usize * MAX_BURST)
             .map_err(os("mmap of the frame arena"))?;
-        // SAFETY: the ring mapping is block_size * block_count bytes laid out
-        // by the kernel as TPACKET_V3 blocks, page-aligned, owned by the
-        // returned value (dropped after the walker), read by nothing else.
+        // SAFETY: the ring mapping is ring_bytes laid out by the kernel as
+        // the requested TPACKET version's blocks or slots, page-aligned,
+        // owned by the returned value (dropped after the walker), read by
+        // nothing else.
         let ring = unsafe {
-            RxRing::new(
-                ring_map.as_ptr(),
-                cfg.block_size as usize,
-                cfg.block_count as usize,
-            )
+            match cfg.ring {
+                RingKind::Frames => Ring::Frames(FrameRing::new(
+                    ring_map.as_ptr(),
+                    cfg.slot_size() as usize,
+                    cfg.frame_slots as usize,
+                )),
+                RingKind::Blocks => Ring::Blocks(RxRing::new(
+                    ring_map.as_ptr(),
+                    cfg.block_size as usize,
+                    cfg.block_count as usize,
+                )),
+            }
         };
         Ok(AfPacket {
             ring,
@@ -173,6 +244,7 @@ impl AfPacket {
                 buf_size: cfg.buf_size as usize,
             },
             tx: TxQueue::new(vnet),
+            taken: Taken::new(),
             rx: RxCounters::default(),
             tx_sent: 0,
             tx_dropped: 0,
@@ -242,18 +314,25 @@ impl AfPacket {
 }
 
 impl PacketIo for AfPacket {
-    /// Copies up to `max` frames out of the ring into the arena; the batch
-    /// base is the arena, buffer `i` holds frame `i`. Frames of the
-    /// previous burst are overwritten.
+    /// Frame ring: up to `max` frames in place in the ring's slots, which
+    /// go back to the kernel on the next `tx_burst` (or `rx_burst`). Block
+    /// ring: copies them into the arena (buffer `i` holds frame `i`).
+    /// Either way the previous burst's frames are gone.
     fn rx_burst(&mut self, batch: &mut Batch, max: usize) -> usize {
-        rx::fill_batch(
-            &mut self.ring,
-            &self.arena,
-            batch,
-            max,
-            self.mode,
-            &mut self.rx,
-        )
+        match &mut self.ring {
+            Ring::Frames(r) => rx::fill_in_place(
+                r,
+                &mut self.taken,
+                self.arena.buf_size,
+                batch,
+                max,
+                self.mode,
+                &mut self.rx,
+            ),
+            ring @ Ring::Blocks(_) => {
+                rx::fill_batch(ring, &self.arena, batch, max, self.mode, &mut self.rx)
+            }
+        }
     }
 
     /// Sends every `Tx(_)` frame (whatever the port index: routing between
@@ -265,6 +344,13 @@ impl PacketIo for AfPacket {
         let st = self.tx.send(self.sock.raw(), batch);
         self.tx_sent += st.sent as u64;
         self.tx_dropped += st.dropped as u64;
+        // The kernel copied what it sent: the slots of our own rx burst
+        // (not those of a batch another backend filled) can go back.
+        if let Ring::Frames(r) = &mut self.ring {
+            if owns(batch, r.region().0) {
+                self.taken.give_back(r);
+            }
+        }
         batch.clear();
         st
     }

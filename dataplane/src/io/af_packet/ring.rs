@@ -43,6 +43,30 @@ pub(crate) struct RxFrame {
     pub vnet: [u8; VNET_HDR_LEN],
 }
 
+/// What the rx path needs of a ring, whichever TPACKET version it is.
+pub(crate) trait RxWalk {
+    /// The next unread packet, without consuming it.
+    fn peek(&mut self) -> Option<RxFrame>;
+    /// Consumes the packet `peek` returned.
+    fn advance(&mut self);
+    /// Ring units (blocks, slots) released early as inconsistent.
+    fn errors(&self) -> u64;
+}
+
+impl RxWalk for RxRing {
+    fn peek(&mut self) -> Option<RxFrame> {
+        RxRing::peek(self)
+    }
+
+    fn advance(&mut self) {
+        RxRing::advance(self)
+    }
+
+    fn errors(&self) -> u64 {
+        self.errors
+    }
+}
+
 pub(crate) struct RxRing {
     base: *mut u8,
     block_size: usize,

@@ -3,7 +3,8 @@
 //! growable buffers.
 
 use super::csum;
-use super::ring::RxRing;
+use super::frame_ring::FrameRing;
+use super::ring::{RxFrame, RxWalk};
 use super::stats::RxCounters;
 use crate::io::{Batch, FrameDesc, OffloadMeta, MAX_BURST};
 
@@ -38,11 +39,64 @@ pub(crate) struct RxMode {
     pub complete_csum: bool,
 }
 
-/// Fills `batch` with up to `max` frames from `ring`. Outgoing and
-/// oversize packets, and frames whose offload state cannot be carried,
-/// are consumed and counted, not returned.
+/// Whether a frame the ring holds is to be skipped (consumed, counted, not
+/// handed to the pipeline): an outgoing frame, or one larger than
+/// `max_len` or cut short by the ring.
+fn skipped(f: &RxFrame, max_len: usize, c: &mut RxCounters) -> bool {
+    // PACKET_IGNORE_OUTGOING normally keeps our own (and the host's)
+    // transmissions out; this catches kernels or setups where it did not.
+    if f.pkttype == libc::PACKET_OUTGOING {
+        c.outgoing_skipped += 1;
+        return true;
+    }
+    if f.snaplen as usize > max_len || f.snaplen < f.wire_len {
+        // Larger than a buffer (sized for 64 KiB GSO super-frames, so only
+        // BIG TCP beyond that) or cut short by the ring.
+        c.oversize += 1;
+        if f.status & libc::TP_STATUS_CSUMNOTREADY != 0 {
+            c.csum_partial += 1;
+        }
+        return true;
+    }
+    false
+}
+
+/// The tag and offload state a received frame (in `buf`, already where the
+/// pipeline will see it) travels with, fixing the frame up where needed;
+/// None (counted) when its offload state cannot be carried.
+fn offload_of(
+    buf: &mut [u8],
+    status: u32,
+    vnet: &[u8; crate::io::offload::VNET_HDR_LEN],
+    mode: RxMode,
+    c: &mut RxCounters,
+) -> Option<(u32, OffloadMeta)> {
+    if mode.vnet {
+        let Some(kept) = csum::rx_offload(buf, OffloadMeta::from_vnet_hdr(vnet)) else {
+            c.offload_skipped += 1;
+            return None;
+        };
+        c.gso += u64::from(kept.is_gso());
+        c.csum_partial += u64::from(kept.csum_partial());
+        return Some((0, kept));
+    }
+    let mut tag = 0;
+    if status & libc::TP_STATUS_CSUMNOTREADY != 0 {
+        c.csum_partial += 1;
+        if !(mode.complete_csum && csum::complete_partial(buf)) {
+            c.csum_unfixed += 1;
+            tag |= TAG_CSUM_PARTIAL;
+        }
+    }
+    Some((tag, OffloadMeta::NONE))
+}
+
+/// Fills `batch` with up to `max` frames from `ring`, copied into `arena`
+/// (the block ring: its blocks go back to the kernel as soon as they are
+/// read). Outgoing and oversize packets, and frames whose offload state
+/// cannot be carried, are consumed and counted, not returned.
 pub(crate) fn fill_batch(
-    ring: &mut RxRing,
+    ring: &mut impl RxWalk,
     arena: &Arena,
     batch: &mut Batch,
     max: usize,
@@ -60,21 +114,7 @@ pub(crate) fn fill_batch(
     while batch.len() < max && budget > 0 {
         budget -= 1;
         let Some(f) = ring.peek() else { break };
-        // PACKET_IGNORE_OUTGOING normally keeps our own (and the host's)
-        // transmissions out; this catches kernels or setups where it did not.
-        if f.pkttype == libc::PACKET_OUTGOING {
-            c.outgoing_skipped += 1;
-            ring.advance();
-            continue;
-        }
-        let csum_partial = f.status & libc::TP_STATUS_CSUMNOTREADY != 0;
-        if f.snaplen as usize > arena.buf_size || f.snaplen < f.wire_len {
-            // Larger than a buffer (sized for 64 KiB GSO super-frames, so
-            // only BIG TCP beyond that) or cut short by the ring.
-            c.oversize += 1;
-            if csum_partial {
-                c.csum_partial += 1;
-            }
+        if skipped(&f, arena.buf_size, c) {
             ring.advance();
             continue;
         }
@@ -89,28 +129,10 @@ pub(crate) fn fill_batch(
             std::ptr::copy_nonoverlapping(f.data, arena.base.add(off), len);
             std::slice::from_raw_parts_mut(arena.base.add(off), len)
         };
-        let vnet = f.vnet;
         ring.advance();
-        let mut tag = 0;
-        let mut offload = OffloadMeta::NONE;
-        if mode.vnet {
-            let m = OffloadMeta::from_vnet_hdr(&vnet);
-            match csum::rx_offload(buf, m) {
-                Some(kept) => offload = kept,
-                None => {
-                    c.offload_skipped += 1;
-                    continue;
-                }
-            }
-            c.gso += u64::from(offload.is_gso());
-            c.csum_partial += u64::from(offload.csum_partial());
-        } else if csum_partial {
-            c.csum_partial += 1;
-            if !(mode.complete_csum && csum::complete_partial(buf)) {
-                c.csum_unfixed += 1;
-                tag |= TAG_CSUM_PARTIAL;
-            }
-        }
+        let Some((tag, offload)) = offload_of(buf, f.status, &f.vnet, mode, c) else {
+            continue;
+        };
         let pushed = batch.push(FrameDesc {
             offset: off as u64,
             len: len as u32,
@@ -119,6 +141,87 @@ pub(crate) fn fill_batch(
             offload,
         });
         debug_assert!(pushed, "arena slot outside the batch region");
+        c.packets += 1;
+    }
+    c.ring_errors = ring.errors();
+    batch.len()
+}
+
+/// The frame ring's slots a batch holds, given back after transmit.
+pub(crate) struct Taken {
+    slots: Box<[u32; MAX_BURST]>,
+    n: usize,
+}
+
+impl Taken {
+    pub(crate) fn new() -> Taken {
+        Taken {
+            slots: Box::new([0; MAX_BURST]),
+            n: 0,
+        }
+    }
+
+    /// Hands every taken slot back to the kernel.
+    pub(crate) fn give_back(&mut self, ring: &mut FrameRing) {
+        for &s in &self.slots[..self.n] {
+            ring.give_back(s as usize);
+        }
+        self.n = 0;
+    }
+}
+
+/// Fills `batch` with up to `max` frames from the frame ring, in place:
+/// the batch points into the ring's slots, which stay ours (in `taken`)
+/// until [`Taken::give_back`] after transmit. No copy: the pipeline
+/// rewrites the kernel's buffer and transmit reads from it. Skips and
+/// counts as [`fill_batch`] does.
+pub(crate) fn fill_in_place(
+    ring: &mut FrameRing,
+    taken: &mut Taken,
+    max_len: usize,
+    batch: &mut Batch,
+    max: usize,
+    mode: RxMode,
+    c: &mut RxCounters,
+) -> usize {
+    taken.give_back(ring);
+    let (base, bytes) = ring.region();
+    // SAFETY: the ring mapping lives as long as its backend; the batch
+    // only forms slices over slots this side owns (taken, not yet given
+    // back), and the previous burst's slots were given back just above.
+    unsafe { batch.reset(base, bytes) };
+    let max = max.min(MAX_BURST);
+    let mut budget = 4 * MAX_BURST;
+    while batch.len() < max && budget > 0 {
+        budget -= 1;
+        let Some(f) = ring.peek() else { break };
+        if skipped(&f, max_len, c) {
+            ring.advance();
+            continue;
+        }
+        let len = f.snaplen as usize;
+        let at = f.data as usize - base as usize;
+        let slot = ring.take();
+        let cap = ring.slot_end(slot) - at;
+        // SAFETY: the frame lies inside slot `slot` (FrameRing checked
+        // mac + snaplen against the slot), which is ours until given back:
+        // the kernel does not write it meanwhile, and the mapping is
+        // writable (PROT_READ | PROT_WRITE, MAP_SHARED).
+        let buf = unsafe { std::slice::from_raw_parts_mut(base.add(at), len) };
+        let Some((tag, offload)) = offload_of(buf, f.status, &f.vnet, mode, c) else {
+            ring.give_back(slot);
+            continue;
+        };
+        let pushed = batch.push(FrameDesc {
+            offset: at as u64,
+            len: len as u32,
+            cap: cap as u32,
+            tag,
+            offload,
+        });
+        debug_assert!(pushed, "slot outside the ring");
+        taken.slots[taken.n] = slot as u32;
+        taken.n += 1;
         c.packets += 1;
     }
     c.ring_errors = ring.errors;
@@ -244,5 +347,48 @@ mod tests {
         let mut c = RxCounters::default();
         assert_eq!(fill_batch(&mut ring, &a, &mut b, 32, LEGACY, &mut c), 0);
         assert_eq!(c.outgoing_skipped, 4 * MAX_BURST as u64);
+    }
+
+    #[test]
+    fn in_place_frames_point_into_slots_kept_until_given_back() {
+        use crate::io::af_packet::frame_ring::tests::{put, status, FS, MAC};
+        let mut mem = vec![0u64; FS * 4 / 8];
+        // SAFETY: reinterpreting u64s as bytes.
+        let bytes: &mut [u8] =
+            unsafe { std::slice::from_raw_parts_mut(mem.as_mut_ptr().cast(), FS * 4) };
+        let big = [9u8; 3000];
+        put(bytes, 0, &[1; 60], 60, [0; 10], MAC);
+        put(bytes, 1, &big, 3000, [0; 10], MAC); // > max_len: skipped
+        put(bytes, 2, &[3; 70], 70, [0; 10], MAC);
+        let base = bytes.as_mut_ptr();
+        // SAFETY: the buffer outlives the ring and is 8-aligned.
+        let mut ring = unsafe { FrameRing::new(base, FS, 4) };
+        let mut taken = Taken::new();
+        let mut b = Batch::new();
+        let mut c = RxCounters::default();
+        let n = fill_in_place(&mut ring, &mut taken, 2048, &mut b, 32, LEGACY, &mut c);
+        assert_eq!(n, 2);
+        assert_eq!((c.packets, c.oversize), (2, 1));
+        assert_eq!(b.frame(0), &[1; 60][..]);
+        assert_eq!(b.descs()[0].offset as usize, MAC);
+        assert_eq!(b.descs()[1].offset as usize, 2 * FS + MAC);
+        assert_eq!(b.descs()[1].cap as usize, FS - MAC);
+        // Rewriting the batch writes the ring slot: no copy.
+        b.frame_mut(1)[0] = 0xaa;
+        // SAFETY: same buffer, read back after the writes above.
+        let view = unsafe { std::slice::from_raw_parts(base, FS * 4) };
+        assert_eq!(view[2 * FS + MAC], 0xaa);
+        // Taken slots stay the user's, the skipped one went back at once.
+        assert_eq!(status(view, 0), libc::TP_STATUS_USER);
+        assert_eq!(status(view, 1), libc::TP_STATUS_KERNEL);
+        assert_eq!(status(view, 2), libc::TP_STATUS_USER);
+        taken.give_back(&mut ring);
+        assert_eq!(status(view, 0), libc::TP_STATUS_KERNEL);
+        assert_eq!(status(view, 2), libc::TP_STATUS_KERNEL);
+        // The next burst finds nothing (slot 3 is the kernel's).
+        assert_eq!(
+            fill_in_place(&mut ring, &mut taken, 2048, &mut b, 32, LEGACY, &mut c),
+            0
+        );
     }
 }
