@@ -58,6 +58,13 @@ pub struct RunArgs {
     /// to 1 ms to fill, which delays quiet flows and slows TCP).
     #[arg(long, value_enum, default_value_t = AfPacketRing::Frames)]
     af_packet_ring: AfPacketRing,
+    /// AF_PACKET frame ring depth in frames (`--af-packet-ring frames`):
+    /// each slot holds a 64 KiB super-frame (68 KiB of kernel memory per
+    /// slot and socket, allocated up front), so the default 512 slots are
+    /// 34 MiB; more slots absorb longer bursts of small frames.
+    #[arg(long, value_name = "N", default_value_t = dataplane::io::af_packet::config::DEFAULT_FRAME_SLOTS,
+          value_parser = clap::value_parser!(u32).range(16..=65536))]
+    af_packet_slots: u32,
     /// Worker threads, each with its own sockets and conntrack. AF_PACKET:
     /// one fanout socket per interface and worker. AF_XDP: one worker per
     /// rx queue; workers beyond the queue count only process frames handed
@@ -221,7 +228,11 @@ pub fn run(args: RunArgs) -> Result<(), String> {
     let source = start_source(&args, &tables, &health)?;
     let neigh = Arc::new(Neighbours::open(&args.ifaces)?);
 
-    let opened = ports::open(args.io, &args.ifaces, workers, args.af_packet_ring.into())?;
+    let ring = ports::PacketRing {
+        kind: args.af_packet_ring.into(),
+        slots: args.af_packet_slots,
+    };
+    let opened = ports::open(args.io, &args.ifaces, workers, ring)?;
     for line in opened.facts(&args.ifaces) {
         println!("vipgate: interface {line}");
     }

@@ -51,6 +51,14 @@ impl From<AfPacketRing> for RingKind {
     }
 }
 
+/// The AF_PACKET rx ring asked for.
+#[derive(Clone, Copy, Debug)]
+pub struct PacketRing {
+    pub kind: RingKind,
+    /// Slots of a frame ring.
+    pub slots: u32,
+}
+
 /// AF_XDP sockets plus what keeps them fed: the steering programs (their
 /// maps are filled from every published table) and the links that keep the
 /// programs attached (dropping a link detaches its program).
@@ -165,11 +173,12 @@ pub fn fanout_group(ifindex: u32) -> u16 {
 pub fn open_packet(
     ifaces: &[String],
     workers: usize,
-    ring: RingKind,
+    ring: PacketRing,
 ) -> Result<Vec<Vec<Port<AfPacket>>>, String> {
     let workers = workers.max(1);
     let base = AfPacketConfig {
-        ring,
+        ring: ring.kind,
+        frame_slots: ring.slots,
         ..AfPacketConfig::default()
     };
     let mut cfgs = Vec::with_capacity(ifaces.len());
@@ -235,7 +244,7 @@ pub fn open(
     mode: IoMode,
     ifaces: &[String],
     workers: usize,
-    ring: RingKind,
+    ring: PacketRing,
 ) -> Result<Opened, String> {
     match mode {
         IoMode::AfXdp => open_xdp(ifaces, workers).map(Opened::Xdp),
