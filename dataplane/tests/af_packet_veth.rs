@@ -14,7 +14,7 @@ use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use dataplane::io::af_packet::{
-    check_host, set_offload, AfPacket, AfPacketConfig, Fanout, FanoutMode, Offload,
+    check_host, set_offload, AfPacket, AfPacketConfig, Fanout, FanoutMode, Offload, RingKind,
     TAG_CSUM_PARTIAL,
 };
 use dataplane::io::{Batch, FrameDesc, PacketIo, MAX_BURST};
@@ -299,10 +299,13 @@ fn echo_in_place(f: &mut [u8]) {
     fix_checksums(f);
 }
 
+/// Without vnet headers (the fallback on kernels that refuse them): the
+/// socket completes partial checksums on rx, which these tests check.
 fn gw_cfg() -> AfPacketConfig {
     AfPacketConfig {
         block_size: 1 << 16,
         block_count: 16,
+        vnet_hdr: false,
         ..AfPacketConfig::default()
     }
 }
@@ -321,9 +324,16 @@ fn to_gw() -> SocketAddrV4 {
 // ---- tests ------------------------------------------------------------
 
 /// (a) Datagrams from a real UDP socket arrive in bursts no larger than
-/// asked, complete, once each, in order, with correct bytes and checksums.
+/// asked, complete, once each, in order, with correct bytes and checksums,
+/// through the frame ring (default) and the block ring.
 #[test]
 fn rx_bursts_carry_peer_datagrams() {
+    for ring in [RingKind::Frames, RingKind::Blocks] {
+        rx_bursts_carry_peer_datagrams_on(ring);
+    }
+}
+
+fn rx_bursts_carry_peer_datagrams_on(ring: RingKind) {
     if !is_root() {
         return;
     }
@@ -336,7 +346,8 @@ fn rx_bursts_carry_peer_datagrams() {
     std::thread::scope(|s| {
         let gw = s.spawn(move || {
             enter(&lab.gw_ns);
-            let mut io = AfPacket::open(&lab.gw_if, &gw_cfg()).unwrap();
+            let cfg = AfPacketConfig { ring, ..gw_cfg() };
+            let mut io = AfPacket::open(&lab.gw_if, &cfg).unwrap();
             ready_tx.send(()).unwrap();
             let peer_port: u16 = port_rx.recv().unwrap();
             let mut batch = Batch::new();
@@ -795,7 +806,10 @@ fn host_check_reports_forwarding_and_gro() {
             loud.iter().any(|w| w.contains("net.ipv4.ip_forward=1")),
             "{loud:?}"
         );
-        assert!(loud.iter().any(|w| w.contains("GRO is on")), "{loud:?}");
+        // With vnet headers GRO's merged frames pass whole: no warning.
+        assert!(!loud.iter().any(|w| w.contains("GRO")), "{loud:?}");
+        let legacy = check_host(&lab.gw_if, &gw_cfg());
+        assert!(legacy.iter().any(|w| w.contains("GRO is on")), "{legacy:?}");
 
         let small = AfPacketConfig {
             buf_size: 1024,
@@ -804,6 +818,54 @@ fn host_check_reports_forwarding_and_gro() {
         assert!(check_host(&lab.gw_if, &small)
             .iter()
             .any(|w| w.contains("MTU 1500")));
+    });
+}
+
+/// With vnet headers (the default), a partial checksum from the peer's tx
+/// offload is not completed but flagged: NEEDS_CSUM with csum_start and
+/// csum_offset naming the UDP checksum, and finishing it as the kernel
+/// would gives a valid datagram.
+#[test]
+fn vnet_headers_flag_partial_checksums_with_their_offsets() {
+    if !is_root() {
+        return;
+    }
+    let lab = Lab::new(false);
+    let (ready_tx, ready_rx) = mpsc::channel();
+    let lab = &lab;
+    std::thread::scope(|s| {
+        let gw = s.spawn(move || {
+            enter(&lab.gw_ns);
+            let mut io = AfPacket::open(&lab.gw_if, &AfPacketConfig::default()).unwrap();
+            assert!(io.vnet_hdr(), "PACKET_VNET_HDR refused");
+            ready_tx.send(()).unwrap();
+            let mut batch = Batch::new();
+            let start = Instant::now();
+            while start.elapsed() < DEADLINE {
+                let n = io.rx_burst(&mut batch, MAX_BURST);
+                for i in 0..n {
+                    if parse_udp(batch.frame(i)).is_some_and(|u| u.dst == to_gw()) {
+                        return (batch.descs()[i].offload, batch.frame(i).to_vec());
+                    }
+                }
+                io.wait_rx(2);
+            }
+            panic!("no datagram within {DEADLINE:?}");
+        });
+        ready_rx.recv().unwrap();
+        in_ns(&lab.peer_ns, || {
+            peer_socket().send_to(b"flagged", to_gw()).unwrap();
+        });
+        let (meta, mut f) = gw.join().unwrap();
+        assert!(meta.csum_partial(), "{meta:?}");
+        assert!(!meta.is_gso(), "{meta:?}");
+        assert_eq!((meta.csum_start, meta.csum_offset), (34, 6), "{meta:?}");
+        assert!(!checksums_ok(&f), "veth did not leave it partial?");
+        let start = meta.csum_start as usize;
+        let at = start + meta.csum_offset as usize;
+        let c = finish(sum16(&f[start..], 0));
+        f[at..at + 2].copy_from_slice(&c.to_be_bytes());
+        assert!(checksums_ok(&f), "finished checksum does not verify");
     });
 }
 

@@ -3,9 +3,7 @@
 //! Every function here takes a frame already validated by
 //! [`parse`](super::parse::parse), so the offsets it uses are in bounds.
 
-use super::checksum::{
-    complete_partial, finish, get_u16, pseudo_header_sum, rewrite, update_word, CsumField,
-};
+use super::checksum::{complete_partial, finish, get_u16, rewrite, update_word, CsumField};
 use super::parse::{Parsed, Quoted, IPPROTO_ICMPV6, IPPROTO_TCP, IPPROTO_UDP};
 use crate::addr::Addr;
 
@@ -51,25 +49,6 @@ fn addr_csums(
     (out, n)
 }
 
-/// Whether the TCP/UDP checksum of `p` holds exactly its pseudo-header sum
-/// (addresses, protocol, L4 length), i.e. was left for offload to finish.
-#[inline]
-fn holds_pseudo_sum(frame: &[u8], p: &Parsed, csum_off: usize) -> bool {
-    let (src, dst) = if p.v6 {
-        (
-            &frame[p.l3_off + 8..p.l3_off + 24],
-            &frame[p.l3_off + 24..p.l3_off + 40],
-        )
-    } else {
-        (
-            &frame[p.l3_off + 12..p.l3_off + 16],
-            &frame[p.l3_off + 16..p.l3_off + 20],
-        )
-    };
-    let sum = pseudo_header_sum(src, dst, p.proto, p.l4_len() as u32);
-    get_u16(frame, csum_off) == !finish(sum)
-}
-
 /// The L4 checksum field covering ports and (by pseudo-header) addresses,
 /// if it lies before `end`. ICMPv4 has no pseudo-header, so it is absent.
 #[inline]
@@ -82,6 +61,31 @@ fn l4_csum(v6: bool, proto: u8, l4_off: usize, end: usize) -> Option<CsumField> 
         _ => return None,
     };
     (c.offset() + 2 <= end).then_some(c)
+}
+
+/// Whether the TCP/UDP checksum at `csum_off` holds exactly the
+/// pseudo-header sum of `p` (addresses, protocol, L4 length), i.e. was left
+/// for offload to finish. A few additions: it runs for every NATed frame.
+#[inline(always)]
+fn holds_pseudo_sum(frame: &[u8], p: &Parsed, csum_off: usize) -> bool {
+    let src = p.src_off();
+    let words = if p.v6 { 16 } else { 4 };
+    // Source and destination are adjacent in both headers.
+    let mut sum = u32::from(p.proto) + p.l4_len() as u32;
+    for k in 0..words {
+        sum += u32::from(get_u16(frame, src + 2 * k));
+    }
+    get_u16(frame, csum_off) == !finish(sum)
+}
+
+/// Finishes a pseudo-header-only checksum over the segment (see
+/// [`rewrite_endpoint`] for why this is safe). Rare: only frames from a
+/// local sender with tx offload, so kept out of the NAT's inlined path.
+#[cold]
+#[inline(never)]
+fn complete_pseudo_only(frame: &mut [u8], p: &Parsed, csum_off: usize) {
+    let seg = &mut frame[p.l4_off..p.ip_end];
+    complete_partial(seg, csum_off - p.l4_off, p.proto == IPPROTO_UDP);
 }
 
 /// Rewrites one end (address and TCP/UDP port) of a TCP/UDP packet.
@@ -109,34 +113,60 @@ pub fn rewrite_endpoint(
     port: u16,
     l4csum: L4Csum,
 ) {
-    let (mut csums, n) = addr_csums(p.v6, p.l3_off, p.proto, p.l4_off, p.ip_end);
-    let l4_field = if p.v6 { 0 } else { 1 };
-    if n > l4_field && matches!(p.proto, IPPROTO_TCP | IPPROTO_UDP) {
-        let off = csums[l4_field].offset();
-        match l4csum {
-            L4Csum::Partial => csums[l4_field] = CsumField::PartialAt(off),
-            L4Csum::Full => {
+    match l4csum {
+        L4Csum::Full => {
+            let field = match p.proto {
+                IPPROTO_TCP => Some(p.l4_off + 16),
+                IPPROTO_UDP => Some(p.l4_off + 6),
+                _ => None,
+            };
+            if let Some(off) = field.filter(|&o| o + 2 <= p.ip_end) {
                 if holds_pseudo_sum(frame, p, off) {
-                    let seg = &mut frame[p.l4_off..p.ip_end];
-                    complete_partial(seg, off - p.l4_off, p.proto == IPPROTO_UDP);
+                    complete_pseudo_only(frame, p, off);
                 }
             }
+            rewrite_full(frame, p, end, addr, port);
+        }
+        L4Csum::Partial => rewrite_partial(frame, p, end, addr, port),
+    }
+}
+
+/// [`rewrite_endpoint`] of a frame with full checksums.
+#[inline]
+fn rewrite_full(frame: &mut [u8], p: &Parsed, end: End, addr: &Addr, port: u16) {
+    let (csums, n) = addr_csums(p.v6, p.l3_off, p.proto, p.l4_off, p.ip_end);
+    let (addr_off, port_off) = end_offsets(p, end);
+    rewrite(frame, addr_off, addr.wire_bytes(), &csums[..n]);
+    // The IPv4 header checksum does not cover ports: only the L4 one.
+    let l4 = if p.v6 { &csums[..n] } else { &csums[1..n] };
+    rewrite(frame, port_off, &port.to_be_bytes(), l4);
+}
+
+/// [`rewrite_endpoint`] of a frame whose L4 checksum is left to offload:
+/// the address moves the pseudo-header sum, the port touches no checksum
+/// (the offload pass sums it). Out of line: AF_PACKET frames only.
+#[inline(never)]
+fn rewrite_partial(frame: &mut [u8], p: &Parsed, end: End, addr: &Addr, port: u16) {
+    let (mut csums, mut n) = addr_csums(p.v6, p.l3_off, p.proto, p.l4_off, p.ip_end);
+    let l4_field = usize::from(!p.v6);
+    if n > l4_field {
+        if matches!(p.proto, IPPROTO_TCP | IPPROTO_UDP) {
+            csums[l4_field] = CsumField::PartialAt(csums[l4_field].offset());
+        } else {
+            n = l4_field;
         }
     }
-    let (addr_off, port_off) = match end {
+    let (addr_off, port_off) = end_offsets(p, end);
+    rewrite(frame, addr_off, addr.wire_bytes(), &csums[..n]);
+    rewrite(frame, port_off, &port.to_be_bytes(), &[]);
+}
+
+#[inline]
+fn end_offsets(p: &Parsed, end: End) -> (usize, usize) {
+    match end {
         End::Src => (p.src_off(), p.l4_off),
         End::Dst => (p.dst_off(), p.l4_off + 2),
-    };
-    rewrite(frame, addr_off, addr.wire_bytes(), &csums[..n]);
-    // The IPv4 header checksum does not cover ports: only the L4 one, and
-    // a partial one not even that (the offload pass will sum them).
-    let l4 = if p.v6 { &csums[..n] } else { &csums[1..n] };
-    let l4 = if l4csum == L4Csum::Partial {
-        &l4[..0]
-    } else {
-        l4
-    };
-    rewrite(frame, port_off, &port.to_be_bytes(), l4);
+    }
 }
 
 /// Decrements the TTL / hop limit. The caller has checked it is > 1.
