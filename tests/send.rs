@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use bench::lab::{in_netns, ip, netns};
 use bench::labbench::traffic::{blast_capture, mac_of, rx_packets};
-use dataplane::io::af_packet::{AfPacket, AfPacketConfig};
+use dataplane::io::af_packet::{AfPacket, AfPacketConfig, RingKind};
 use dataplane::io::pcap::write_pcap;
 use dataplane::io::{Batch, PacketIo};
 
@@ -138,7 +138,13 @@ fn send_delivers_every_frame_it_counts_with_macs_rewritten() {
         .join(":");
     // The peer listens with a packet socket to see the rewritten MACs.
     let mut sock = in_netns(&pair.b, || {
-        AfPacket::open("eth0", &AfPacketConfig::default()).unwrap()
+        // Read only after the sender is done: the dense block ring holds
+        // all 1000 frames (the default frame ring has 512 slots).
+        let cfg = AfPacketConfig {
+            ring: RingKind::Blocks,
+            ..AfPacketConfig::default()
+        };
+        AfPacket::open("eth0", &cfg).unwrap()
     })
     .unwrap();
 

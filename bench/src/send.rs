@@ -9,7 +9,7 @@
 
 use std::time::{Duration, Instant};
 
-use dataplane::io::af_packet::{AfPacket, AfPacketConfig};
+use dataplane::io::af_packet::{AfPacket, AfPacketConfig, RingKind};
 use dataplane::io::memory::Capture;
 use dataplane::io::{Batch, FrameDesc, PacketIo, MAX_BURST};
 use dataplane::verdict::Verdict;
@@ -261,6 +261,7 @@ fn open_af_packet(iface: &str) -> Result<AfPacket, String> {
     // the copies it makes of incoming frames cheap.
     let page = 4096;
     let cfg = AfPacketConfig {
+        ring: RingKind::Blocks,
         block_size: page,
         block_count: 1,
         frame_size: 2048,

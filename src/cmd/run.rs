@@ -11,6 +11,7 @@ mod steer_sync;
 /// Final counters as text.
 mod summary;
 
+use std::io::Write;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -289,8 +290,18 @@ pub fn run(args: RunArgs) -> Result<(), String> {
     let mut last_gen = tables.current().generation();
     let mut api_healthy = true;
     let mut last_refresh = Instant::now();
+    let mut gone: Option<String> = None;
     while !stop.load(Ordering::Relaxed) && !running.iter().any(|r| r.handle.is_finished()) {
         std::thread::sleep(SYNC_EVERY);
+        if last_refresh.elapsed() >= NEIGH_REFRESH {
+            // An interface that vanished (its namespace deleted, a pod's
+            // veth removed) leaves nothing to serve: stop, rather than
+            // poll dead sockets forever.
+            if let Some(i) = args.ifaces.iter().find(|i| !interface_exists(i)) {
+                gone = Some(i.clone());
+                break;
+            }
+        }
         let t = tables.current();
         if t.generation() != last_gen {
             last_gen = t.generation();
@@ -350,17 +361,32 @@ pub fn run(args: RunArgs) -> Result<(), String> {
         Source::Kube(k) => k.stop(),
     }
     let total = WorkerCounters::total(&counters);
-    print!(
+    // Whoever read stdout may be gone (a closed pipe): the counters are
+    // lost then, but that must not turn a clean stop into a panic.
+    let mut out = std::io::stdout();
+    let _ = write!(
+        out,
         "{}",
         summary::to_text(&total, workers, started.elapsed().as_secs_f64())
     );
     if workers > 1 {
-        print!("{}", summary::per_worker(&counters));
+        let _ = write!(out, "{}", summary::per_worker(&counters));
     }
+    let _ = out.flush();
     if !panicked.is_empty() {
         return Err(format!("worker thread(s) {panicked:?} panicked"));
     }
+    if let Some(i) = gone {
+        return Err(format!(
+            "interface {i} disappeared (deleted, or its namespace was); stopped"
+        ));
+    }
     Ok(())
+}
+
+/// Whether `ifname` exists in this network namespace.
+fn interface_exists(ifname: &str) -> bool {
+    dataplane::io::af_packet::interface_exists(ifname)
 }
 
 fn backends(tables: &Tables) -> Vec<dataplane::addr::Addr> {

@@ -302,6 +302,25 @@ impl Gateway {
         panic!("vipgate did not report running within 15 s: {:?}", g.stdout);
     }
 
+    /// Waits up to `within` for the gateway to exit by itself; returns its
+    /// success (None: still running, then it is killed) and stdout.
+    pub fn wait_exit(mut self, within: Duration) -> (Option<bool>, String) {
+        let t0 = Instant::now();
+        let status = loop {
+            if let Some(s) = self.child.try_wait().unwrap() {
+                break Some(s.success());
+            }
+            if t0.elapsed() > within {
+                break None;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        };
+        while let Ok(l) = self.lines.recv_timeout(Duration::from_millis(300)) {
+            self.stdout.push(l);
+        }
+        (status, self.stdout.join("\n"))
+    }
+
     /// SIGTERM, then wait (bounded) for exit; returns success and stdout.
     pub fn terminate(mut self) -> (bool, String) {
         let pid = self.child.id().to_string();

@@ -46,20 +46,70 @@ pub struct Facts {
     pub lro: Option<bool>,
     pub tso: Option<bool>,
     pub tx_csum: Option<bool>,
+    /// For a veth: its peer, if it is in this namespace.
+    pub peer: Option<Peer>,
+}
+
+/// A veth peer visible from here, and the sender settings that decide what
+/// it hands over.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Peer {
+    pub name: String,
+    pub tso: Option<bool>,
+    pub tx_csum: Option<bool>,
+}
+
+/// Reads a small number from /sys/class/net/`ifname`/`file`.
+fn sysfs_u32(ifname: &str, file: &str) -> Option<u32> {
+    std::fs::read_to_string(format!("/sys/class/net/{ifname}/{file}"))
+        .ok()?
+        .trim()
+        .parse()
+        .ok()
+}
+
+/// The veth peer of `ifname` when it lives in this namespace: the
+/// interface whose index is our `iflink` and whose `iflink` is our index.
+/// (Interface indexes are per namespace, so a peer elsewhere may share a
+/// number with an unrelated local interface: the two-way check rules that
+/// out.)
+fn local_peer(ifname: &str) -> Option<String> {
+    let me = sysfs_u32(ifname, "ifindex")?;
+    let link = sysfs_u32(ifname, "iflink")?;
+    if link == me {
+        return None;
+    }
+    std::fs::read_dir("/sys/class/net").ok()?.find_map(|e| {
+        let name = e.ok()?.file_name().to_string_lossy().into_owned();
+        (name != ifname
+            && sysfs_u32(&name, "ifindex") == Some(link)
+            && sysfs_u32(&name, "iflink") == Some(me))
+        .then_some(name)
+    })
 }
 
 impl Facts {
     /// Reads `ifname`'s facts in the caller's network namespace.
     pub fn read(ifname: &str) -> Facts {
-        let on = |o| offload(ifname, o).ok();
+        let on = |i: &str, o| offload(i, o).ok();
+        let driver = driver(ifname).ok();
+        let peer = (driver.as_deref() == Some("veth"))
+            .then(|| local_peer(ifname))
+            .flatten()
+            .map(|name| Peer {
+                tso: on(&name, Offload::Tso),
+                tx_csum: on(&name, Offload::TxChecksum),
+                name,
+            });
         Facts {
             name: ifname.to_string(),
-            driver: driver(ifname).ok(),
+            driver,
             mtu: mtu(ifname).ok(),
-            gro: on(Offload::Gro),
-            lro: on(Offload::Lro),
-            tso: on(Offload::Tso),
-            tx_csum: on(Offload::TxChecksum),
+            gro: on(ifname, Offload::Gro),
+            lro: on(ifname, Offload::Lro),
+            tso: on(ifname, Offload::Tso),
+            tx_csum: on(ifname, Offload::TxChecksum),
+            peer,
         }
     }
 
@@ -111,11 +161,22 @@ impl Facts {
             flag(self.tso),
             flag(self.tx_csum)
         );
-        let peer = if self.is_veth() {
-            "the veth peer's sender (often in another namespace, not visible from here) decides \
-             what arrives"
-        } else {
-            "frames arrive as the wire carries them"
+        let peer_line;
+        let peer = match (&self.peer, self.is_veth()) {
+            (Some(p), _) => {
+                peer_line = format!(
+                    "its veth peer {} (here: TSO {}, tx-csum {}) decides what arrives",
+                    p.name,
+                    flag(p.tso),
+                    flag(p.tx_csum)
+                );
+                peer_line.as_str()
+            }
+            (None, true) => {
+                "its veth peer is in another namespace (its TSO and tx-csum, not visible from \
+                 here, decide what arrives)"
+            }
+            (None, false) => "frames arrive as the wire carries them",
         };
         match mode {
             Mode::AfXdp { max_frame } => {
@@ -166,6 +227,7 @@ mod tests {
             lro: Some(false),
             tso: Some(true),
             tx_csum: Some(true),
+            peer: None,
         }
     }
 
@@ -207,6 +269,26 @@ mod tests {
         for l in [x, p, old, big] {
             assert!(!l.contains('\n'));
         }
+    }
+
+    #[test]
+    fn a_local_peer_is_named_with_its_sender_settings() {
+        let mut f = veth(1500);
+        let far = f.describe(Mode::AfXdp { max_frame: 3840 });
+        assert!(far.contains("another namespace"), "{far}");
+        f.peer = Some(Peer {
+            name: "pgw".into(),
+            tso: Some(false),
+            tx_csum: Some(true),
+        });
+        let near = f.describe(Mode::AfPacket {
+            vnet: true,
+            max_frame: 65792,
+        });
+        assert!(
+            near.contains("veth peer pgw (here: TSO off, tx-csum on)"),
+            "{near}"
+        );
     }
 
     #[test]

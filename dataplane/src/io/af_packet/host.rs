@@ -133,6 +133,11 @@ pub fn driver(ifname: &str) -> io::Result<String> {
     Ok(String::from_utf8_lossy(&info.driver[..n]).into_owned())
 }
 
+/// Whether `ifname` exists in the caller's network namespace.
+pub fn interface_exists(ifname: &str) -> bool {
+    super::socket::ifindex(ifname).is_ok()
+}
+
 /// The MTU of `ifname` (in the caller's network namespace).
 pub fn mtu(ifname: &str) -> io::Result<u32> {
     let r = if_ioctl(ifname, libc::SIOCGIFMTU)?;

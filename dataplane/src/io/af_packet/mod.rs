@@ -37,7 +37,7 @@ mod tx;
 
 pub use config::{AfPacketConfig, Fanout, FanoutMode, RingKind};
 pub use error::AfPacketError;
-pub use host::{check_host, driver, mtu, offload, set_offload, Offload};
+pub use host::{check_host, driver, interface_exists, mtu, offload, set_offload, Offload};
 pub use rx::TAG_CSUM_PARTIAL;
 pub use stats::AfPacketStats;
 pub(crate) use tx::TxQueue;
