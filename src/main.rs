@@ -5,9 +5,10 @@
 
 use std::process::ExitCode;
 
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory, Parser, Subcommand};
 
 mod cmd;
+mod log;
 
 /// Kernel-bypass load balancer for Kubernetes Services: ClusterIP DNAT with
 /// connection tracking and Maglev consistent hashing.
@@ -16,6 +17,18 @@ mod cmd;
 struct Cli {
     #[command(subcommand)]
     command: Command,
+    /// More log output: -v debug, -vv trace (on stderr; default info).
+    #[arg(short, long, action = clap::ArgAction::Count, global = true)]
+    verbose: u8,
+    /// Log level (error, warn, info, debug, trace); overrides -v and
+    /// RUST_LOG. Without either, RUST_LOG applies (e.g. RUST_LOG=kube=debug),
+    /// else info.
+    #[arg(long, value_name = "LEVEL", global = true)]
+    log_level: Option<tracing::Level>,
+    /// Log line format: text (`vipgate: warning: ...`) or json (one object
+    /// per line, for log shippers).
+    #[arg(long, value_enum, default_value_t = log::LogFormat::Text, global = true)]
+    log_format: log::LogFormat,
 }
 
 #[derive(Subcommand, Debug)]
@@ -34,16 +47,39 @@ enum Command {
     /// Transmit a capture on an interface (AF_PACKET or AF_XDP), paced or
     /// at top speed, bounded by loops and time; print the rate reached.
     Send(cmd::send::SendArgs),
+    /// Print a shell completion script: `vipgate completions bash >
+    /// /etc/bash_completion.d/vipgate` (also zsh, fish, elvish, powershell).
+    Completions {
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
+    /// Print the man page (roff): `vipgate man > vipgate.1; man ./vipgate.1`.
+    Man,
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    log::init(cli.log_level, cli.verbose, cli.log_format);
     let result = match cli.command {
         Command::Replay(args) => cmd::replay::run(args),
         Command::Run(args) => cmd::run::run(args),
         Command::Bench(args) => cmd::bench::run(args),
         Command::Services(args) => cmd::list::run(args),
         Command::Send(args) => cmd::send::run(args),
+        Command::Completions { shell } => {
+            // Into a buffer first: clap_complete panics on a write error
+            // (`| head`), a closed pipe should be a plain error.
+            let mut script = Vec::new();
+            clap_complete::generate(shell, &mut Cli::command(), "vipgate", &mut script);
+            write_stdout(&script, "the completion script")
+        }
+        Command::Man => {
+            let mut page = Vec::new();
+            clap_mangen::Man::new(Cli::command())
+                .render(&mut page)
+                .map_err(|e| format!("rendering the man page: {e}"))
+                .and_then(|()| write_stdout(&page, "the man page"))
+        }
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -52,4 +88,12 @@ fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+fn write_stdout(bytes: &[u8], what: &str) -> Result<(), String> {
+    use std::io::Write;
+    let mut out = std::io::stdout();
+    out.write_all(bytes)
+        .and_then(|()| out.flush())
+        .map_err(|e| format!("writing {what}: {e}"))
 }

@@ -112,23 +112,30 @@ fn start_source(args: &RunArgs, tables: &Tables, health: &Arc<Health>) -> Result
                 FileEvent::Loaded(p) => {
                     hf.add_skipped(p.warnings.len());
                     for w in &p.warnings {
-                        eprintln!("vipgate: warning: {w}");
+                        tracing::warn!("{w}");
                     }
-                    eprintln!(
-                        "vipgate: services reloaded: generation {}, {} service ports",
-                        p.generation, p.stats.services
+                    tracing::info!(
+                        "services reloaded: generation {}, {}",
+                        p.generation,
+                        service_ports(p.stats.services)
                     );
                 }
                 FileEvent::Failed(e) => {
-                    eprintln!(
-                        "vipgate: warning: services reload failed, keeping the last tables: {e}"
-                    )
+                    tracing::warn!("services reload failed, keeping the last tables: {e}")
                 }
             })
-            .map_err(|e| format!("services file {}: {e}", path.display()))?;
+            // The loader's error names the file already.
+            .map_err(|e| e.to_string())?;
         health.add_skipped(first.warnings.len());
         for w in &first.warnings {
-            eprintln!("vipgate: warning: {w}");
+            tracing::warn!("{w}");
+        }
+        if first.stats.services == 0 {
+            tracing::warn!(
+                "0 service ports loaded from {}: every packet goes to the \
+                 kernel until the file holds Services with ClusterIPs and ports",
+                path.display()
+            );
         }
         health.set_synced(true);
         return Ok(Source::File(src));
@@ -144,7 +151,7 @@ fn start_source(args: &RunArgs, tables: &Tables, health: &Arc<Health>) -> Result
         let p = publisher.publish_shared(&snap.services, &snap.slices);
         h.add_skipped(p.warnings.len());
         for w in &p.warnings {
-            eprintln!("vipgate: warning: {w}");
+            tracing::warn!("{w}");
         }
         h.set_synced(true);
     })
@@ -206,9 +213,7 @@ where
             .spawn(move || {
                 if let Some(c) = core {
                     if !worker::pin_to_core(c) {
-                        eprintln!(
-                            "vipgate: warning: cannot pin worker {me} to core {c}; running unpinned"
-                        );
+                        tracing::warn!("cannot pin worker {me} to core {c}; running unpinned");
                     }
                 }
                 w.run(stop)
@@ -247,8 +252,7 @@ pub fn run(args: RunArgs) -> Result<(), String> {
             sync.apply(&tables.current(), &mut x.steering)?;
             let idle = x.ports.iter().filter(|p| p.is_empty()).count();
             if idle > 0 {
-                eprintln!(
-                    "vipgate: note: {idle} of {workers} workers have no rx queue (fewer queues than workers); they process frames handed over by the others"
+                tracing::info!("{idle} of {workers} workers have no rx queue (fewer queues than workers); they process frames handed over by the others"
                 );
             }
             let r = spawn_workers(x.ports, cfg, &tables, &neigh, &args.cores, stop)?;
@@ -277,12 +281,12 @@ pub fn run(args: RunArgs) -> Result<(), String> {
         neigh.resolve_if_unknown(&b);
     }
     println!(
-        "vipgate: running on {} via {}, {} worker{}, {} service ports, admin http://{}",
+        "vipgate: running on {} via {}, {} worker{}, {}, admin http://{}",
         args.ifaces.join(","),
         io_desc,
         workers,
         if workers == 1 { "" } else { "s" },
-        tables.current().len(),
+        service_ports(tables.current().len()),
         admin.local_addr()
     );
     let started = Instant::now();
@@ -307,7 +311,7 @@ pub fn run(args: RunArgs) -> Result<(), String> {
             last_gen = t.generation();
             if let Some((steering, _)) = xdp.as_mut() {
                 if let Err(e) = sync.apply(&t, steering) {
-                    eprintln!("vipgate: warning: {e}");
+                    tracing::warn!("{e}");
                 }
             }
             for b in backends(&tables) {
@@ -317,7 +321,7 @@ pub fn run(args: RunArgs) -> Result<(), String> {
         let asked = neigh.resolve_misses();
         if asked > 0 || last_refresh.elapsed() >= NEIGH_REFRESH {
             if let Err(e) = neigh.refresh() {
-                eprintln!("vipgate: warning: neighbour refresh: {e}");
+                tracing::warn!("neighbour refresh: {e}");
             }
             last_refresh = Instant::now();
         }
@@ -328,11 +332,11 @@ pub fn run(args: RunArgs) -> Result<(), String> {
             let healthy = st.healthy();
             if healthy != api_healthy {
                 match st.last_error() {
-                    Some(e) if !healthy => eprintln!(
-                        "vipgate: warning: Kubernetes API: {e}; serving the last good tables (generation {})",
+                    Some(e) if !healthy => tracing::warn!(
+                        "Kubernetes API: {e}; serving the last good tables (generation {})",
                         tables.current().generation()
                     ),
-                    _ => eprintln!("vipgate: Kubernetes API reachable again"),
+                    _ => tracing::info!("Kubernetes API reachable again"),
                 }
                 api_healthy = healthy;
             }
@@ -384,6 +388,11 @@ pub fn run(args: RunArgs) -> Result<(), String> {
     Ok(())
 }
 
+/// "1 service port", "7 service ports".
+fn service_ports(n: usize) -> String {
+    format!("{n} service port{}", if n == 1 { "" } else { "s" })
+}
+
 /// Whether `ifname` exists in this network namespace.
 fn interface_exists(ifname: &str) -> bool {
     dataplane::io::af_packet::interface_exists(ifname)
@@ -399,4 +408,14 @@ fn backends(tables: &Tables) -> Vec<dataplane::addr::Addr> {
     v.sort();
     v.dedup();
     v
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn service_ports_reads_right_for_one() {
+        assert_eq!(super::service_ports(1), "1 service port");
+        assert_eq!(super::service_ports(0), "0 service ports");
+        assert_eq!(super::service_ports(7), "7 service ports");
+    }
 }

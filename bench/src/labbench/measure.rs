@@ -202,7 +202,8 @@ pub(super) fn configure(
             let g = Gateway::start(&cfg.vipgate_bin, gw, io, &yaml, None, &cfg.gateway_args);
             let _ = std::fs::remove_file(&yaml);
             let g = g?;
-            let want = format!(" {} service ports", svcs.len());
+            let n = svcs.len();
+            let want = format!(" {n} service port{}", if n == 1 { "," } else { "s" });
             if !g.running_line.contains(&want) {
                 return Err(format!(
                     "vipgate loaded the wrong table: {:?} (expected{want})",

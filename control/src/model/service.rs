@@ -149,6 +149,25 @@ impl ServiceView {
         }
 
         let ports = parse_ports(&id, spec.ports.as_deref().unwrap_or_default(), warnings);
+        // NodePort and LoadBalancer Services get node ports too; vipgate
+        // serves their ClusterIPs (and external IPs) but not node-address:
+        // nodePort yet, and an operator must not find that out from traffic.
+        let node_ports: Vec<String> = spec
+            .ports
+            .iter()
+            .flatten()
+            .filter_map(|p| p.node_port)
+            .collect::<std::collections::BTreeSet<i32>>()
+            .into_iter()
+            .map(|n| n.to_string())
+            .collect();
+        if !node_ports.is_empty() {
+            warnings.push(format!(
+                "Service {id}: nodePort {} not served (vipgate serves ClusterIPs and external IPs only; \
+                 keep kube-proxy or another NodePort implementation for node ports)",
+                node_ports.join(", ")
+            ));
+        }
         if ports.is_empty() {
             warnings.push(format!("Service {id}: no usable ports; skipped"));
             return None;

@@ -498,7 +498,13 @@ fn external_ips_and_lb_ingress_are_vips() {
         node_name: Some("node-a".into()),
     };
     let m = build(&[s], &local_slices_named("web"), &opts);
-    assert!(m.warnings.is_empty(), "{:?}", m.warnings);
+    // Its node port is not served, and the operator is told so.
+    assert_eq!(m.warnings.len(), 1, "{:?}", m.warnings);
+    assert!(
+        m.warnings[0].contains("shop/web") && m.warnings[0].contains("nodePort 30080 not served"),
+        "{:?}",
+        m.warnings
+    );
     let vips: Vec<String> = m.services.iter().map(|s| s.key.vip.to_string()).collect();
     assert_eq!(
         vips,

@@ -184,7 +184,7 @@ pub fn open_packet(
     let mut cfgs = Vec::with_capacity(ifaces.len());
     for ifname in ifaces {
         for w in check_host(ifname, &base) {
-            eprintln!("vipgate: warning: {w}");
+            tracing::warn!("{w}");
         }
         let mut cfg = base.clone();
         if workers > 1 {
@@ -252,7 +252,7 @@ pub fn open(
         IoMode::Auto => match open_xdp(ifaces, workers) {
             Ok(x) => Ok(Opened::Xdp(x)),
             Err(why) => {
-                eprintln!("vipgate: AF_XDP unavailable, falling back to AF_PACKET: {why}");
+                tracing::warn!("AF_XDP unavailable, falling back to AF_PACKET: {why}");
                 open_packet(ifaces, workers, ring).map(Opened::Packet)
             }
         },
