@@ -6,7 +6,9 @@
 //! The value therefore does not say which family a *packet* is: an IPv6
 //! header may carry `::ffff:a.b.c.d` too. A packet's family comes from its
 //! IP version (`Parsed::v6`), and the wire code writes addresses with
-//! [`Addr::wire`] in that family.
+//! [`Addr::wire`] in that family. The parser refuses IPv6 packets carrying
+//! such addresses (`ParseError::V4Mapped`), since their keys would alias
+//! IPv4 services and flows.
 
 use std::fmt;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};

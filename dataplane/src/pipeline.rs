@@ -318,7 +318,8 @@ impl Pipeline {
     ) -> Outcome {
         let p = match parsed {
             Ok(p) => p,
-            Err(ParseError::NotIp) => return Outcome::Pass,
+            // Not IP, or IPv6 with IPv4-mapped addresses: not ours.
+            Err(ParseError::NotIp | ParseError::V4Mapped) => return Outcome::Pass,
             Err(ParseError::Malformed) => return Outcome::Drop(DropReason::Malformed),
         };
         if p.fragment {
