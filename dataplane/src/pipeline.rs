@@ -371,22 +371,25 @@ impl Pipeline {
             if p.ttl <= 1 {
                 return Outcome::Drop(DropReason::TtlExceeded);
             }
-            let (backend, bport) = match self.ct.find_original_hashed(t, known.ct_hash, now) {
+            let tracked = match self.ct.find_original_hashed(t, known.ct_hash, now) {
                 Some(id) => {
                     let e = *self.ct.entry(id);
                     // UDP has no connection to keep: a flow whose backend
                     // left re-balances (TCP keeps its backend until it ends).
                     if t.proto == Proto::Udp && !svc.is_active(&e.backend, e.backend_port) {
                         self.ct.remove(id);
-                        match self.new_flow(table, svc, t, known.pick_hash, flags, now) {
-                            Ok(b) => b,
-                            Err(o) => return o,
-                        }
+                        None
                     } else {
                         self.ct.update(id, Direction::Original, flags, now);
-                        (e.backend, e.backend_port)
+                        Some((e.backend, e.backend_port))
                     }
                 }
+                None => None,
+            };
+            // A new flow, or a re-balanced one: either may find the
+            // Service without endpoints now, and is answered as such.
+            let (backend, bport) = match tracked {
+                Some(b) => b,
                 None => match self.new_flow(table, svc, t, known.pick_hash, flags, now) {
                     Ok(b) => b,
                     Err(Outcome::Rejected(_)) => return self.reject(buf, p),
@@ -413,6 +416,8 @@ impl Pipeline {
 
     /// Picks a backend for a new flow and records it. `pick_hash`: `t`'s
     /// [`ServiceEntry::pick_hash`], if the look-ahead computed it.
+    /// `Err(Outcome::Rejected(0))` means no endpoints: the caller builds
+    /// the answer ([`Pipeline::reject`]), never transmits it as is.
     #[inline]
     fn new_flow(
         &mut self,
