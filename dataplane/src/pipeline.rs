@@ -443,8 +443,18 @@ impl Pipeline {
     }
 
     /// Replaces the packet with kube-proxy's REJECT answer.
+    ///
+    /// Except a RST, which is never answered: RFC 9293 3.10.7.1 discards a
+    /// RST to a closed port, and Linux's REJECT --reject-with tcp-reset
+    /// (nf_send_reset) sends nothing for one, and the rule drops it. It is
+    /// dropped here too, counted, rather than passed: it is addressed to a
+    /// VIP, so the kernel has nothing to do with it (and AF_XDP cannot hand
+    /// a frame back to the kernel at all).
     fn reject(&mut self, buf: &mut [u8], p: &Parsed) -> Outcome {
         let n = match p.l4 {
+            L4::Tcp { flags, .. } if flags & tcp::RST != 0 => {
+                return Outcome::Drop(DropReason::RstNoEndpoints)
+            }
             L4::Tcp { .. } => tcp_reset(buf, p),
             _ => icmp_port_unreachable(buf, p),
         };

@@ -75,7 +75,8 @@ fn write_ip_header(frame: &mut [u8], l3: usize, v6: bool, hdr: IpHeader<'_>) -> 
 }
 
 /// Replaces a TCP segment with the RST that answers it (RFC 9293 3.10.7.1).
-/// Returns the new frame length. `frame` is the whole buffer.
+/// Returns the new frame length. `frame` is the whole buffer. A RST is
+/// never answered: the caller does not call this for one.
 pub fn tcp_reset(frame: &mut [u8], p: &Parsed) -> usize {
     let L4::Tcp {
         sport,
