@@ -23,6 +23,11 @@ use dataplane::wire::reject::{icmp_port_unreachable, tcp_reset};
 use fixtures::packet::{Eth, Icmp, Ip, Ipv4, Ipv6, Packet, Tcp, Udp, L4, TCP_SYN};
 use fixtures::verify::check_frame;
 
+mod common {
+    pub mod frames;
+}
+use common::frames::run;
+
 const VIP4: [u8; 4] = [198, 19, 0, 10];
 const CLIENT4: [u8; 4] = [198, 18, 0, 9];
 const BACKEND4: [u8; 4] = [198, 18, 1, 10];
@@ -80,22 +85,25 @@ fn v6(src: [u8; 16], dst: [u8; 16], l4: L4) -> Vec<u8> {
     Packet::new(eth(), Ip::V6(Ipv6::new(src, dst, 64)), l4).frame()
 }
 
+/// An ICMPv6 port unreachable from BACKEND6 to CLIENT6 quoting the IPv6
+/// packet `src` -> `dst` carrying `l4`.
+fn unreachable_about(src: [u8; 16], dst: [u8; 16], l4: L4) -> Vec<u8> {
+    let quoted = Packet::new(eth(), Ip::V6(Ipv6::new(src, dst, 64)), l4).ip_bytes();
+    let err = Icmp {
+        kind: 1,
+        code: 4,
+        rest: [0; 4],
+        body: quoted,
+    };
+    v6(BACKEND6, CLIENT6, L4::Icmp(err))
+}
+
 fn syn(sport: u16, dport: u16) -> L4 {
     L4::Tcp(Tcp::new(sport, dport, 1, 0, TCP_SYN))
 }
 
 fn udp(sport: u16, dport: u16) -> L4 {
     L4::Udp(Udp::new(sport, dport, vec![1, 2, 3, 4]))
-}
-
-/// Runs one frame (in a roomy buffer, as rx rings give) and returns the
-/// verdict and the frame as it leaves.
-fn run(p: &mut Pipeline, table: &ServiceTable, frame: &[u8]) -> (Verdict, Vec<u8>) {
-    let mut buf = vec![0u8; 2048];
-    buf[..frame.len()].copy_from_slice(frame);
-    let (v, n) = p.process_frame(table, &mut buf, frame.len(), 1);
-    buf.truncate(n);
-    (v, buf)
 }
 
 /// `frame` is passed to the kernel untouched and nothing is tracked.
@@ -186,19 +194,7 @@ fn ipv6_with_mapped_addresses_matches_no_ipv4_flow() {
 
     // A router between gateway and backend reports client -> backend as
     // IPv6 with mapped addresses: the outer header is plain IPv6.
-    let quoted = Packet::new(
-        eth(),
-        Ip::V6(Ipv6::new(mapped(CLIENT4), mapped(BACKEND4), 64)),
-        udp(40001, 8080),
-    )
-    .ip_bytes();
-    let err = L4::Icmp(Icmp {
-        kind: 1,
-        code: 4,
-        rest: [0; 4],
-        body: quoted,
-    });
-    let frame = v6(BACKEND6, CLIENT6, err);
+    let frame = unreachable_about(mapped(CLIENT4), mapped(BACKEND4), udp(40001, 8080));
     let outer = parse(&frame).unwrap();
     assert_eq!(parse_quoted(&frame, &outer), Err(ParseError::V4Mapped));
     assert_passed_untouched(&mut p, &table, &frame, "ICMPv6 error quoting mapped");
@@ -248,19 +244,7 @@ fn nat_of_an_ipv6_packet_writes_16_byte_addresses_whatever_their_value() {
     // ICMPv6 error from the backend about client -> backend, translated
     // back to the VIP (here a mapped value): outer source and quoted
     // destination are both 16-byte fields.
-    let quoted = Packet::new(
-        eth(),
-        Ip::V6(Ipv6::new(CLIENT6, BACKEND6, 64)),
-        udp(40000, 8080),
-    )
-    .ip_bytes();
-    let err = L4::Icmp(Icmp {
-        kind: 1,
-        code: 4,
-        rest: [0; 4],
-        body: quoted,
-    });
-    let mut buf = v6(BACKEND6, CLIENT6, err);
+    let mut buf = unreachable_about(CLIENT6, BACKEND6, udp(40000, 8080));
     let outer = parse(&buf).unwrap();
     let q = parse_quoted(&buf, &outer).unwrap();
     let vip = Addr::from_v4(VIP4);

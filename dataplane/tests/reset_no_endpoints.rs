@@ -12,6 +12,11 @@ use dataplane::wire::parse::{parse, L4 as PL4};
 use fixtures::packet::{Eth, Ip, Ipv4, Ipv6, Packet, Tcp, L4, TCP_ACK, TCP_FIN, TCP_RST, TCP_SYN};
 use fixtures::verify::check_frame;
 
+mod common {
+    pub mod frames;
+}
+use common::frames::run;
+
 const VIP4: [u8; 4] = [198, 19, 0, 10];
 const CLIENT4: [u8; 4] = [198, 18, 0, 9];
 const VIP6: [u8; 16] = [0xfd, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0x0a, 0x01];
@@ -43,14 +48,6 @@ fn segments(flags: u8) -> [Vec<u8>; 2] {
         Packet::new(eth.clone(), Ip::V4(Ipv4::new(CLIENT4, VIP4, 64)), tcp()).frame(),
         Packet::new(eth, Ip::V6(Ipv6::new(CLIENT6, VIP6, 64)), tcp()).frame(),
     ]
-}
-
-fn run(p: &mut Pipeline, table: &ServiceTable, frame: &[u8]) -> (Verdict, Vec<u8>) {
-    let mut buf = vec![0u8; 2048];
-    buf[..frame.len()].copy_from_slice(frame);
-    let (v, n) = p.process_frame(table, &mut buf, frame.len(), 1);
-    buf.truncate(n);
-    (v, buf)
 }
 
 #[test]
