@@ -2,6 +2,13 @@
 //!
 //! Every address is 16 bytes: IPv4 is kept IPv4-mapped (`::ffff:a.b.c.d`), so
 //! one key type serves both families and a conntrack entry has a fixed size.
+//!
+//! The value therefore does not say which family a *packet* is: an IPv6
+//! header may carry `::ffff:a.b.c.d` too. A packet's family comes from its
+//! IP version (`Parsed::v6`), and the wire code writes addresses with
+//! [`Addr::wire`] in that family. The parser refuses IPv6 packets carrying
+//! such addresses (`ParseError::V4Mapped`), since their keys would alias
+//! IPv4 services and flows.
 
 use std::fmt;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
@@ -26,6 +33,9 @@ impl Addr {
         Addr(o)
     }
 
+    /// Whether the value lies in `::ffff:0:0/96`, where this form keeps
+    /// IPv4. Right for addresses of known family (from configuration, an
+    /// `IpAddr`); never the family of a packet, see the module docs.
     #[inline]
     pub fn is_v4(&self) -> bool {
         self.0[..12] == V4_MAPPED_PREFIX
@@ -45,13 +55,16 @@ impl Addr {
         }
     }
 
-    /// The bytes that appear on the wire: 4 for IPv4, 16 for IPv6.
+    /// The bytes of this address in an IP header of the packet's version:
+    /// the IPv4 address (last 4 bytes) when `!v6`, all 16 bytes when `v6`.
+    /// The caller says which: `::ffff:a.b.c.d` is a valid IPv6 address, so
+    /// the value cannot.
     #[inline]
-    pub fn wire_bytes(&self) -> &[u8] {
-        if self.is_v4() {
-            &self.0[12..]
-        } else {
+    pub fn wire(&self, v6: bool) -> &[u8] {
+        if v6 {
             &self.0[..]
+        } else {
+            &self.0[12..]
         }
     }
 }
@@ -161,7 +174,7 @@ mod tests {
         let ip: IpAddr = "198.18.0.7".parse().unwrap();
         let a = Addr::from(ip);
         assert!(a.is_v4());
-        assert_eq!(a.wire_bytes(), &[198, 18, 0, 7]);
+        assert_eq!(a.wire(false), &[198, 18, 0, 7]);
         assert_eq!(a.to_ip(), ip);
     }
 
@@ -170,7 +183,16 @@ mod tests {
         let ip: IpAddr = "fd00::1:5".parse().unwrap();
         let a = Addr::from(ip);
         assert!(!a.is_v4());
-        assert_eq!(a.wire_bytes().len(), 16);
+        assert_eq!(a.wire(true).len(), 16);
         assert_eq!(a.to_ip(), ip);
+    }
+
+    /// The family is the packet's: a mapped value in an IPv6 header is
+    /// written as its 16 bytes.
+    #[test]
+    fn wire_bytes_follow_the_packet_family_not_the_value() {
+        let a = Addr::from_v4([198, 18, 0, 7]);
+        assert_eq!(a.wire(false), &[198, 18, 0, 7]);
+        assert_eq!(a.wire(true), &a.0[..]);
     }
 }

@@ -318,7 +318,8 @@ impl Pipeline {
     ) -> Outcome {
         let p = match parsed {
             Ok(p) => p,
-            Err(ParseError::NotIp) => return Outcome::Pass,
+            // Not IP, or IPv6 with IPv4-mapped addresses: not ours.
+            Err(ParseError::NotIp | ParseError::V4Mapped) => return Outcome::Pass,
             Err(ParseError::Malformed) => return Outcome::Drop(DropReason::Malformed),
         };
         if p.fragment {
@@ -370,22 +371,25 @@ impl Pipeline {
             if p.ttl <= 1 {
                 return Outcome::Drop(DropReason::TtlExceeded);
             }
-            let (backend, bport) = match self.ct.find_original_hashed(t, known.ct_hash, now) {
+            let tracked = match self.ct.find_original_hashed(t, known.ct_hash, now) {
                 Some(id) => {
                     let e = *self.ct.entry(id);
                     // UDP has no connection to keep: a flow whose backend
                     // left re-balances (TCP keeps its backend until it ends).
                     if t.proto == Proto::Udp && !svc.is_active(&e.backend, e.backend_port) {
                         self.ct.remove(id);
-                        match self.new_flow(table, svc, t, known.pick_hash, flags, now) {
-                            Ok(b) => b,
-                            Err(o) => return o,
-                        }
+                        None
                     } else {
                         self.ct.update(id, Direction::Original, flags, now);
-                        (e.backend, e.backend_port)
+                        Some((e.backend, e.backend_port))
                     }
                 }
+                None => None,
+            };
+            // A new flow, or a re-balanced one: either may find the
+            // Service without endpoints now, and is answered as such.
+            let (backend, bport) = match tracked {
+                Some(b) => b,
                 None => match self.new_flow(table, svc, t, known.pick_hash, flags, now) {
                     Ok(b) => b,
                     Err(Outcome::Rejected(_)) => return self.reject(buf, p),
@@ -412,6 +416,8 @@ impl Pipeline {
 
     /// Picks a backend for a new flow and records it. `pick_hash`: `t`'s
     /// [`ServiceEntry::pick_hash`], if the look-ahead computed it.
+    /// `Err(Outcome::Rejected(0))` means no endpoints: the caller builds
+    /// the answer ([`Pipeline::reject`]), never transmits it as is.
     #[inline]
     fn new_flow(
         &mut self,
@@ -437,8 +443,18 @@ impl Pipeline {
     }
 
     /// Replaces the packet with kube-proxy's REJECT answer.
+    ///
+    /// Except a RST, which is never answered: RFC 9293 3.10.7.1 discards a
+    /// RST to a closed port, and Linux's REJECT --reject-with tcp-reset
+    /// (nf_send_reset) sends nothing for one, and the rule drops it. It is
+    /// dropped here too, counted, rather than passed: it is addressed to a
+    /// VIP, so the kernel has nothing to do with it (and AF_XDP cannot hand
+    /// a frame back to the kernel at all).
     fn reject(&mut self, buf: &mut [u8], p: &Parsed) -> Outcome {
         let n = match p.l4 {
+            L4::Tcp { flags, .. } if flags & tcp::RST != 0 => {
+                return Outcome::Drop(DropReason::RstNoEndpoints)
+            }
             L4::Tcp { .. } => tcp_reset(buf, p),
             _ => icmp_port_unreachable(buf, p),
         };

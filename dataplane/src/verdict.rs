@@ -36,10 +36,13 @@ pub enum DropReason {
     /// The frame's L4 checksum was left to offload (partial) and could not
     /// be completed: NATed and sent, it would leave with a wrong checksum.
     BadChecksumOffload,
+    /// A TCP RST to a Service without endpoints: a RST is never answered
+    /// (see `Pipeline::reject`), so the segment ends here.
+    RstNoEndpoints,
 }
 
 impl DropReason {
-    pub const COUNT: usize = 8;
+    pub const COUNT: usize = 9;
     pub const ALL: [DropReason; DropReason::COUNT] = [
         DropReason::Malformed,
         DropReason::TtlExceeded,
@@ -49,6 +52,7 @@ impl DropReason {
         DropReason::NoNeighbour,
         DropReason::TxFull,
         DropReason::BadChecksumOffload,
+        DropReason::RstNoEndpoints,
     ];
 
     /// The name used in counters, JSON and reports.
@@ -62,6 +66,7 @@ impl DropReason {
             DropReason::NoNeighbour => "no_neighbour",
             DropReason::TxFull => "tx_full",
             DropReason::BadChecksumOffload => "bad_checksum_offload",
+            DropReason::RstNoEndpoints => "rst_no_endpoints",
         }
     }
 }

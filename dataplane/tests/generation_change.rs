@@ -10,6 +10,7 @@ use dataplane::table::{ServiceTable, TableConfig};
 use dataplane::verdict::Verdict;
 use dataplane::wire::parse::parse;
 use fixtures::packet::{Eth, Ip, Ipv4, Packet, Tcp, Udp, L4, TCP_ACK, TCP_SYN};
+use fixtures::verify::check_frame;
 
 const VIP: [u8; 4] = [198, 19, 0, 10];
 
@@ -131,6 +132,47 @@ fn udp_flows_rebalance_when_their_backend_leaves() {
     for c in 0..40u16 {
         assert_eq!(send(&mut p, &tables, &udp(3, 40000 + c), 11), Some(11));
     }
+}
+
+/// A tracked UDP flow whose Service lost all its endpoints in a new
+/// generation re-balances onto nothing: it is answered like any datagram
+/// to a Service without endpoints, with an ICMP port unreachable quoting
+/// it (it used to transmit a 0-byte frame counted as rejected).
+#[test]
+fn udp_flow_whose_service_lost_all_endpoints_is_answered_port_unreachable() {
+    let ready = BackendState::Ready;
+    let tables = Tables::new(ServiceTable::from_specs(
+        vec![spec(Proto::Udp, &[(10, ready)])],
+        TableConfig::default(),
+    ));
+    let mut p = pipeline();
+    let dgram = udp(6, 45000);
+    assert_eq!(send(&mut p, &tables, &dgram, 10), Some(10));
+    assert_eq!(p.conntrack().len(), 1);
+    let (t2, _) = ServiceTable::build(vec![spec(Proto::Udp, &[])], &tables.current());
+    tables.publish(t2);
+
+    let mut buf = vec![0u8; 2048];
+    buf[..dgram.len()].copy_from_slice(&dgram);
+    let (v, n) = p.process_frame(&tables.load(), &mut buf, dgram.len(), 11);
+    assert_eq!(v, Verdict::Tx(0));
+    assert_eq!(p.counters().rejected, 1);
+    assert!(n >= 14 + 20 + 8 + 28, "answer of {n} bytes");
+    let out = &buf[..n];
+    check_frame(out).unwrap();
+    let answer = parse(out).unwrap();
+    assert_eq!(answer.proto, 1, "ICMP");
+    assert_eq!(
+        out[answer.l4_off..answer.l4_off + 2],
+        [3, 3],
+        "port unreachable"
+    );
+    assert_eq!(answer.dst, Addr::from_v4([198, 18, 0, 6]));
+    assert_eq!(answer.src, Addr::from_v4(VIP));
+    // It quotes the datagram as it arrived.
+    let quoted = &out[answer.l4_off + 8..n];
+    assert_eq!(quoted, &dgram[14..], "quoted datagram");
+    assert_eq!(p.conntrack().len(), 0, "the flow is gone");
 }
 
 #[test]

@@ -136,7 +136,7 @@ pub fn rewrite_endpoint(
 fn rewrite_full(frame: &mut [u8], p: &Parsed, end: End, addr: &Addr, port: u16) {
     let (csums, n) = addr_csums(p.v6, p.l3_off, p.proto, p.l4_off, p.ip_end);
     let (addr_off, port_off) = end_offsets(p, end);
-    rewrite(frame, addr_off, addr.wire_bytes(), &csums[..n]);
+    rewrite(frame, addr_off, addr.wire(p.v6), &csums[..n]);
     // The IPv4 header checksum does not cover ports: only the L4 one.
     let l4 = if p.v6 { &csums[..n] } else { &csums[1..n] };
     rewrite(frame, port_off, &port.to_be_bytes(), l4);
@@ -157,7 +157,7 @@ fn rewrite_partial(frame: &mut [u8], p: &Parsed, end: End, addr: &Addr, port: u1
         }
     }
     let (addr_off, port_off) = end_offsets(p, end);
-    rewrite(frame, addr_off, addr.wire_bytes(), &csums[..n]);
+    rewrite(frame, addr_off, addr.wire(p.v6), &csums[..n]);
     rewrite(frame, port_off, &port.to_be_bytes(), &[]);
 }
 
@@ -220,7 +220,7 @@ pub fn translate_icmp_error(
             outer.l4_off,
             outer.ip_end,
         );
-        rewrite(frame, off, to.wire_bytes(), &csums[..n]);
+        rewrite(frame, off, to.wire(outer.v6), &csums[..n]);
     }
 
     // Quoted header: its IPv4 checksum and L4 checksum (if quoted) cover it;
@@ -247,9 +247,9 @@ pub fn translate_icmp_error(
     }
     // The field change goes into the ICMP checksum first; then each quoted
     // checksum is updated and its own change folded into the ICMP one.
-    rewrite(frame, addr_off, to.wire_bytes(), &[icmp]);
-    let old_addr = from.wire_bytes();
-    let new_addr = to.wire_bytes();
+    rewrite(frame, addr_off, to.wire(q.v6), &[icmp]);
+    let old_addr = from.wire(q.v6);
+    let new_addr = to.wire(q.v6);
     apply_quoted_csums(frame, outer, &inner[..n], old_addr, new_addr);
     if q.proto == IPPROTO_TCP || q.proto == IPPROTO_UDP {
         let old_port = get_u16(frame, port_off).to_be_bytes();

@@ -34,6 +34,14 @@ pub enum ParseError {
     NotIp,
     /// Truncated or inconsistent headers.
     Malformed,
+    /// IPv6 with a source or destination in `::ffff:0:0/96` (IPv4-mapped).
+    /// The dataplane keeps IPv4 addresses in that range (see
+    /// [`Addr`]), so such a packet's addresses would alias IPv4 services
+    /// and flows. The range is for representing IPv4 inside an IPv6 stack,
+    /// not for the wire (RFC 4291 2.5.5.2, RFC 6890; Linux neither sends
+    /// a v4-mapped source, nor accepts one in `ip6_rcv_core`): no Service
+    /// of ours can be reached that way, so it is the kernel's business.
+    V4Mapped,
 }
 
 /// What the L4 header says, for the protocols the pipeline acts on.
@@ -179,6 +187,7 @@ fn parse_ipv6(frame: &[u8], l3_off: usize) -> Result<Parsed, ParseError> {
     if ip.version() != 6 {
         return Err(ParseError::Malformed);
     }
+    let (src, dst) = v6_addrs(ip.src_addr().octets(), ip.dst_addr().octets())?;
     let ip_end = l3_off + 40 + usize::from(ip.payload_len());
     let ext = walk_ipv6_ext(frame, l3_off + 40, ip_end, ip.next_header().into())?;
     Ok(Parsed {
@@ -187,13 +196,24 @@ fn parse_ipv6(frame: &[u8], l3_off: usize) -> Result<Parsed, ParseError> {
         l4_off: ext.l4_off,
         ip_end,
         proto: ext.proto,
-        src: Addr::from_v6(ip.src_addr().octets()),
-        dst: Addr::from_v6(ip.dst_addr().octets()),
+        src,
+        dst,
         fragment: ext.fragment,
         in_transit: ext.in_transit,
         ttl: ip.hop_limit(),
         l4: L4::Other,
     })
+}
+
+/// The addresses of an IPv6 header, unless one is IPv4-mapped (see
+/// [`ParseError::V4Mapped`]).
+#[inline]
+fn v6_addrs(src: [u8; 16], dst: [u8; 16]) -> Result<(Addr, Addr), ParseError> {
+    let (src, dst) = (Addr::from_v6(src), Addr::from_v6(dst));
+    if src.is_v4() || dst.is_v4() {
+        return Err(ParseError::V4Mapped);
+    }
+    Ok((src, dst))
 }
 
 /// Where an IPv6 extension-header chain leads.
@@ -361,14 +381,9 @@ pub fn parse_quoted(frame: &[u8], outer: &Parsed) -> Result<Quoted, ParseError> 
         let mut d = [0u8; 16];
         s.copy_from_slice(&frame[l3 + 8..l3 + 24]);
         d.copy_from_slice(&frame[l3 + 24..l3 + 40]);
+        let (src, dst) = v6_addrs(s, d)?;
         let ext = walk_ipv6_ext(frame, l3 + 40, end, frame[l3 + 6])?;
-        (
-            true,
-            ext.proto,
-            ext.l4_off,
-            Addr::from_v6(s),
-            Addr::from_v6(d),
-        )
+        (true, ext.proto, ext.l4_off, src, dst)
     } else {
         return Err(ParseError::Malformed);
     };

@@ -75,7 +75,8 @@ fn write_ip_header(frame: &mut [u8], l3: usize, v6: bool, hdr: IpHeader<'_>) -> 
 }
 
 /// Replaces a TCP segment with the RST that answers it (RFC 9293 3.10.7.1).
-/// Returns the new frame length. `frame` is the whole buffer.
+/// Returns the new frame length. `frame` is the whole buffer. A RST is
+/// never answered: the caller does not call this for one.
 pub fn tcp_reset(frame: &mut [u8], p: &Parsed) -> usize {
     let L4::Tcp {
         sport,
@@ -104,8 +105,8 @@ pub fn tcp_reset(frame: &mut [u8], p: &Parsed) -> usize {
     let (src, dst) = (p.dst, p.src);
     swap_macs(frame);
     let hdr = IpHeader {
-        src: src.wire_bytes(),
-        dst: dst.wire_bytes(),
+        src: src.wire(p.v6),
+        dst: dst.wire(p.v6),
         proto: IPPROTO_TCP,
         l4_len: 20,
         dont_fragment: true,
@@ -119,7 +120,7 @@ pub fn tcp_reset(frame: &mut [u8], p: &Parsed) -> usize {
     t[12] = 5 << 4;
     t[13] = rst_flags;
     t[14..20].copy_from_slice(&[0; 6]);
-    let sum = pseudo_header_sum(src.wire_bytes(), dst.wire_bytes(), IPPROTO_TCP, 20);
+    let sum = pseudo_header_sum(src.wire(p.v6), dst.wire(p.v6), IPPROTO_TCP, 20);
     let c = finish(sum_bytes(sum, &frame[l4..l4 + 20]));
     put_u16(frame, l4 + 16, c);
     l4 + 20
@@ -146,8 +147,8 @@ pub fn icmp_port_unreachable(frame: &mut [u8], p: &Parsed) -> usize {
     let icmp_len = 8 + quote_len;
     let proto = if p.v6 { IPPROTO_ICMPV6 } else { IPPROTO_ICMP };
     let hdr = IpHeader {
-        src: src.wire_bytes(),
-        dst: dst.wire_bytes(),
+        src: src.wire(p.v6),
+        dst: dst.wire(p.v6),
         proto,
         l4_len: icmp_len,
         dont_fragment: false,
@@ -157,8 +158,8 @@ pub fn icmp_port_unreachable(frame: &mut [u8], p: &Parsed) -> usize {
     frame[l4..l4 + 8].copy_from_slice(&[kind, code, 0, 0, 0, 0, 0, 0]);
     let start = if p.v6 {
         pseudo_header_sum(
-            src.wire_bytes(),
-            dst.wire_bytes(),
+            src.wire(p.v6),
+            dst.wire(p.v6),
             IPPROTO_ICMPV6,
             icmp_len as u32,
         )
