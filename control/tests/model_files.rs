@@ -53,7 +53,13 @@ fn get<'a>(m: &'a Model, vip: &str, port: u16, proto: Proto) -> &'a ServiceSpec 
 #[test]
 fn cluster_list_services() {
     let (m, _) = model("cluster_list.yaml", None);
-    assert!(m.warnings.is_empty(), "{:?}", m.warnings);
+    // The one warning: shop/edge's node port is not served (its VIPs are).
+    assert_eq!(m.warnings.len(), 1, "{:?}", m.warnings);
+    assert!(
+        m.warnings[0].starts_with("Service shop/edge: nodePort 31443 not served"),
+        "{:?}",
+        m.warnings
+    );
     // Sorted by (vip, port, proto); v4-mapped addresses sort before fd00::/8.
     // Headless shop/db and ExternalName shop/payments-upstream are absent.
     assert_eq!(
