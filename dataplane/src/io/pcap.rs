@@ -60,7 +60,9 @@ const MAX_RECORD: u32 = 262_144;
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Link {
     /// Ethernet; `fcs` bytes of frame check sequence end each frame.
-    Ethernet { fcs: usize },
+    Ethernet {
+        fcs: usize,
+    },
     Sll,
     Sll2,
     /// Raw IP; the version nibble gives the family.
@@ -125,7 +127,9 @@ impl Link {
                 return true;
             }
             // packet type (2), ARPHRD (2), address length (2), address (8), protocol (2)
-            Link::Sll if data.len() >= 16 => (eth(data[1] != OUTGOING, be16(&data[14..])), &data[16..]),
+            Link::Sll if data.len() >= 16 => {
+                (eth(data[1] != OUTGOING, be16(&data[14..])), &data[16..])
+            }
             // protocol (2), reserved (2), ifindex (4), ARPHRD (2), packet type (1), address length (1), address (8)
             Link::Sll2 if data.len() >= 20 => (eth(data[10] != OUTGOING, be16(data)), &data[20..]),
             Link::Raw => (eth(true, ip_ethertype(data)), data),
@@ -282,36 +286,41 @@ struct Iface {
     /// Link type field; checked when a packet of the interface comes, so
     /// an unused interface of an unsupported type does not refuse the file.
     link: u32,
-    ns_per_unit: f64,
+    /// Timestamp units per second (if_tsresol; default 10^6).
+    units_per_s: u128,
     offset_ns: u64,
 }
 
 impl Iface {
     fn of(idb: &InterfaceDescriptionBlock) -> Iface {
-        let mut ns_per_unit = 1000.0;
+        let mut units_per_s = 1_000_000u128;
         let mut offset_ns = 0;
         for o in &idb.options {
             match o {
+                // Integer arithmetic: f64 loses nanoseconds at today's epoch.
                 InterfaceDescriptionOption::IfTsResol(r) if r & 0x80 != 0 => {
-                    ns_per_unit = 1e9 / 2f64.powi(i32::from(r & 0x7f));
+                    units_per_s = 1u128 << (r & 0x7f).min(100);
                 }
                 InterfaceDescriptionOption::IfTsResol(r) => {
-                    ns_per_unit = 1e9 / 10f64.powi(i32::from(*r));
+                    units_per_s = 10u128.pow(u32::from(*r).min(30));
                 }
-                InterfaceDescriptionOption::IfTsOffset(s) => offset_ns = s * 1_000_000_000,
+                InterfaceDescriptionOption::IfTsOffset(s) => {
+                    offset_ns = s.saturating_mul(1_000_000_000)
+                }
                 _ => {}
             }
         }
         Iface {
             link: u32::from(idb.linktype),
-            ns_per_unit,
+            units_per_s,
             offset_ns,
         }
     }
 
     /// pcap-file hands the raw timestamp units over as nanoseconds.
     fn ts_ns(&self, units: u128) -> u64 {
-        (units as f64 * self.ns_per_unit) as u64 + self.offset_ns
+        let ns = units.saturating_mul(1_000_000_000) / self.units_per_s;
+        (ns as u64).saturating_add(self.offset_ns)
     }
 }
 
@@ -352,13 +361,19 @@ fn parse_pcapng(bytes: &[u8], name: &str) -> Result<Capture, PcapError> {
                 continue;
             }
             Block::EnhancedPacket(p) => (p.interface_id as usize, p.timestamp.as_nanos(), &p.data),
-            Block::Packet(p) => (usize::from(p.interface_id), u128::from(p.timestamp), &p.data),
+            Block::Packet(p) => (
+                usize::from(p.interface_id),
+                u128::from(p.timestamp),
+                &p.data,
+            ),
             Block::SimplePacket(p) => (0, 0, &p.data),
             // Statistics, name resolution, unknown types: nothing to replay.
             _ => continue,
         };
         let Some(i) = ifaces.get(iface) else {
-            cap.damage(|| format!("block {block_no} at byte {at}: packet of undeclared interface {iface}"));
+            cap.damage(|| {
+                format!("block {block_no} at byte {at}: packet of undeclared interface {iface}")
+            });
             continue;
         };
         if !Link::of(i.link, name)?.push(&mut cap, i.ts_ns(units), data) {
@@ -486,6 +501,57 @@ mod tests {
         assert_eq!(cap.packet(0), (&frames[0].0[..], 1_000_000_000));
         assert_eq!(cap.packet(1), (&frames[1].0[..], 1_500_001_000));
         std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    fn pcap_bytes(link: u32, frames: &[Vec<u8>]) -> Vec<u8> {
+        let dir = std::env::temp_dir().join(format!("vipgate-pcap-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join(format!("link-{link:x}-{}.pcap", frames.len()));
+        write_pcap(&path, frames.iter().map(|d| (d.as_slice(), 1_000))).unwrap();
+        let mut b = std::fs::read(&path).unwrap();
+        b[20..24].copy_from_slice(&link.to_le_bytes());
+        b
+    }
+
+    #[test]
+    fn frames_up_to_64k_replay_whole_in_big_enough_buffers() {
+        use crate::io::memory::{MemoryIo, FRAME_BUF_SIZE, MAX_FRAME_LEN};
+        use crate::io::{Batch, PacketIo};
+        let frames = vec![vec![3u8; 60], vec![4u8; 9014], vec![5u8; MAX_FRAME_LEN]];
+        let cap = parse_capture(&pcap_bytes(1, &frames), "big").unwrap();
+        assert_eq!((cap.truncated, cap.damaged), (0, 0));
+        assert!(cap.buf_size() >= MAX_FRAME_LEN);
+        let order = [0u32, 1, 2];
+        let mut io = MemoryIo::new(&cap, &order, 1);
+        assert!(io.max_frame() >= MAX_FRAME_LEN);
+        let mut batch = Batch::new();
+        assert_eq!(io.rx_burst(&mut batch, 64), 3);
+        for (i, f) in frames.iter().enumerate() {
+            assert_eq!(batch.frame(i), &f[..]);
+        }
+        // Small captures keep the small buffers.
+        let small = parse_capture(&pcap_bytes(1, &frames[..1]), "small").unwrap();
+        assert_eq!(small.buf_size(), FRAME_BUF_SIZE);
+    }
+
+    #[test]
+    fn fcs_bits_in_the_link_type_are_ethernet() {
+        let frames = vec![vec![7u8; 70]];
+        // FCS length 3 (16-bit words) without the "present" bit: as is.
+        let cap = parse_capture(&pcap_bytes(0x3000_0001, &frames), "fcs").unwrap();
+        assert_eq!(cap.packet(0).0.len(), 70);
+        // With it: 6 bytes of FCS end each frame and are cut off.
+        let cap = parse_capture(&pcap_bytes(0x3400_0001, &frames), "fcs").unwrap();
+        assert_eq!(cap.packet(0).0.len(), 64);
+    }
+
+    #[test]
+    fn unsupported_link_types_are_refused_without_the_any_hint() {
+        let err = parse_capture(&pcap_bytes(127, &[vec![0u8; 60]]), "radiotap").unwrap_err();
+        let text = err.to_string();
+        assert!(matches!(err, PcapError::LinkType { .. }), "{text}");
+        assert!(!text.contains("'any'"), "{text}");
+        assert!(text.contains("Linux cooked"), "{text}");
     }
 
     #[test]
