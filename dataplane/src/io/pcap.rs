@@ -391,7 +391,7 @@ fn block_len(b: &[u8], endianness: Endianness) -> Option<usize> {
         Endianness::Big => u32::from_be_bytes(raw),
         Endianness::Little => u32::from_le_bytes(raw),
     } as usize;
-    (len >= 12 && len % 4 == 0 && len <= b.len()).then_some(len)
+    (len >= 12 && len.is_multiple_of(4) && len <= b.len()).then_some(len)
 }
 
 /// File format of `--out`: pcapng if the name ends in `.pcapng`.
