@@ -48,12 +48,18 @@ fn records(path: &Path) -> Vec<(u128, Vec<u8>)> {
 }
 
 fn replay_json(name: &str, workers: u16, out: Option<&Path>) -> Value {
+    let out = replay_file(&format!("{name}.pcap"), name, workers, out);
+    serde_json::from_slice(&out.stdout).expect("--json prints one JSON object")
+}
+
+/// `vipgate replay --json` of fixture file `pcap` against `<services>-services.yaml`.
+fn replay_file(pcap: &str, services: &str, workers: u16, out: Option<&Path>) -> Output {
     let mut cmd = vipgate();
     cmd.arg("replay")
         .arg("--services")
-        .arg(fixture(&format!("{name}-services.yaml")))
+        .arg(fixture(&format!("{services}-services.yaml")))
         .arg("--pcap")
-        .arg(fixture(&format!("{name}.pcap")))
+        .arg(fixture(pcap))
         .arg("--workers")
         .arg(workers.to_string())
         .arg("--json")
@@ -61,8 +67,7 @@ fn replay_json(name: &str, workers: u16, out: Option<&Path>) -> Value {
     if let Some(o) = out {
         cmd.arg("--out").arg(o);
     }
-    let out = run_ok(&mut cmd);
-    serde_json::from_slice(&out.stdout).expect("--json prints one JSON object")
+    run_ok(&mut cmd)
 }
 
 /// The replay's counts equal the generator's expectation; drop reasons the
@@ -92,8 +97,15 @@ fn assert_all_checksums(path: &Path) -> usize {
 }
 
 fn golden(name: &str) {
+    golden_file(&format!("{name}.pcap"), name, name);
+}
+
+/// Replays fixture file `pcap` against `<services>-services.yaml` and
+/// checks it against `<expected>.expected.{json,pcap}`; returns stderr.
+fn golden_file(pcap: &str, services: &str, name: &str) -> String {
     let out = tmp(&format!("{name}.out.pcap"));
-    let summary = replay_json(name, 1, Some(&out));
+    let run = replay_file(pcap, services, 1, Some(&out));
+    let summary: Value = serde_json::from_slice(&run.stdout).unwrap();
     assert_counts(name, &summary);
     let got = records(&out);
     let want = records(&fixture(&format!("{name}.expected.pcap")));
@@ -102,6 +114,53 @@ fn golden(name: &str) {
         assert_eq!(g, w, "{name}: frame {i} differs from the expected rewrite");
     }
     assert_eq!(assert_all_checksums(&out), want.len());
+    String::from_utf8_lossy(&run.stderr).into_owned()
+}
+
+#[test]
+fn other_link_types_replay_as_ethernet_with_synthetic_macs() {
+    for form in ["sll", "sll2", "raw", "null", "eth-fcs"] {
+        let name = format!("linktype-{form}");
+        let err = golden_file(&format!("{name}.pcap"), "basic", &name);
+        assert!(!err.contains("warning"), "{name}: {err}");
+    }
+}
+
+#[test]
+fn damaged_records_are_skipped_with_one_warning_and_every_good_one_replays() {
+    let err = golden_file("damaged.pcap", "basic", "damaged");
+    let warnings: Vec<&str> = err.lines().filter(|l| l.contains("warning")).collect();
+    assert_eq!(warnings.len(), 1, "{err}");
+    assert!(warnings[0].contains("skipped 2 damaged records"), "{err}");
+    assert!(warnings[0].contains("record 11 at byte"), "{err}");
+    let err = golden_file("damaged-ng.pcapng", "basic", "damaged-ng");
+    let warnings: Vec<&str> = err.lines().filter(|l| l.contains("warning")).collect();
+    assert_eq!(warnings.len(), 1, "{err}");
+    assert!(
+        warnings[0].contains("skipped 1 damaged record (first: block 14"),
+        "{err}"
+    );
+}
+
+#[test]
+fn out_with_a_pcapng_name_writes_pcapng() {
+    let ng = tmp("basic.out.pcapng");
+    replay_file("basic.pcap", "basic", 1, Some(&ng));
+    let bytes = std::fs::read(&ng).unwrap();
+    assert_eq!(
+        bytes[..4],
+        [0x0a, 0x0d, 0x0d, 0x0a],
+        "a pcapng section header"
+    );
+    let mut r = pcap_file::pcapng::PcapNgReader::new(&bytes[..]).unwrap();
+    let mut got = Vec::new();
+    while let Some(b) = r.next_block() {
+        if let pcap_file::pcapng::Block::EnhancedPacket(p) = b.unwrap() {
+            // if_tsresol 9: the raw units are nanoseconds.
+            got.push((p.timestamp.as_nanos() / 1000, p.data.into_owned()));
+        }
+    }
+    assert_eq!(got, records(&fixture("basic.expected.pcap")));
 }
 
 #[test]

@@ -71,12 +71,17 @@ impl ReplayResult {
     /// parallel: the slowest one's busy time). Thread start-up and table
     /// allocation are not part of it; `seconds` (wall clock) includes them.
     pub fn mpps(&self) -> f64 {
-        let busy = self.workers.iter().map(|w| w.seconds).fold(0.0, f64::max);
+        let busy = self.busy_seconds();
         if busy > 0.0 {
             self.total.packets as f64 / busy / 1e6
         } else {
             0.0
         }
+    }
+
+    /// The slowest worker's busy time: what [`ReplayResult::mpps`] divides by.
+    pub fn busy_seconds(&self) -> f64 {
+        self.workers.iter().map(|w| w.seconds).fold(0.0, f64::max)
     }
 
     /// Nanoseconds per packet on one core (busy time / packets, averaged).

@@ -31,6 +31,7 @@ pub fn to_json(r: &ReplayResult) -> Value {
                 "core": w.core,
                 "packets": w.counters.packets,
                 "seconds": w.seconds,
+                "busy_seconds": w.seconds,
                 "mpps": if w.seconds > 0.0 { p / w.seconds / 1e6 } else { 0.0 },
                 "ns_per_packet": if p > 0.0 { w.seconds * 1e9 / p } else { 0.0 },
             })
@@ -45,6 +46,8 @@ pub fn to_json(r: &ReplayResult) -> Value {
         "dropped": dropped_object(t),
         "flows": t.flows,
         "seconds": r.seconds,
+        "wall_seconds": r.seconds,
+        "busy_seconds": r.busy_seconds(),
         "mpps": r.mpps(),
         "ns_per_packet": r.ns_per_packet(),
         "workers": r.workers.len(),
@@ -112,8 +115,8 @@ pub fn to_text(r: &ReplayResult) -> String {
     let _ = writeln!(s);
     let _ = writeln!(
         s,
-        "  {:<8} {:>6} {:>12} {:>10} {:>10} {:>8}",
-        "worker", "core", "packets", "Mpps", "ns/pkt", "seconds"
+        "  {:<8} {:>6} {:>12} {:>10} {:>10} {:>10}",
+        "worker", "core", "packets", "Mpps", "ns/pkt", "busy s"
     );
     for (i, w) in r.workers.iter().enumerate() {
         let p = w.counters.packets as f64;
@@ -126,18 +129,23 @@ pub fn to_text(r: &ReplayResult) -> String {
         let core = w.core.map(|c| c.to_string()).unwrap_or_else(|| "-".into());
         let _ = writeln!(
             s,
-            "  {:<8} {:>6} {:>12} {:>10.2} {:>10.1} {:>8.3}",
+            "  {:<8} {:>6} {:>12} {:>10.2} {:>10.1} {:>10.3}",
             i, core, w.counters.packets, mpps, ns, w.seconds
         );
     }
     let _ = writeln!(
         s,
-        "  {:<8} {:>6} {:>12} {:>10.2} {:>10.1} {:>8.3}",
-        "total",
+        "  {:<8} {:>6} {:>12} {:>10.2} {:>10.1} {:>10.3}",
+        "all",
         "",
         t.packets,
         r.mpps(),
         r.ns_per_packet(),
+        r.busy_seconds()
+    );
+    let _ = writeln!(
+        s,
+        "\n  Mpps = packets / busy s (time in the worker loop; for all: the slowest\n  worker's). ns/pkt = busy s / packets per core. Wall time {:.3} s also\n  counts thread start-up and table setup.",
         r.seconds
     );
     s

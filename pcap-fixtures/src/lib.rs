@@ -14,6 +14,8 @@ use std::path::{Path, PathBuf};
 pub mod fixture;
 /// Conversations through the balancer: NAT pairs, TCP sequence numbers, rejections.
 pub mod flow;
+/// basic in other link types and with damaged records.
+pub mod linktypes;
 /// Frame builders with full checksums.
 pub mod packet;
 /// Seeded SplitMix64, stable forever.
@@ -42,6 +44,7 @@ pub fn generate_all(dir: &Path) -> io::Result<()> {
     let basic = scenario_basic::steps();
     let yaml = yaml::services_yaml(&scenario_basic::services(), 0xb);
     fixture::write_fixture(dir, "basic", &basic, &yaml, true)?;
+    linktypes::write_all(dir, &basic)?;
     let demo = scenario_demo::steps();
     let yaml = yaml::services_yaml(&scenario_demo::services(), 0xd);
     fixture::write_fixture(dir, "demo", &demo, &yaml, false)?;

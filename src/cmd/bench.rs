@@ -112,6 +112,9 @@ fn replay(a: ReplayBenchArgs) -> Result<(), String> {
     let plan = match (&a.pcap, &a.services) {
         (Some(pcap), Some(svc)) => {
             let capture = read_capture(pcap).map_err(|e| e.to_string())?;
+            for w in dataplane::io::pcap::warnings(&capture, &pcap.display().to_string()) {
+                eprintln!("vipgate: warning: {w}");
+            }
             let specs = services::load_file(svc, &a.tuning.model_options())?;
             // Services as people count them: distinct VIPs, not service ports.
             let services = specs

@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use clap::Args;
 use dataplane::generation::Tables;
 use dataplane::io::memory::TxCapture;
-use dataplane::io::pcap::{parse_capture, read_capture, write_pcap};
+use dataplane::io::pcap::{parse_capture, read_capture, warnings, write_capture};
 use dataplane::io::MAX_BURST;
 use dataplane::table::ServiceTable;
 
@@ -17,12 +17,19 @@ pub struct ReplayArgs {
     /// prints them. Default: the built-in demo.
     #[arg(long, value_name = "FILE", requires = "pcap")]
     services: Option<PathBuf>,
-    /// Capture to replay (pcap or pcapng, Ethernet). Default: the built-in demo.
+    /// Capture to replay: pcap or pcapng of Ethernet (FCS link-type bits
+    /// too), Linux cooked SLL/SLL2 (`tcpdump -i any`), raw IP (RAW, IPV4,
+    /// IPV6) or BSD loopback (NULL, LOOP), frames up to 64 KiB. Non-Ethernet
+    /// packets get a synthetic Ethernet header: 02:00:00:00:00:02 (peer) ->
+    /// 02:00:00:00:00:01 (node); SLL/SLL2 packets of packet type OUTGOING
+    /// (sent by the node) go 02:00:00:00:00:01 -> 02:00:00:00:00:02. Damaged
+    /// records are skipped with one warning. Default: the built-in demo.
     #[arg(long, value_name = "FILE", requires = "services")]
     pcap: Option<PathBuf>,
     /// Write every transmitted frame (rewritten packets, generated RST/ICMP)
-    /// of the first loop to this pcap. Passed and dropped packets are counted,
-    /// not written.
+    /// of the first loop to this file, as Ethernet whatever the input's link
+    /// type: pcapng (ns timestamps) if the name ends in `.pcapng`, else pcap
+    /// (µs). Passed and dropped packets are counted, not written.
     #[arg(long, value_name = "FILE")]
     out: Option<PathBuf>,
     /// Worker threads, each pinned to its own core; flows are split by client.
@@ -46,23 +53,21 @@ pub struct ReplayArgs {
 
 pub fn run(args: ReplayArgs) -> Result<(), String> {
     let opts = args.tuning.model_options();
-    let (capture, specs) = match (&args.pcap, &args.services) {
+    let (capture, specs, name) = match (&args.pcap, &args.services) {
         (Some(pcap), Some(svc)) => (
             read_capture(pcap).map_err(|e| e.to_string())?,
             services::load_file(svc, &opts)?,
+            pcap.display().to_string(),
         ),
         _ => (
             parse_capture(embedded::DEMO_PCAP, embedded::DEMO_PCAP_NAME)
                 .map_err(|e| e.to_string())?,
             services::load_str(embedded::DEMO_SERVICES, embedded::DEMO_SERVICES_NAME, &opts)?,
+            embedded::DEMO_PCAP_NAME.to_string(),
         ),
     };
-    if capture.truncated > 0 {
-        eprintln!(
-            "vipgate: warning: {} frames longer than {} bytes were cut (turn off GRO/TSO when capturing)",
-            capture.truncated,
-            dataplane::io::memory::FRAME_BUF_SIZE
-        );
+    for w in warnings(&capture, &name) {
+        eprintln!("vipgate: warning: {w}");
     }
     let table = ServiceTable::from_specs(specs, args.tuning.table_config());
     let tables = Tables::new(table);
@@ -78,7 +83,7 @@ pub fn run(args: ReplayArgs) -> Result<(), String> {
     let result = bench::replay::run(&capture, &tables, &cfg);
     if let (Some(out), Some(tx)) = (&args.out, &result.tx) {
         let frames = TxCapture::merge(tx);
-        write_pcap(out, frames.iter().map(|(_, d, ts)| (*d, *ts))).map_err(|e| e.to_string())?;
+        write_capture(out, frames.iter().map(|(_, d, ts)| (*d, *ts))).map_err(|e| e.to_string())?;
     }
     if args.json {
         println!("{}", bench::summary::to_json(&result));

@@ -8,7 +8,14 @@ use crate::verdict::Verdict;
 
 /// Buffer size per frame: a full-size Ethernet frame plus room for a reject
 /// answer that is longer than what it answers (ICMP quotes up to 1232 bytes).
+/// Captures with longer frames get per-frame buffers sized by their
+/// largest frame instead (see [`MemoryIo::new`]).
 pub const FRAME_BUF_SIZE: usize = 2048;
+
+/// The longest frame a capture keeps whole: the largest IP packet (64 KiB)
+/// behind an Ethernet header with one VLAN tag, as captures of GSO/GRO or
+/// BIG TCP traffic hold them. Longer frames are cut to it.
+pub const MAX_FRAME_LEN: usize = 65535 + 18;
 
 /// One captured frame.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -24,8 +31,14 @@ pub struct CapturedPacket {
 pub struct Capture {
     data: Vec<u8>,
     packets: Vec<CapturedPacket>,
-    /// Frames longer than FRAME_BUF_SIZE, cut to it when loaded.
+    /// Frames longer than MAX_FRAME_LEN, cut to it when loaded.
     pub truncated: u64,
+    /// The longest frame held.
+    max_len: usize,
+    /// Records of the file that could not be read (skipped).
+    pub damaged: u64,
+    /// Where the first damaged record is and what is wrong with it.
+    pub first_damage: Option<String>,
 }
 
 impl Capture {
@@ -33,20 +46,52 @@ impl Capture {
         Capture::default()
     }
 
-    /// Appends a frame (cut to FRAME_BUF_SIZE, counted in `truncated`).
+    /// Appends a frame (cut to MAX_FRAME_LEN, counted in `truncated`).
     pub fn push(&mut self, ts_ns: u64, frame: &[u8]) {
-        let frame = if frame.len() > FRAME_BUF_SIZE {
+        self.push_with_header(ts_ns, &[], frame);
+    }
+
+    /// Appends `header` followed by `body` as one frame (a synthetic
+    /// Ethernet header in front of a non-Ethernet capture's payload).
+    pub fn push_with_header(&mut self, ts_ns: u64, header: &[u8], body: &[u8]) {
+        let room = MAX_FRAME_LEN - header.len();
+        let body = if body.len() > room {
             self.truncated += 1;
-            &frame[..FRAME_BUF_SIZE]
+            &body[..room]
         } else {
-            frame
+            body
         };
+        let len = header.len() + body.len();
+        self.max_len = self.max_len.max(len);
         self.packets.push(CapturedPacket {
             offset: self.data.len(),
-            len: frame.len() as u32,
+            len: len as u32,
             ts_ns,
         });
-        self.data.extend_from_slice(frame);
+        self.data.extend_from_slice(header);
+        self.data.extend_from_slice(body);
+    }
+
+    /// Counts a record of the file that was skipped; the first one's
+    /// description is kept for the warning.
+    pub fn damage(&mut self, what: impl FnOnce() -> String) {
+        self.damaged += 1;
+        if self.first_damage.is_none() {
+            self.first_damage = Some(what());
+        }
+    }
+
+    /// The longest frame held, in bytes.
+    pub fn max_len(&self) -> usize {
+        self.max_len
+    }
+
+    /// Bytes per frame buffer a replay of this capture needs: the usual
+    /// FRAME_BUF_SIZE (a full-size frame plus room for a longer reject
+    /// answer), or the longest frame when that is longer (an answer is
+    /// never longer than ~1.3 KB, so it fits in such a buffer too).
+    pub fn buf_size(&self) -> usize {
+        self.max_len.max(FRAME_BUF_SIZE).next_multiple_of(64)
     }
 
     pub fn len(&self) -> usize {
@@ -123,6 +168,8 @@ pub struct MemoryIo<'a> {
     loop_no: u64,
     loop_shift_ns: u64,
     bufs: Vec<u8>,
+    /// Bytes per frame buffer in `bufs` (the capture's `buf_size`).
+    slot: usize,
     now_ns: u64,
     tx: Option<TxCapture>,
     /// How many frames of the current batch (a prefix) came from loop 0.
@@ -139,7 +186,8 @@ impl<'a> MemoryIo<'a> {
             loops,
             loop_no: 0,
             loop_shift_ns: capture.span_ns() + 1_000_000_000,
-            bufs: vec![0u8; MAX_BURST * FRAME_BUF_SIZE],
+            bufs: vec![0u8; MAX_BURST * capture.buf_size()],
+            slot: capture.buf_size(),
             now_ns: 0,
             tx: None,
             first_loop_frames: 0,
@@ -189,12 +237,12 @@ impl PacketIo for MemoryIo<'_> {
         while n < max && !self.done() {
             let idx = self.order[self.pos];
             let (frame, ts) = self.capture.packet(idx as usize);
-            let off = n * FRAME_BUF_SIZE;
+            let off = n * self.slot;
             self.bufs[off..off + frame.len()].copy_from_slice(frame);
             batch.push(FrameDesc {
                 offset: off as u64,
                 len: frame.len() as u32,
-                cap: FRAME_BUF_SIZE as u32,
+                cap: self.slot as u32,
                 tag: idx,
                 offload: Default::default(),
             });
@@ -236,5 +284,9 @@ impl PacketIo for MemoryIo<'_> {
 
     fn kind(&self) -> &'static str {
         "memory"
+    }
+
+    fn max_frame(&self) -> usize {
+        self.slot
     }
 }
