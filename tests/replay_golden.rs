@@ -119,7 +119,9 @@ fn golden_file(pcap: &str, services: &str, name: &str) -> String {
 
 #[test]
 fn other_link_types_replay_as_ethernet_with_synthetic_macs() {
-    for form in ["sll", "sll2", "raw", "null", "eth-fcs"] {
+    for form in [
+        "sll", "sll2", "raw", "null", "loop", "ipv4", "ipv6", "eth-fcs",
+    ] {
         let name = format!("linktype-{form}");
         let err = golden_file(&format!("{name}.pcap"), "basic", &name);
         assert!(!err.contains("warning"), "{name}: {err}");

@@ -70,6 +70,14 @@ fn is_ip(f: &[u8]) -> bool {
     f.len() >= 14 && matches!(ethertype(f), 0x0800 | 0x86dd)
 }
 
+fn is_v4(f: &[u8]) -> bool {
+    f.len() >= 14 && ethertype(f) == 0x0800
+}
+
+fn is_v6(f: &[u8]) -> bool {
+    f.len() >= 14 && ethertype(f) == 0x86dd
+}
+
 fn any(f: &[u8]) -> bool {
     f.len() >= 14
 }
@@ -104,11 +112,19 @@ fn null(f: &[u8]) -> Vec<u8> {
     r
 }
 
+fn looped(f: &[u8]) -> Vec<u8> {
+    // LINKTYPE_LOOP (OpenBSD): the family in network order, AF_INET6 24.
+    let af: u32 = if ethertype(f) == 0x0800 { 2 } else { 24 };
+    let mut r = af.to_be_bytes().to_vec();
+    r.extend_from_slice(&f[14..]);
+    r
+}
+
 fn eth(f: &[u8]) -> Vec<u8> {
     f.to_vec()
 }
 
-const FORMS: [Form; 5] = [
+const FORMS: [Form; 8] = [
     Form {
         name: "sll",
         link: 113,
@@ -132,6 +148,24 @@ const FORMS: [Form; 5] = [
         link: 0,
         carries: is_ip,
         record: null,
+    },
+    Form {
+        name: "loop",
+        link: 108,
+        carries: is_ip,
+        record: looped,
+    },
+    Form {
+        name: "ipv4",
+        link: 228,
+        carries: is_v4,
+        record: raw,
+    },
+    Form {
+        name: "ipv6",
+        link: 229,
+        carries: is_v6,
+        record: raw,
     },
     // FCS length 3 without the "present" bit: libpcap reads it as Ethernet.
     Form {
