@@ -113,6 +113,7 @@ fn pipeline(capacity: u32) -> Pipeline {
             capacity,
             ..Default::default()
         },
+        ..Default::default()
     })
 }
 

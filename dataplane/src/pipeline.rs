@@ -54,15 +54,29 @@ struct Known<'t> {
     pick_hash: Option<u64>,
 }
 
+/// How TCP to a Service without endpoints is answered.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum RejectTcp {
+    /// A TCP RST (RFC 9293), what Cilium and IPVS-mode kube-proxy send.
+    #[default]
+    Rst,
+    /// ICMP / ICMPv6 port unreachable, what kube-proxy's iptables and
+    /// nftables REJECT rules send for TCP too. Linux clients report
+    /// ECONNREFUSED for either.
+    Icmp,
+}
+
 /// How a worker's pipeline behaves.
 #[derive(Clone, Debug, Default)]
 pub struct PipelineConfig {
     pub conntrack: conntrack::Config,
+    pub reject_tcp: RejectTcp,
 }
 
 /// One worker's pipeline state.
 pub struct Pipeline {
     ct: Conntrack,
+    reject_tcp: RejectTcp,
     counters: Counters,
     /// What each frame of the last burst was counted as, so that the worker
     /// can move a frame it fails to send to a drop reason instead of
@@ -78,6 +92,7 @@ impl Pipeline {
     pub fn new(cfg: PipelineConfig) -> Pipeline {
         Pipeline {
             ct: Conntrack::new(cfg.conntrack),
+            reject_tcp: cfg.reject_tcp,
             counters: Counters::default(),
             counted: [Counted::default(); MAX_BURST],
             counted_len: 0,
@@ -455,7 +470,7 @@ impl Pipeline {
             L4::Tcp { flags, .. } if flags & tcp::RST != 0 => {
                 return Outcome::Drop(DropReason::RstNoEndpoints)
             }
-            L4::Tcp { .. } => tcp_reset(buf, p),
+            L4::Tcp { .. } if self.reject_tcp == RejectTcp::Rst => tcp_reset(buf, p),
             _ => icmp_port_unreachable(buf, p),
         };
         Outcome::Rejected(n)
@@ -600,6 +615,7 @@ mod tests {
                 capacity,
                 ..Default::default()
             },
+            ..Default::default()
         });
         let mut out = Vec::new();
         while !io.done() {

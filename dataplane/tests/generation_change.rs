@@ -68,6 +68,7 @@ fn pipeline() -> Pipeline {
             capacity: 4096,
             ..Default::default()
         },
+        ..Default::default()
     })
 }
 

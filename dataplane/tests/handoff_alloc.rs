@@ -56,6 +56,7 @@ fn handoff_rounds_allocate_nothing() {
                 capacity: 1 << 16,
                 ..Default::default()
             },
+            ..Default::default()
         },
         ..WorkerConfig::default()
     };

@@ -146,6 +146,7 @@ fn small_pipeline() -> Pipeline {
             capacity: 1024,
             ..Default::default()
         },
+        ..Default::default()
     })
 }
 

@@ -116,6 +116,7 @@ fn pipeline() -> Pipeline {
             capacity: 1024,
             ..Default::default()
         },
+        ..Default::default()
     })
 }
 

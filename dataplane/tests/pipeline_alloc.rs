@@ -30,6 +30,7 @@ fn bursts_allocate_nothing() {
             capacity: 1 << 16,
             ..Default::default()
         },
+        ..Default::default()
     });
     let mut io = MemoryIo::new(&capture, &order, 4);
     let mut batch = Batch::new();

@@ -106,3 +106,40 @@ fn other_segments_still_get_their_reset() {
     assert_eq!(p.counters().rejected, 6);
     assert_eq!(p.counters().dropped(DropReason::RstNoEndpoints), 0);
 }
+
+/// With `RejectTcp::Icmp` (`--reject-tcp icmp`, kube-proxy's iptables and
+/// nftables REJECT), a SYN gets an ICMP / ICMPv6 port unreachable from the
+/// VIP quoting it, and a RST is still not answered.
+#[test]
+fn reject_tcp_icmp_answers_port_unreachable() {
+    use dataplane::pipeline::RejectTcp;
+    let table = table();
+    let mut p = Pipeline::new(PipelineConfig {
+        reject_tcp: RejectTcp::Icmp,
+        ..Default::default()
+    });
+    for (i, frame) in segments(TCP_SYN).into_iter().enumerate() {
+        let (v, out) = run(&mut p, &table, &frame);
+        assert_eq!(v, Verdict::Tx(0));
+        check_frame(&out).unwrap();
+        let a = parse(&out).unwrap();
+        let (kind, code) = match a.l4 {
+            PL4::IcmpError { kind, code } => (kind, code),
+            other => panic!("not an ICMP error: {other:?}"),
+        };
+        // ICMP 3/3, ICMPv6 1/4: port unreachable.
+        let want = if i == 0 { (3, 3) } else { (1, 4) };
+        assert_eq!((kind, code), want, "frame {i}");
+        let vip = if i == 0 {
+            Addr::from_v4(VIP4)
+        } else {
+            Addr::from_v6(VIP6)
+        };
+        assert_eq!(a.src, vip, "answered from the VIP");
+    }
+    for frame in segments(TCP_RST) {
+        let (v, _) = run(&mut p, &table, &frame);
+        assert_eq!(v, Verdict::Drop(DropReason::RstNoEndpoints));
+    }
+    assert_eq!(p.counters().rejected, 2);
+}

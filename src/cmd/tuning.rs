@@ -4,7 +4,7 @@ use clap::Args;
 use dataplane::conntrack;
 use dataplane::hash::DEFAULT_SEED;
 use dataplane::maglev::DEFAULT_MAX_TABLE_SIZE;
-use dataplane::pipeline::PipelineConfig;
+use dataplane::pipeline::{PipelineConfig, RejectTcp};
 use dataplane::table::TableConfig;
 
 #[derive(Args, Debug, Clone)]
@@ -25,6 +25,19 @@ pub struct Tuning {
     /// Node name, for `internalTrafficPolicy: Local` services.
     #[arg(long, value_name = "NAME")]
     pub node_name: Option<String>,
+    /// How TCP to a Service without endpoints is answered: `rst` (a TCP
+    /// reset, as Cilium and IPVS-mode kube-proxy) or `icmp` (ICMP port
+    /// unreachable, as kube-proxy's iptables and nftables REJECT rules).
+    /// Linux clients see "connection refused" either way.
+    #[arg(long, value_enum, default_value_t = RejectTcpArg::Rst)]
+    pub reject_tcp: RejectTcpArg,
+}
+
+/// `--reject-tcp`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum RejectTcpArg {
+    Rst,
+    Icmp,
 }
 
 impl Tuning {
@@ -40,6 +53,10 @@ impl Tuning {
             conntrack: conntrack::Config {
                 capacity: self.conntrack_capacity,
                 ..conntrack::Config::default()
+            },
+            reject_tcp: match self.reject_tcp {
+                RejectTcpArg::Rst => RejectTcp::Rst,
+                RejectTcpArg::Icmp => RejectTcp::Icmp,
             },
         }
     }
