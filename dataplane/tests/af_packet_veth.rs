@@ -407,38 +407,48 @@ fn partial_checksums_are_tagged_when_not_completed() {
         return;
     }
     let lab = Lab::new(false);
+    let cfg = AfPacketConfig {
+        complete_partial_csum: false,
+        ..gw_cfg()
+    };
+    let (desc, f) = first_datagram(&lab, &cfg, b"partial");
+    assert_eq!(desc.tag, TAG_CSUM_PARTIAL);
+    assert!(
+        !checksums_ok(&f),
+        "a partial checksum verified: veth did not offload?"
+    );
+}
+
+/// Opens a gateway socket with `cfg`, has the peer send `payload` to it,
+/// and returns the first datagram to the gateway that the socket receives
+/// (its descriptor and bytes). Bounded by DEADLINE.
+fn first_datagram(lab: &Lab, cfg: &AfPacketConfig, payload: &[u8]) -> (FrameDesc, Vec<u8>) {
     let (ready_tx, ready_rx) = mpsc::channel();
-    let lab = &lab;
     std::thread::scope(|s| {
         let gw = s.spawn(move || {
             enter(&lab.gw_ns);
-            let cfg = AfPacketConfig {
-                complete_partial_csum: false,
-                ..gw_cfg()
-            };
-            let mut io = AfPacket::open(&lab.gw_if, &cfg).unwrap();
-            ready_tx.send(()).unwrap();
+            let mut io = AfPacket::open(&lab.gw_if, cfg).unwrap();
+            ready_tx.send(io.vnet_hdr()).unwrap();
             let mut batch = Batch::new();
             let start = Instant::now();
             while start.elapsed() < DEADLINE {
                 let n = io.rx_burst(&mut batch, MAX_BURST);
                 for i in 0..n {
                     if parse_udp(batch.frame(i)).is_some_and(|u| u.dst == to_gw()) {
-                        return (batch.descs()[i].tag, checksums_ok(batch.frame(i)));
+                        return (batch.descs()[i], batch.frame(i).to_vec());
                     }
                 }
                 io.wait_rx(2);
             }
             panic!("no datagram within {DEADLINE:?}");
         });
-        ready_rx.recv().unwrap();
+        let vnet = ready_rx.recv().unwrap();
+        assert_eq!(vnet, cfg.vnet_hdr, "PACKET_VNET_HDR as configured");
         in_ns(&lab.peer_ns, || {
-            peer_socket().send_to(b"partial", to_gw()).unwrap();
+            peer_socket().send_to(payload, to_gw()).unwrap();
         });
-        let (tag, ok) = gw.join().unwrap();
-        assert_eq!(tag, TAG_CSUM_PARTIAL);
-        assert!(!ok, "a partial checksum verified: veth did not offload?");
-    });
+        gw.join().unwrap()
+    })
 }
 
 /// (b) Frames rewritten in the arena and sent by tx_burst reach the peer's
@@ -831,42 +841,17 @@ fn vnet_headers_flag_partial_checksums_with_their_offsets() {
         return;
     }
     let lab = Lab::new(false);
-    let (ready_tx, ready_rx) = mpsc::channel();
-    let lab = &lab;
-    std::thread::scope(|s| {
-        let gw = s.spawn(move || {
-            enter(&lab.gw_ns);
-            let mut io = AfPacket::open(&lab.gw_if, &AfPacketConfig::default()).unwrap();
-            assert!(io.vnet_hdr(), "PACKET_VNET_HDR refused");
-            ready_tx.send(()).unwrap();
-            let mut batch = Batch::new();
-            let start = Instant::now();
-            while start.elapsed() < DEADLINE {
-                let n = io.rx_burst(&mut batch, MAX_BURST);
-                for i in 0..n {
-                    if parse_udp(batch.frame(i)).is_some_and(|u| u.dst == to_gw()) {
-                        return (batch.descs()[i].offload, batch.frame(i).to_vec());
-                    }
-                }
-                io.wait_rx(2);
-            }
-            panic!("no datagram within {DEADLINE:?}");
-        });
-        ready_rx.recv().unwrap();
-        in_ns(&lab.peer_ns, || {
-            peer_socket().send_to(b"flagged", to_gw()).unwrap();
-        });
-        let (meta, mut f) = gw.join().unwrap();
-        assert!(meta.csum_partial(), "{meta:?}");
-        assert!(!meta.is_gso(), "{meta:?}");
-        assert_eq!((meta.csum_start, meta.csum_offset), (34, 6), "{meta:?}");
-        assert!(!checksums_ok(&f), "veth did not leave it partial?");
-        let start = meta.csum_start as usize;
-        let at = start + meta.csum_offset as usize;
-        let c = finish(sum16(&f[start..], 0));
-        f[at..at + 2].copy_from_slice(&c.to_be_bytes());
-        assert!(checksums_ok(&f), "finished checksum does not verify");
-    });
+    let (desc, mut f) = first_datagram(&lab, &AfPacketConfig::default(), b"flagged");
+    let meta = desc.offload;
+    assert!(meta.csum_partial(), "{meta:?}");
+    assert!(!meta.is_gso(), "{meta:?}");
+    assert_eq!((meta.csum_start, meta.csum_offset), (34, 6), "{meta:?}");
+    assert!(!checksums_ok(&f), "veth did not leave it partial?");
+    let start = meta.csum_start as usize;
+    let at = start + meta.csum_offset as usize;
+    let c = finish(sum16(&f[start..], 0));
+    f[at..at + 2].copy_from_slice(&c.to_be_bytes());
+    assert!(checksums_ok(&f), "finished checksum does not verify");
 }
 
 /// Setup errors say what is wrong.

@@ -5,7 +5,7 @@
 //! - payloads, TTL handling and L2 headers behave as specified.
 
 use dataplane::addr::{Addr, Proto};
-use dataplane::pipeline::{Pipeline, PipelineConfig};
+use dataplane::pipeline::Pipeline;
 use dataplane::service::{Affinity, BackendSpec, BackendState, ServiceKey, ServiceSpec};
 use dataplane::table::{ServiceTable, TableConfig};
 use dataplane::verdict::Verdict;
@@ -13,6 +13,11 @@ use dataplane::wire::parse::{parse, L4 as PL4};
 use fixtures::packet::{Eth, Ip, Ipv4, Ipv6, Packet, Tcp, Udp, L4};
 use fixtures::verify::check_frame;
 use proptest::prelude::*;
+
+mod common {
+    pub mod frames;
+}
+use common::frames::small_pipeline;
 
 const CLIENT_MAC: [u8; 6] = [0x02, 0, 0, 0, 0, 1];
 const GW_MAC: [u8; 6] = [0x02, 0, 0, 0, 0, 2];
@@ -138,16 +143,6 @@ fn table(c: &Case, vip: Addr) -> ServiceTable {
         affinity: Affinity::None,
     };
     ServiceTable::from_specs(vec![spec], TableConfig::default())
-}
-
-fn small_pipeline() -> Pipeline {
-    Pipeline::new(PipelineConfig {
-        conntrack: dataplane::conntrack::Config {
-            capacity: 1024,
-            ..Default::default()
-        },
-        ..Default::default()
-    })
 }
 
 fn run(p: &mut Pipeline, t: &ServiceTable, frame: &[u8]) -> (Verdict, Vec<u8>) {

@@ -15,7 +15,7 @@
 use dataplane::addr::{Addr, Proto};
 use dataplane::io::offload::{OffloadMeta, F_NEEDS_CSUM};
 use dataplane::io::{Batch, FrameDesc};
-use dataplane::pipeline::{Pipeline, PipelineConfig};
+use dataplane::pipeline::Pipeline;
 use dataplane::service::{Affinity, BackendSpec, BackendState, ServiceKey, ServiceSpec};
 use dataplane::table::{ServiceTable, TableConfig};
 use dataplane::verdict::Verdict;
@@ -24,6 +24,11 @@ use dataplane::wire::parse::parse;
 use fixtures::packet::{Eth, Ip, Ipv4, Ipv6, Packet, Tcp, Udp, L4};
 use fixtures::verify::check_frame;
 use proptest::prelude::*;
+
+mod common {
+    pub mod frames;
+}
+use common::frames::small_pipeline;
 
 const BUF: usize = 4096;
 
@@ -110,16 +115,6 @@ fn table(v6: bool, tcp: bool, backends: u8) -> ServiceTable {
     ServiceTable::from_specs(vec![spec], TableConfig::default())
 }
 
-fn pipeline() -> Pipeline {
-    Pipeline::new(PipelineConfig {
-        conntrack: dataplane::conntrack::Config {
-            capacity: 1024,
-            ..Default::default()
-        },
-        ..Default::default()
-    })
-}
-
 /// One frame through `process_burst` with the given offload state.
 fn run(p: &mut Pipeline, t: &ServiceTable, f: &[u8], offload: OffloadMeta) -> (Verdict, Vec<u8>) {
     let mut region = vec![0u8; BUF];
@@ -171,19 +166,19 @@ proptest! {
         prop_assert_ne!(check_frame(&partial), Ok(()), "fixture must start broken");
 
         // Reference: the fully checksummed frame, unflagged.
-        let (v, want) = run(&mut pipeline(), &t, &full, OffloadMeta::NONE);
+        let (v, want) = run(&mut small_pipeline(), &t, &full, OffloadMeta::NONE);
         prop_assert_eq!(v, Verdict::Tx(0));
         prop_assert_eq!(check_frame(&want), Ok(()));
 
         // Unflagged partial (AF_XDP): completed while NATed.
-        let (v, got) = run(&mut pipeline(), &t, &partial, OffloadMeta::NONE);
+        let (v, got) = run(&mut small_pipeline(), &t, &partial, OffloadMeta::NONE);
         prop_assert_eq!(v, Verdict::Tx(0));
         prop_assert_eq!(check_frame(&got), Ok(()));
         prop_assert_eq!(&got, &want);
 
         // Flagged partial (AF_PACKET vnet header): stays partial, and the
         // kernel's finishing pass yields the same valid frame.
-        let (v, mut kept) = run(&mut pipeline(), &t, &partial, needs_csum(&partial));
+        let (v, mut kept) = run(&mut small_pipeline(), &t, &partial, needs_csum(&partial));
         prop_assert_eq!(v, Verdict::Tx(0));
         let (_, at, ps) = l4_facts(&kept);
         prop_assert_eq!(get_u16(&kept, at), ps, "field is the new pseudo-header sum");
@@ -194,7 +189,7 @@ proptest! {
         // Replies, both ways, from the backend the forward frame reached.
         let backend = parse(&want).unwrap().dst;
         let reply = frame(v6, tcp, backend, client, 8080, cport, &payload);
-        let mut p = pipeline();
+        let mut p = small_pipeline();
         run(&mut p, &t, &full, OffloadMeta::NONE);
         let (v, want_r) = run(&mut p, &t, &reply, OffloadMeta::NONE);
         prop_assert_eq!(v, Verdict::Tx(0));
@@ -236,7 +231,7 @@ fn a_valid_checksum_equal_to_the_pseudo_sum_is_kept_valid() {
             "crafted frame is valid ({v6}, {tcp})"
         );
         assert_eq!(get_u16(&f, at), ps, "and its checksum is the pseudo sum");
-        let (v, out) = run(&mut pipeline(), &t, &f, OffloadMeta::NONE);
+        let (v, out) = run(&mut small_pipeline(), &t, &f, OffloadMeta::NONE);
         assert_eq!(v, Verdict::Tx(0));
         assert_eq!(check_frame(&out), Ok(()), "({v6}, {tcp})");
         let p = parse(&out).unwrap();
@@ -281,7 +276,7 @@ fn a_reject_drops_the_requests_offload_state() {
         offload: needs_csum(&syn),
         ..FrameDesc::default()
     });
-    pipeline().process_burst(&empty, &mut b, 1_000_000_000);
+    small_pipeline().process_burst(&empty, &mut b, 1_000_000_000);
     assert_eq!(b.verdicts()[0], Verdict::Tx(0));
     assert_eq!(b.descs()[0].offload, OffloadMeta::NONE);
     assert_eq!(check_frame(b.frame(0)), Ok(()));

@@ -1,7 +1,9 @@
 //! Running single frames through a pipeline, for tests that look at one
 //! verdict and one output frame at a time.
+// Each test binary uses its own subset of these helpers.
+#![allow(dead_code)]
 
-use dataplane::pipeline::Pipeline;
+use dataplane::pipeline::{Pipeline, PipelineConfig};
 use dataplane::table::ServiceTable;
 use dataplane::verdict::Verdict;
 
@@ -14,4 +16,15 @@ pub fn run(p: &mut Pipeline, table: &ServiceTable, frame: &[u8]) -> (Verdict, Ve
     let (v, n) = p.process_frame(table, &mut buf, frame.len(), 1);
     buf.truncate(n);
     (v, buf)
+}
+
+/// A pipeline with a small (1024-entry) conntrack and defaults otherwise.
+pub fn small_pipeline() -> Pipeline {
+    Pipeline::new(PipelineConfig {
+        conntrack: dataplane::conntrack::Config {
+            capacity: 1024,
+            ..Default::default()
+        },
+        ..Default::default()
+    })
 }
