@@ -488,9 +488,9 @@ mod tests {
 
     #[test]
     fn round_trip_through_a_file() {
-        let dir = std::env::temp_dir().join(format!("vipgate-pcap-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
-        let path = dir.join("rt.pcap");
+        // A directory of its own: tests run in parallel threads of one process.
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("rt.pcap");
         let frames: Vec<(Vec<u8>, u64)> = vec![
             (vec![1u8; 60], 1_000_000_000),
             (vec![2u8; 1514], 1_500_001_000),
@@ -500,13 +500,11 @@ mod tests {
         assert_eq!(cap.len(), 2);
         assert_eq!(cap.packet(0), (&frames[0].0[..], 1_000_000_000));
         assert_eq!(cap.packet(1), (&frames[1].0[..], 1_500_001_000));
-        std::fs::remove_dir_all(&dir).unwrap();
     }
 
     fn pcap_bytes(link: u32, frames: &[Vec<u8>]) -> Vec<u8> {
-        let dir = std::env::temp_dir().join(format!("vipgate-pcap-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
-        let path = dir.join(format!("link-{link:x}-{}.pcap", frames.len()));
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("frames.pcap");
         write_pcap(&path, frames.iter().map(|d| (d.as_slice(), 1_000))).unwrap();
         let mut b = std::fs::read(&path).unwrap();
         b[20..24].copy_from_slice(&link.to_le_bytes());
