@@ -232,10 +232,10 @@ fn healthz_is_ok_and_readyz_follows_health() {
 fn unknown_paths_404_and_other_methods_405() {
     let (_server, addr, _, _) = start(vec![web()]);
     assert_eq!(http_request(addr, "GET", "/").unwrap().status, 404);
-    assert_eq!(http_request(addr, "GET", "/metrics").unwrap().status, 404);
+    assert_eq!(http_request(addr, "GET", "/metric").unwrap().status, 404);
     assert_eq!(http_request(addr, "POST", "/nope").unwrap().status, 404);
     for method in ["POST", "PUT", "DELETE", "PATCH"] {
-        for path in ["/services", "/healthz", "/readyz"] {
+        for path in ["/services", "/healthz", "/readyz", "/metrics", "/stats"] {
             let r = http_request(addr, method, path).unwrap();
             assert_eq!(r.status, 405, "{method} {path}");
         }

@@ -9,26 +9,32 @@
 
 use crate::verdict::DropReason;
 
-/// What one worker has done.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-#[repr(align(64))]
-pub struct Counters {
-    /// Frames seen.
-    pub packets: u64,
-    /// Client -> backend, DNATed (and ICMP errors towards backends).
-    pub forwarded: u64,
-    /// Backend -> client, reverse-NATed (and ICMP errors towards clients).
-    pub reversed: u64,
-    /// To a Service without endpoints: answered with RST / ICMP unreachable.
-    pub rejected: u64,
-    /// Handed to the kernel.
-    pub passed: u64,
-    /// Dropped, by reason (index = `DropReason as usize`).
-    pub dropped: [u64; DropReason::COUNT],
-    /// Conntrack entries created.
-    pub flows: u64,
-    /// Bursts processed.
-    pub bursts: u64,
+crate::counter_set! {
+    /// What one worker's pipeline has done.
+    #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+    #[repr(align(64))]
+    pub struct Counters {
+        /// Frames the pipeline saw.
+        packets: Counter "vipgate_rx_packets",
+        /// Client -> backend, DNATed (and ICMP errors towards backends).
+        forwarded: Counter "vipgate_packets" [verdict = "forwarded"],
+        /// Backend -> client, reverse-NATed (and ICMP errors towards clients).
+        reversed: Counter "vipgate_packets" [verdict = "reversed"],
+        /// To a Service without endpoints: answered with RST / ICMP unreachable.
+        rejected: Counter "vipgate_packets" [verdict = "rejected"],
+        /// Handed to the kernel.
+        passed: Counter "vipgate_packets" [verdict = "passed"],
+        /// Conntrack entries created.
+        flows: Counter "vipgate_flows_created",
+        /// Bursts processed.
+        bursts: Counter "vipgate_bursts",
+    }
+    extra {
+        /// Dropped, by reason (index = `DropReason as usize`); exported as
+        /// `vipgate_packets{verdict="dropped"}` (their sum) and
+        /// `vipgate_drops{reason}`.
+        pub dropped: [u64; DropReason::COUNT],
+    }
 }
 
 /// Which counter the pipeline put a frame under.
@@ -92,32 +98,18 @@ impl Counters {
 
     /// Adds another worker's counters into this one.
     pub fn add(&mut self, o: &Counters) {
-        self.packets += o.packets;
-        self.forwarded += o.forwarded;
-        self.reversed += o.reversed;
-        self.rejected += o.rejected;
-        self.passed += o.passed;
+        self.add_scalars(o);
         for (a, b) in self.dropped.iter_mut().zip(o.dropped.iter()) {
             *a += b;
         }
-        self.flows += o.flows;
-        self.bursts += o.bursts;
     }
 
     /// What happened since `earlier` (a copy of these counters taken then).
     pub fn since(&self, earlier: &Counters) -> Counters {
-        let mut d = Counters {
-            packets: self.packets - earlier.packets,
-            forwarded: self.forwarded - earlier.forwarded,
-            reversed: self.reversed - earlier.reversed,
-            rejected: self.rejected - earlier.rejected,
-            passed: self.passed - earlier.passed,
-            dropped: [0; DropReason::COUNT],
-            flows: self.flows - earlier.flows,
-            bursts: self.bursts - earlier.bursts,
-        };
-        for (i, x) in d.dropped.iter_mut().enumerate() {
-            *x = self.dropped[i] - earlier.dropped[i];
+        let mut d = *self;
+        d.sub_scalars(earlier);
+        for (x, e) in d.dropped.iter_mut().zip(earlier.dropped.iter()) {
+            *x = x.saturating_sub(*e);
         }
         d
     }

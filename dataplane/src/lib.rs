@@ -5,6 +5,8 @@
 pub mod addr;
 /// Connection tracking: bounded table, TCP state machine, timeouts, eviction.
 pub mod conntrack;
+/// One declaration per counter (`counter_set!`): help, metric, kind, label.
+pub mod counter_decl;
 /// Per-worker counters.
 pub mod counters;
 /// The published table generation: atomically swapped, loaded per burst.

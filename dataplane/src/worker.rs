@@ -70,6 +70,10 @@ pub const YIELD_ROUNDS: u32 = 64;
 /// sleeping owner finds them when it wakes), and of held frames once their
 /// neighbour is known.
 pub const IDLE_WAIT_MS: i32 = 1;
+/// How often a running worker reads its sockets' kernel-side counters (a
+/// getsockopt per port) for `/metrics`: often enough for a scrape every
+/// few seconds, rare enough to cost nothing measurable.
+pub const IO_SAMPLE_EVERY_NS: u64 = 1_000_000_000;
 
 /// One socket (an interface queue) as the worker sees it. Several ports
 /// may share an interface (one per rx queue).
@@ -203,6 +207,7 @@ impl<I: PacketIo + IdleWait + ForeignTx> Worker<I> {
                 })?);
             }
         }
+        let port_ifindexes: Vec<u32> = ports.iter().map(|p| p.ifindex).collect();
         Ok(Worker {
             ports,
             port_iface,
@@ -210,7 +215,7 @@ impl<I: PacketIo + IdleWait + ForeignTx> Worker<I> {
             pipeline: Pipeline::new(cfg.pipeline.clone()),
             tables,
             neigh,
-            shared: Arc::new(SharedCounters::default()),
+            shared: Arc::new(SharedCounters::for_ports(&port_ifindexes)),
             batch: Box::new(Batch::new()),
             burst: cfg.burst.clamp(1, MAX_BURST),
             egress: [0; MAX_BURST],
@@ -253,8 +258,13 @@ impl<I: PacketIo + IdleWait + ForeignTx> Worker<I> {
             })
             .collect();
         let poll_all = !fds.is_empty() && fds.len() == self.ports.len();
+        let mut next_io_sample = 0u64;
         while !stop.load(Ordering::Relaxed) {
             let now_ns = self.start.elapsed().as_nanos() as u64;
+            if now_ns >= next_io_sample {
+                self.sample_io();
+                next_io_sample = now_ns + IO_SAMPLE_EVERY_NS;
+            }
             if self.poll_once(now_ns) > 0 {
                 idle = 0;
                 continue;
@@ -284,12 +294,19 @@ impl<I: PacketIo + IdleWait + ForeignTx> Worker<I> {
         }
         // Never to be sent now: their counts say so.
         self.pending.drop_all(&mut self.pipeline);
+        self.sample_io();
         self.publish();
         let mut c = self.counters();
-        for p in &mut self.ports {
-            c.io.add(&p.io.io_stats());
-        }
+        c.io = self.shared.load().io;
         c
+    }
+
+    /// Reads every port's kernel-side counters (a getsockopt each) into the
+    /// published block. Called about once a second, never per burst.
+    fn sample_io(&mut self) {
+        for (i, p) in self.ports.iter_mut().enumerate() {
+            self.shared.store_port(i, &p.io.io_stats());
+        }
     }
 
     /// One round: held frames whose neighbour became known (before any
@@ -494,6 +511,9 @@ impl<I: PacketIo + IdleWait + ForeignTx> Worker<I> {
             handoff_full: self.handoff_full,
             handoff_oversize: self.handoff_oversize,
             neigh_held_sent: self.neigh_held_sent,
+            conntrack_entries: self.pipeline.conntrack().len() as u64,
+            conntrack_capacity: self.pipeline.conntrack().capacity() as u64,
+            conntrack: self.pipeline.conntrack().stats(),
             io: IoStats::default(),
         }
     }

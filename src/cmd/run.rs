@@ -19,7 +19,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use clap::Args;
-use control::admin::{AdminServer, Health, DEFAULT_ADMIN_ADDR};
+use control::admin::{AdminServer, Health, Metrics, WorkerHandle, DEFAULT_ADMIN_ADDR};
 use control::file_source::{FileEvent, FileSource, DEFAULT_POLL};
 use control::kube_source::{KubeSource, KubeSourceConfig};
 use control::publish::Publisher;
@@ -77,7 +77,8 @@ pub struct RunArgs {
     /// wrapping); default: the last cores, worker 0 on the last one.
     #[arg(long, value_name = "LIST", value_delimiter = ',')]
     cores: Vec<usize>,
-    /// Admin endpoint (/services, /healthz, /readyz); port 0 picks one.
+    /// Admin endpoint (/services, /healthz, /readyz, /metrics for
+    /// Prometheus, /stats for `vipgate stats`); port 0 picks one.
     #[arg(long, value_name = "ADDR", default_value = DEFAULT_ADMIN_ADDR)]
     admin_addr: SocketAddr,
     /// Services and EndpointSlices YAML (reloaded when it changes) instead
@@ -103,13 +104,20 @@ enum Source {
     Kube(KubeSource),
 }
 
-fn start_source(args: &RunArgs, tables: &Tables, health: &Arc<Health>) -> Result<Source, String> {
+fn start_source(
+    args: &RunArgs,
+    tables: &Tables,
+    health: &Arc<Health>,
+    metrics: &Arc<Metrics>,
+) -> Result<Source, String> {
     let publisher = Publisher::new(tables.clone(), args.tuning.model_options());
     if let Some(path) = &args.services {
         let hf = Arc::clone(health);
+        let mf = Arc::clone(metrics);
         let (src, first) =
             FileSource::start(path.clone(), publisher, DEFAULT_POLL, move |ev| match ev {
                 FileEvent::Loaded(p) => {
+                    mf.observe_publication(p.took, p.stats.rebuilt, &p.triggers);
                     hf.add_skipped(p.warnings.len());
                     for w in &p.warnings {
                         tracing::warn!("{w}");
@@ -126,6 +134,7 @@ fn start_source(args: &RunArgs, tables: &Tables, health: &Arc<Health>) -> Result
             })
             // The loader's error names the file already.
             .map_err(|e| e.to_string())?;
+        metrics.observe_publication(first.took, first.stats.rebuilt, &first.triggers);
         health.add_skipped(first.warnings.len());
         for w in &first.warnings {
             tracing::warn!("{w}");
@@ -146,9 +155,11 @@ fn start_source(args: &RunArgs, tables: &Tables, health: &Arc<Health>) -> Result
         ..KubeSourceConfig::default()
     };
     let h = Arc::clone(health);
+    let m = Arc::clone(metrics);
     let mut publisher = publisher;
     let src = KubeSource::start(cfg, move |snap| {
         let p = publisher.publish_shared(&snap.services, &snap.slices);
+        m.observe_publication(p.took, p.stats.rebuilt, &p.triggers);
         h.add_skipped(p.warnings.len());
         for w in &p.warnings {
             tracing::warn!("{w}");
@@ -231,7 +242,12 @@ pub fn run(args: RunArgs) -> Result<(), String> {
     let workers = usize::from(args.workers);
     let tables = Tables::empty(args.tuning.table_config());
     let health = Arc::new(Health::new());
-    let source = start_source(&args, &tables, &health)?;
+    let metrics = Arc::new(Metrics::new(
+        "starting",
+        tables.clone(),
+        Arc::clone(&health),
+    ));
+    let source = start_source(&args, &tables, &health, &metrics)?;
     let neigh = Arc::new(Neighbours::open(&args.ifaces)?);
 
     let ring = ports::PacketRing {
@@ -270,13 +286,27 @@ pub fn run(args: RunArgs) -> Result<(), String> {
         }
     };
     health.set_attached(true);
-    let admin =
-        AdminServer::start(args.admin_addr, tables.clone(), Arc::clone(&health)).map_err(|e| {
-            format!(
-                "admin endpoint {}: {e} (pick another with --admin-addr)",
-                args.admin_addr
-            )
-        })?;
+    metrics.set_workers(
+        io_mode_label(&io_desc),
+        running
+            .iter()
+            .map(|r| WorkerHandle {
+                shared: Arc::clone(&r.shared),
+            })
+            .collect(),
+    );
+    let admin = AdminServer::start_with_metrics(
+        args.admin_addr,
+        tables.clone(),
+        Arc::clone(&health),
+        Arc::clone(&metrics),
+    )
+    .map_err(|e| {
+        format!(
+            "admin endpoint {}: {e} (pick another with --admin-addr)",
+            args.admin_addr
+        )
+    })?;
     for b in backends(&tables) {
         neigh.resolve_if_unknown(&b);
     }
@@ -386,6 +416,11 @@ pub fn run(args: RunArgs) -> Result<(), String> {
         ));
     }
     Ok(())
+}
+
+/// `af_xdp` or `af_packet`: the first word of the I/O description.
+fn io_mode_label(desc: &str) -> &str {
+    desc.split_whitespace().next().unwrap_or(desc)
 }
 
 /// "1 service port", "7 service ports".

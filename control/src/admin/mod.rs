@@ -1,12 +1,15 @@
 //! The admin HTTP endpoint: `/services` (the live table as JSON),
-//! `/healthz` (liveness) and `/readyz` (first sync done and interfaces
-//! attached), plus the blocking client and table renderer behind
-//! `vipgate services`.
+//! `/healthz` (liveness), `/readyz` (first sync done and interfaces
+//! attached), `/metrics` (Prometheus) and `/stats` (the live counters as
+//! JSON), plus the blocking client and renderers behind `vipgate services`
+//! and `vipgate stats`.
 
 /// Blocking HTTP/1.1 client on std sockets, for the CLI.
 pub mod client;
 /// Sync, attach and source-error state, and the readiness rule.
 pub mod health;
+/// `/metrics` and `/stats`: worker counters read at scrape time, control figures.
+pub mod metrics;
 /// The human table printed by `vipgate services`.
 pub mod render;
 /// Method + path -> reply, without I/O.
@@ -18,6 +21,7 @@ pub mod services;
 
 pub use client::{fetch_services, http_request, HttpResponse};
 pub use health::Health;
+pub use metrics::{Metrics, WorkerHandle};
 pub use render::render_services_table;
 pub use server::AdminServer;
 pub use services::services_json;

@@ -5,6 +5,7 @@ use dataplane::generation::Tables;
 use http::{Method, StatusCode};
 
 use super::health::{one_line, Health};
+use super::metrics::Metrics;
 use super::services::services_json;
 
 /// What the server writes back.
@@ -28,9 +29,24 @@ impl Reply {
 }
 
 /// The admin paths; anything else is 404 whatever the method.
-const ROUTES: [&str; 3] = ["/services", "/healthz", "/readyz"];
+const ROUTES: [&str; 5] = ["/services", "/healthz", "/readyz", "/metrics", "/stats"];
 
-pub fn route(method: &Method, path: &str, tables: &Tables, health: &Health) -> Reply {
+/// The content type Prometheus asks for and prometheus-client writes.
+const OPENMETRICS: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
+/// Prometheus' classic text format, for everyone else.
+const CLASSIC: &str = "text/plain; version=0.0.4; charset=utf-8";
+
+/// A request as routing sees it.
+pub struct Request<'a> {
+    pub method: &'a Method,
+    pub path: &'a str,
+    /// The Accept header, if any: `/metrics` answers OpenMetrics only to
+    /// clients that ask for it, as Prometheus does.
+    pub accept: Option<&'a str>,
+}
+
+pub fn route(req: &Request, tables: &Tables, health: &Health, metrics: &Metrics) -> Reply {
+    let (method, path) = (req.method, req.path);
     if !ROUTES.contains(&path) {
         return Reply::text(StatusCode::NOT_FOUND, format!("no route {path}"));
     }
@@ -43,6 +59,33 @@ pub fn route(method: &Method, path: &str, tables: &Tables, health: &Health) -> R
             let mut doc = services_json(&table);
             doc["skipped_objects_total"] = health.skipped().into();
             let mut body = doc.to_string();
+            body.push('\n');
+            Reply {
+                status: StatusCode::OK,
+                content_type: "application/json",
+                body,
+            }
+        }
+        "/metrics" => {
+            if req
+                .accept
+                .is_some_and(|a| a.contains("application/openmetrics-text"))
+            {
+                Reply {
+                    status: StatusCode::OK,
+                    content_type: OPENMETRICS,
+                    body: metrics.encode(),
+                }
+            } else {
+                Reply {
+                    status: StatusCode::OK,
+                    content_type: CLASSIC,
+                    body: metrics.encode_classic(),
+                }
+            }
+        }
+        "/stats" => {
+            let mut body = metrics.stats_json().to_string();
             body.push('\n');
             Reply {
                 status: StatusCode::OK,
@@ -80,6 +123,16 @@ mod tests {
 
     fn tables() -> Tables {
         Tables::empty(TableConfig::default())
+    }
+
+    fn route(method: &Method, path: &str, t: &Tables, h: &Health) -> Reply {
+        let metrics = Metrics::new("none", t.clone(), std::sync::Arc::new(Health::new()));
+        let req = Request {
+            method,
+            path,
+            accept: None,
+        };
+        super::route(&req, t, h, &metrics)
     }
 
     #[test]

@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use dataplane::generation::Tables;
-use http::header::{HeaderValue, ALLOW, CACHE_CONTROL, CONTENT_TYPE};
+use http::header::{HeaderValue, ACCEPT, ALLOW, CACHE_CONTROL, CONTENT_TYPE};
 use http::{Request, Response, StatusCode};
 use http_body_util::Full;
 use hyper::body::Incoming;
@@ -22,7 +22,8 @@ use tokio::sync::oneshot;
 use tokio::task::JoinSet;
 
 use super::health::Health;
-use super::routes::{route, Reply};
+use super::metrics::Metrics;
+use super::routes::{route, Reply, Request as RouteRequest};
 
 /// Connections served at once. Probes and `vipgate services` need a few;
 /// the cap keeps a misbehaving local client from growing memory unbounded.
@@ -38,6 +39,7 @@ const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
 struct State {
     tables: Tables,
     health: Arc<Health>,
+    metrics: Arc<Metrics>,
 }
 
 /// A running admin endpoint. Dropping it (or `stop()`) shuts it down and
@@ -49,9 +51,23 @@ pub struct AdminServer {
 }
 
 impl AdminServer {
-    /// Binds `addr` (port 0 picks a free one) and serves until stopped.
-    /// Bind errors are returned here, not discovered later by a probe.
+    /// Binds `addr` (port 0 picks a free one) and serves until stopped,
+    /// with `/metrics` showing the table and control figures only (no
+    /// workers). Bind errors are returned here, not discovered later by a
+    /// probe.
     pub fn start(addr: SocketAddr, tables: Tables, health: Arc<Health>) -> io::Result<AdminServer> {
+        let metrics = Arc::new(Metrics::new("none", tables.clone(), Arc::clone(&health)));
+        AdminServer::start_with_metrics(addr, tables, health, metrics)
+    }
+
+    /// [`AdminServer::start`] serving `metrics` (the gateway's, with its
+    /// workers) on `/metrics` and `/stats`.
+    pub fn start_with_metrics(
+        addr: SocketAddr,
+        tables: Tables,
+        health: Arc<Health>,
+        metrics: Arc<Metrics>,
+    ) -> io::Result<AdminServer> {
         let std_listener = std::net::TcpListener::bind(addr)?;
         std_listener.set_nonblocking(true)?;
         let local_addr = std_listener.local_addr()?;
@@ -65,7 +81,11 @@ impl AdminServer {
             TcpListener::from_std(std_listener)?
         };
         let (stop_tx, stop_rx) = oneshot::channel();
-        let state = Arc::new(State { tables, health });
+        let state = Arc::new(State {
+            tables,
+            health,
+            metrics,
+        });
         let thread = std::thread::Builder::new()
             .name("vipgate-admin".into())
             .spawn(move || runtime.block_on(serve(listener, state, stop_rx)))?;
@@ -133,7 +153,13 @@ async fn serve(listener: TcpListener, state: Arc<State>, mut stop: oneshot::Rece
 
 async fn serve_connection(stream: TcpStream, state: Arc<State>) {
     let svc = service_fn(move |req: Request<Incoming>| {
-        let reply = route(req.method(), req.uri().path(), &state.tables, &state.health);
+        let accept = req.headers().get(ACCEPT).and_then(|v| v.to_str().ok());
+        let r = RouteRequest {
+            method: req.method(),
+            path: req.uri().path(),
+            accept,
+        };
+        let reply = route(&r, &state.tables, &state.health, &state.metrics);
         async move { Ok::<_, Infallible>(to_response(reply)) }
     });
     let conn = hyper::server::conn::http1::Builder::new()

@@ -8,7 +8,7 @@
 //! for one Service and touches its keys in the table, not all 10,000.
 
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
 
 use dataplane::generation::Tables;
 use dataplane::table::{BuildStats, ServiceTable};
@@ -19,6 +19,8 @@ use crate::model::{self, ModelOptions};
 
 /// Incremental publication of live snapshots.
 mod live;
+/// EndpointSlice change trigger times, for the programming-latency metric.
+mod triggers;
 
 /// What one publication did.
 #[derive(Clone, Debug, Default)]
@@ -30,6 +32,9 @@ pub struct Published {
     pub took: Duration,
     /// Services whose model was recomputed (all, for a full publish).
     pub recomputed: usize,
+    /// `endpoints.kubernetes.io/last-change-trigger-time` of each
+    /// EndpointSlice whose annotation changed since the last publication.
+    pub triggers: Vec<SystemTime>,
 }
 
 /// Turns object snapshots into published generations.
@@ -37,6 +42,7 @@ pub struct Publisher {
     tables: Tables,
     opts: ModelOptions,
     live: live::Live,
+    triggers: triggers::Triggers,
 }
 
 impl Publisher {
@@ -45,6 +51,7 @@ impl Publisher {
             tables,
             opts,
             live: live::Live::default(),
+            triggers: triggers::Triggers::default(),
         }
     }
 
@@ -56,6 +63,7 @@ impl Publisher {
     /// model over everything (file sources, one-off loads).
     pub fn publish(&mut self, services: &[Service], slices: &[EndpointSlice]) -> Published {
         let start = Instant::now();
+        let triggers = self.triggers.changed(slices.iter());
         let m = model::build(services, slices, &self.opts);
         let current = self.tables.current();
         let (next, stats) = ServiceTable::build(m.services, &current);
@@ -69,6 +77,7 @@ impl Publisher {
             warnings: m.warnings,
             took: start.elapsed(),
             recomputed: services.len(),
+            triggers,
         }
     }
 
@@ -81,6 +90,7 @@ impl Publisher {
         slices: &[Arc<EndpointSlice>],
     ) -> Published {
         let start = Instant::now();
+        let triggers = self.triggers.changed(slices.iter().map(|s| &**s));
         let current = self.tables.current();
         let step = self.live.step(services, slices, &current, &self.opts);
         let generation = step.table.generation();
@@ -91,6 +101,7 @@ impl Publisher {
             warnings: step.warnings,
             took: start.elapsed(),
             recomputed: step.recomputed,
+            triggers,
         }
     }
 }

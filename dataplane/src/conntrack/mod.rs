@@ -201,20 +201,23 @@ impl Entry {
     }
 }
 
-#[derive(Clone, Copy, Default, PartialEq, Eq, Debug)]
-pub struct Stats {
-    /// New flows created by `insert`.
-    pub inserted: u64,
-    /// Flows removed by `remove` (closed connections, dead backends).
-    pub removed_closed: u64,
-    /// Flows reclaimed past their deadline (by `expire`, by a lookup or
-    /// insert that met them, or as the room for a new flow).
-    pub expired: u64,
-    /// Live unassured flows (unreplied, embryonic, closing) pushed out to
-    /// make room for a new flow.
-    pub evicted_unreplied: u64,
-    /// Inserts refused because every flow was live and assured.
-    pub full: u64,
+crate::counter_set! {
+    /// What a conntrack table did, since it was made.
+    #[derive(Clone, Copy, Default, PartialEq, Eq, Debug)]
+    pub struct Stats {
+        /// New flows created by `insert`.
+        inserted: Counter "vipgate_conntrack_inserts",
+        /// Flows removed by `remove` (closed connections, dead backends).
+        removed_closed: Counter "vipgate_conntrack_removals" [reason = "closed"],
+        /// Flows reclaimed past their deadline (by `expire`, by a lookup or
+        /// insert that met them, or as the room for a new flow).
+        expired: Counter "vipgate_conntrack_removals" [reason = "expired"],
+        /// Live unassured flows (unreplied, embryonic, closing) pushed out to
+        /// make room for a new flow.
+        evicted_unreplied: Counter "vipgate_conntrack_evictions" [kind = "unassured"],
+        /// Inserts refused because every flow was live and assured.
+        full: Counter "vipgate_conntrack_insert_failures" [reason = "full"],
+    }
 }
 
 pub struct Conntrack {

@@ -177,36 +177,35 @@ pub struct TxStats {
     pub dropped: u32,
 }
 
-/// What the kernel side of a port lost or refused. Read when a worker stops
-/// (a getsockopt per socket), never per packet: the operator's answer to
-/// "did the rings overflow?".
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct IoStats {
-    /// Packets the kernel dropped because the socket's rx ring was full or
-    /// had no buffer for them (AF_PACKET `tp_drops`; AF_XDP `rx_ring_full`
-    /// + `rx_dropped`): the worker did not keep up.
-    pub rx_ring_drops: u64,
-    /// AF_XDP: times the kernel found the fill ring empty (frames did not
-    /// come back from transmit fast enough).
-    pub rx_fill_empty: u64,
-    /// Frames skipped on receive: larger than a buffer (GRO/LRO super-frames,
-    /// jumbo frames) or invalid descriptors.
-    pub rx_skipped: u64,
-    /// AF_PACKET: frames whose offloaded (partial) checksum could not be
-    /// completed; NATed ones among them are `bad_checksum_offload` drops.
-    pub rx_csum_unfixed: u64,
-    /// AF_PACKET with vnet headers: GSO/GRO super-frames received, NATed
-    /// once and sent on whole (not a loss: work saved).
-    pub rx_gso: u64,
+crate::counter_set! {
+    /// What the kernel side of a port lost or refused. Sampled by the
+    /// worker about once a second and when it stops (a getsockopt per
+    /// socket), never per packet: the operator's answer to "did the rings
+    /// overflow?".
+    #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+    pub struct IoStats {
+        /// Packets the kernel dropped because the socket's rx ring was full or
+        /// had no buffer for them (AF_PACKET `tp_drops`; AF_XDP `rx_ring_full`
+        /// + `rx_dropped`): the worker did not keep up.
+        rx_ring_drops: Counter "vipgate_io_kernel_drops" [kind = "rx_ring_full"],
+        /// AF_XDP: times the kernel found the fill ring empty (frames did not
+        /// come back from transmit fast enough).
+        rx_fill_empty: Counter "vipgate_io_kernel_drops" [kind = "fill_ring_empty"],
+        /// Frames skipped on receive: larger than a buffer (GRO/LRO super-frames,
+        /// jumbo frames) or invalid descriptors.
+        rx_skipped: Counter "vipgate_io_kernel_drops" [kind = "rx_skipped"],
+        /// AF_PACKET: frames whose offloaded (partial) checksum could not be
+        /// completed; NATed ones among them are `bad_checksum_offload` drops.
+        rx_csum_unfixed: Counter "vipgate_io_kernel_drops" [kind = "csum_unfixed"],
+        /// AF_PACKET with vnet headers: GSO/GRO super-frames received, NATed
+        /// once and sent on whole (not a loss: work saved).
+        rx_gso: Counter "vipgate_io_gso_frames",
+    }
 }
 
 impl IoStats {
     pub fn add(&mut self, o: &IoStats) {
-        self.rx_gso += o.rx_gso;
-        self.rx_ring_drops += o.rx_ring_drops;
-        self.rx_fill_empty += o.rx_fill_empty;
-        self.rx_skipped += o.rx_skipped;
-        self.rx_csum_unfixed += o.rx_csum_unfixed;
+        self.add_scalars(o);
     }
 }
 

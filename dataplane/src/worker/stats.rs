@@ -2,69 +2,74 @@
 //!
 //! The owner keeps plain counters and, once per burst, copies them into a
 //! cache-line-aligned block of relaxed atomics with plain stores: no
-//! read-modify-write, no shared line between workers. Readers (the admin
+//! read-modify-write, no shared line between workers. Which fields there
+//! are, and what each means, is declared once (`counter_set!`). Readers (the admin
 //! endpoint, the final summary) load each field; a reading may mix two
 //! bursts, which is fine for counters that only grow.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 
+use crate::conntrack;
 use crate::counters::Counters;
 use crate::io::IoStats;
 use crate::verdict::DropReason;
 
-/// What one worker has done: the pipeline's counters, in which frames the
-/// worker dropped after the verdict (no_neighbour, tx_full,
-/// bad_checksum_offload) moved from forwarded / reversed / rejected to
-/// their drop reason (each frame counted once), plus I/O.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct WorkerCounters {
-    pub pipeline: Counters,
-    /// Frames handed to a device (in place or copied to another port).
-    pub tx_sent: u64,
-    /// Of those, frames sent on an interface other than the one they came
-    /// in on (in place or copied).
-    pub tx_cross: u64,
-    /// Of `tx_cross`, frames sent in place from a UMEM the rx and egress
-    /// sockets share: no copy.
-    pub tx_cross_zc: u64,
-    /// Frames sent through a copy sender (a send-only packet socket that
-    /// copies them): cross-interface ones without shared memory and
-    /// frames handed over by other workers. Held frames (`neigh_held_sent`)
-    /// are not included.
-    pub tx_copied: u64,
-    /// Times the idle worker slept in poll() instead of spinning.
-    pub idle_waits: u64,
-    /// Frames received here and copied to the worker owning their flow.
-    pub handoff_out: u64,
-    /// Frames other workers handed here (processed by this pipeline).
-    pub handoff_in: u64,
-    /// Frames dropped because the owner's inbox lane was full.
-    pub handoff_full: u64,
-    /// Frames dropped because they do not fit a handoff slot.
-    pub handoff_oversize: u64,
-    /// Frames that waited for their next hop's MAC and were then sent
-    /// (included in `tx_sent`, and in `tx_cross` when they changed
-    /// interface), through a copy sender or, with one interface, a port.
-    pub neigh_held_sent: u64,
-    /// The kernel side of the worker's sockets (ring drops and the like),
-    /// read once when the worker stops: only in the counters `run`
-    /// returns, not in the per-burst published block.
-    pub io: IoStats,
+crate::counter_set! {
+    /// What one worker has done: the pipeline's counters, in which frames the
+    /// worker dropped after the verdict (no_neighbour, tx_full,
+    /// bad_checksum_offload) moved from forwarded / reversed / rejected to
+    /// their drop reason (each frame counted once), plus transmit, handoff,
+    /// conntrack and I/O.
+    #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+    pub struct WorkerCounters {
+        /// Frames handed to a device (in place or copied to another port).
+        tx_sent: Counter "vipgate_tx_frames",
+        /// Of those, frames sent on an interface other than the one they came
+        /// in on (in place or copied).
+        tx_cross: Counter "vipgate_tx_cross_iface_frames",
+        /// Of `tx_cross`, frames sent in place from a UMEM the rx and egress
+        /// sockets share: no copy.
+        tx_cross_zc: Counter "vipgate_tx_cross_iface_zero_copy_frames",
+        /// Frames sent through a copy sender (a send-only packet socket that
+        /// copies them): cross-interface ones without shared memory and
+        /// frames handed over by other workers. Held frames (`neigh_held_sent`)
+        /// are not included.
+        tx_copied: Counter "vipgate_tx_copied_frames",
+        /// Times the idle worker slept in poll() instead of spinning.
+        idle_waits: Counter "vipgate_idle_waits",
+        /// Frames received here and copied to the worker owning their flow.
+        handoff_out: Counter "vipgate_handoff_frames" [direction = "out"],
+        /// Frames other workers handed here (processed by this pipeline).
+        handoff_in: Counter "vipgate_handoff_frames" [direction = "in"],
+        /// Frames dropped because the owner's inbox lane was full.
+        handoff_full: Counter "vipgate_handoff_drops" [reason = "inbox_full"],
+        /// Frames dropped because they do not fit a handoff slot.
+        handoff_oversize: Counter "vipgate_handoff_drops" [reason = "oversize"],
+        /// Frames that waited for their next hop's MAC and were then sent
+        /// (included in `tx_sent`, and in `tx_cross` when they changed
+        /// interface), through a copy sender or, with one interface, a port.
+        neigh_held_sent: Counter "vipgate_neighbour_wait_sent_frames",
+        /// Live conntrack entries.
+        conntrack_entries: Gauge "vipgate_conntrack_entries",
+        /// Conntrack entries the table can hold.
+        conntrack_capacity: Gauge "vipgate_conntrack_capacity",
+    }
+    extra {
+        pub pipeline: Counters,
+        /// What the worker's conntrack table did.
+        pub conntrack: conntrack::Stats,
+        /// The kernel side of the worker's sockets (ring drops and the like),
+        /// summed over its ports: sampled about once a second while it runs
+        /// and read once more when it stops.
+        pub io: IoStats,
+    }
 }
 
 impl WorkerCounters {
     pub fn add(&mut self, o: &WorkerCounters) {
+        self.add_scalars(o);
         self.pipeline.add(&o.pipeline);
-        self.tx_sent += o.tx_sent;
-        self.tx_cross += o.tx_cross;
-        self.tx_cross_zc += o.tx_cross_zc;
-        self.tx_copied += o.tx_copied;
-        self.idle_waits += o.idle_waits;
-        self.handoff_out += o.handoff_out;
-        self.handoff_in += o.handoff_in;
-        self.handoff_full += o.handoff_full;
-        self.handoff_oversize += o.handoff_oversize;
-        self.neigh_held_sent += o.neigh_held_sent;
+        self.conntrack.add_scalars(&o.conntrack);
         self.io.add(&o.io);
     }
 
@@ -82,82 +87,104 @@ impl WorkerCounters {
     }
 }
 
-/// Fields in publication order; `DropReason::COUNT` drop counters follow.
-const FIXED: usize = 17;
-const FIELDS: usize = FIXED + DropReason::COUNT;
+/// Cells of the published block, in order: the worker's own fields, the
+/// pipeline's, its drop reasons, conntrack's.
+const W: usize = WorkerCounters::SCALARS;
+const P: usize = Counters::SCALARS;
+const D: usize = DropReason::COUNT;
+const C: usize = conntrack::Stats::SCALARS;
+const FIELDS: usize = W + P + D + C;
+
+/// One port's kernel-side counters, as last sampled.
+#[derive(Debug)]
+struct SharedPort {
+    ifindex: u32,
+    cells: [AtomicU64; IoStats::SCALARS],
+}
 
 /// The published block of one worker. Share it in an `Arc`.
 #[derive(Debug)]
 #[repr(align(64))]
 pub struct SharedCounters {
     cells: [AtomicU64; FIELDS],
+    ports: Box<[SharedPort]>,
 }
 
 impl Default for SharedCounters {
     fn default() -> Self {
-        SharedCounters {
-            cells: std::array::from_fn(|_| AtomicU64::new(0)),
-        }
+        SharedCounters::for_ports(&[])
     }
 }
 
+fn store_all(cells: &[AtomicU64], values: impl IntoIterator<Item = u64>) {
+    for (cell, v) in cells.iter().zip(values) {
+        cell.store(v, Ordering::Relaxed);
+    }
+}
+
+fn load_all<const N: usize>(cells: &[AtomicU64]) -> [u64; N] {
+    std::array::from_fn(|i| cells[i].load(Ordering::Relaxed))
+}
+
 impl SharedCounters {
-    /// Owner only: publishes the current values (plain relaxed stores).
-    #[inline]
-    pub fn store(&self, c: &WorkerCounters) {
-        let p = &c.pipeline;
-        let fixed = [
-            p.packets,
-            p.forwarded,
-            p.reversed,
-            p.rejected,
-            p.passed,
-            p.flows,
-            p.bursts,
-            c.tx_sent,
-            c.tx_cross,
-            c.idle_waits,
-            c.handoff_out,
-            c.handoff_in,
-            c.handoff_full,
-            c.handoff_oversize,
-            c.tx_cross_zc,
-            c.tx_copied,
-            c.neigh_held_sent,
-        ];
-        for (cell, v) in self.cells.iter().zip(fixed.iter().chain(p.dropped.iter())) {
-            cell.store(*v, Ordering::Relaxed);
+    /// A block with a kernel-counter slot per port (by ifindex, in the
+    /// worker's port order).
+    pub fn for_ports(ifindexes: &[u32]) -> SharedCounters {
+        SharedCounters {
+            cells: std::array::from_fn(|_| AtomicU64::new(0)),
+            ports: ifindexes
+                .iter()
+                .map(|&ifindex| SharedPort {
+                    ifindex,
+                    cells: std::array::from_fn(|_| AtomicU64::new(0)),
+                })
+                .collect(),
         }
     }
 
-    /// Any thread: the last published values.
-    pub fn load(&self) -> WorkerCounters {
-        let v: [u64; FIELDS] = std::array::from_fn(|i| self.cells[i].load(Ordering::Relaxed));
-        let mut p = Counters {
-            packets: v[0],
-            forwarded: v[1],
-            reversed: v[2],
-            rejected: v[3],
-            passed: v[4],
-            flows: v[5],
-            bursts: v[6],
-            ..Counters::default()
-        };
-        p.dropped.copy_from_slice(&v[FIXED..]);
-        WorkerCounters {
-            pipeline: p,
-            tx_sent: v[7],
-            tx_cross: v[8],
-            idle_waits: v[9],
-            handoff_out: v[10],
-            handoff_in: v[11],
-            handoff_full: v[12],
-            handoff_oversize: v[13],
-            tx_cross_zc: v[14],
-            tx_copied: v[15],
-            neigh_held_sent: v[16],
-            io: IoStats::default(),
+    /// Owner only: publishes the current values (plain relaxed stores).
+    #[inline]
+    pub fn store(&self, c: &WorkerCounters) {
+        let (w, rest) = self.cells.split_at(W);
+        let (p, rest) = rest.split_at(P);
+        let (d, ct) = rest.split_at(D);
+        store_all(w, c.scalars());
+        store_all(p, c.pipeline.scalars());
+        store_all(d, c.pipeline.dropped);
+        store_all(ct, c.conntrack.scalars());
+    }
+
+    /// Owner only: publishes port `i`'s kernel-side counters.
+    pub fn store_port(&self, i: usize, io: &IoStats) {
+        if let Some(p) = self.ports.get(i) {
+            store_all(&p.cells, io.scalars());
         }
+    }
+
+    /// Any thread: the last published values; `io` is the sum of the
+    /// ports' last samples.
+    pub fn load(&self) -> WorkerCounters {
+        let mut c = WorkerCounters::default();
+        c.set_scalars(&load_all(&self.cells[..W]));
+        c.pipeline.set_scalars(&load_all(&self.cells[W..W + P]));
+        c.pipeline.dropped = load_all(&self.cells[W + P..W + P + D]);
+        c.conntrack.set_scalars(&load_all(&self.cells[W + P + D..]));
+        for (_, io) in self.load_ports() {
+            c.io.add(&io);
+        }
+        c
+    }
+
+    /// Any thread: each port's ifindex and last sampled kernel counters.
+    pub fn load_ports(&self) -> Vec<(u32, IoStats)> {
+        self.ports
+            .iter()
+            .map(|p| {
+                let mut io = IoStats::default();
+                io.set_scalars(&load_all(&p.cells));
+                (p.ifindex, io)
+            })
+            .collect()
     }
 }
 
@@ -167,24 +194,32 @@ mod tests {
 
     #[test]
     fn store_then_load_round_trips_every_field() {
+        // Distinct values in every declared field, so a field stored in
+        // the wrong cell or not at all shows.
+        let mut n = 0u64;
+        let mut next = || {
+            n += 1;
+            n
+        };
         let mut c = WorkerCounters::default();
-        let p = &mut c.pipeline;
-        (p.packets, p.forwarded, p.reversed, p.rejected, p.passed) = (1, 2, 3, 4, 5);
-        (p.flows, p.bursts) = (6, 7);
-        for (i, d) in p.dropped.iter_mut().enumerate() {
-            *d = 100 + i as u64;
+        c.set_scalars(&std::array::from_fn(|_| next()));
+        c.pipeline.set_scalars(&std::array::from_fn(|_| next()));
+        c.pipeline.dropped = std::array::from_fn(|_| next());
+        c.conntrack.set_scalars(&std::array::from_fn(|_| next()));
+        let mut io = [IoStats::default(); 2];
+        for p in &mut io {
+            p.set_scalars(&std::array::from_fn(|_| next()));
         }
-        (c.tx_sent, c.tx_cross, c.idle_waits) = (8, 9, 10);
-        (
-            c.handoff_out,
-            c.handoff_in,
-            c.handoff_full,
-            c.handoff_oversize,
-        ) = (11, 12, 13, 14);
-        (c.tx_cross_zc, c.tx_copied, c.neigh_held_sent) = (15, 16, 17);
-        let s = SharedCounters::default();
+        c.io = IoStats::default();
+        c.io.add(&io[0]);
+        c.io.add(&io[1]);
+        let s = SharedCounters::for_ports(&[7, 9]);
         s.store(&c);
+        s.store_port(0, &io[0]);
+        s.store_port(1, &io[1]);
+        s.store_port(2, &io[1]); // no such port: ignored
         assert_eq!(s.load(), c);
+        assert_eq!(s.load_ports(), vec![(7, io[0]), (9, io[1])]);
         assert_eq!(std::mem::align_of::<SharedCounters>(), 64);
     }
 

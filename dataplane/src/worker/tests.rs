@@ -275,6 +275,11 @@ fn final_counters_carry_every_port_s_kernel_losses() {
     let mut w = Worker::new(ports, &WorkerConfig::default(), tables(), neighbours(true)).unwrap();
     let c = w.run(&AtomicBool::new(true));
     assert_eq!(c.io, lost(12, 1, 3, 4));
-    // Read once at the end: not part of the per-burst published block.
-    assert_eq!(w.shared().load().io, crate::io::IoStats::default());
+    // Published per port too, for /metrics while the worker runs.
+    let shared = w.shared();
+    assert_eq!(shared.load().io, c.io);
+    assert_eq!(
+        shared.load_ports(),
+        vec![(3, lost(5, 1, 2, 0)), (3, lost(7, 0, 1, 4))]
+    );
 }

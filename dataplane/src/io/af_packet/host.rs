@@ -138,6 +138,20 @@ pub fn interface_exists(ifname: &str) -> bool {
     super::socket::ifindex(ifname).is_ok()
 }
 
+/// The name of interface `ifindex` now (in the caller's network
+/// namespace), or None when there is none.
+pub fn interface_name(ifindex: u32) -> Option<String> {
+    let mut buf = [0 as libc::c_char; libc::IF_NAMESIZE];
+    // SAFETY: `buf` has IF_NAMESIZE bytes, the most if_indextoname writes.
+    let p = unsafe { libc::if_indextoname(ifindex, buf.as_mut_ptr()) };
+    if p.is_null() {
+        return None;
+    }
+    // SAFETY: on success the buffer holds a NUL-terminated name.
+    let name = unsafe { std::ffi::CStr::from_ptr(buf.as_ptr()) };
+    Some(name.to_string_lossy().into_owned())
+}
+
 /// The MTU of `ifname` (in the caller's network namespace).
 pub fn mtu(ifname: &str) -> io::Result<u32> {
     let r = if_ioctl(ifname, libc::SIOCGIFMTU)?;

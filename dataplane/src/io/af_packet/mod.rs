@@ -37,7 +37,9 @@ mod tx;
 
 pub use config::{AfPacketConfig, Fanout, FanoutMode, RingKind};
 pub use error::AfPacketError;
-pub use host::{check_host, driver, interface_exists, mtu, offload, set_offload, Offload};
+pub use host::{
+    check_host, driver, interface_exists, interface_name, mtu, offload, set_offload, Offload,
+};
 pub use rx::TAG_CSUM_PARTIAL;
 pub use stats::AfPacketStats;
 pub(crate) use tx::TxQueue;
