@@ -44,6 +44,10 @@ enum Command {
     Bench(cmd::bench::BenchArgs),
     /// Show the live service table of a running gateway (from its admin endpoint).
     Services(cmd::list::ServicesArgs),
+    /// Show the live counters of a running gateway (from its admin
+    /// endpoint); `--watch 1` adds rates per second. Prometheus scrapes
+    /// the same counters on `/metrics`.
+    Stats(cmd::stats::StatsArgs),
     /// Transmit a capture on an interface (AF_PACKET or AF_XDP), paced or
     /// at top speed, bounded by loops and time; print the rate reached.
     Send(cmd::send::SendArgs),
@@ -65,6 +69,7 @@ fn main() -> ExitCode {
         Command::Run(args) => cmd::run::run(args),
         Command::Bench(args) => cmd::bench::run(args),
         Command::Services(args) => cmd::list::run(args),
+        Command::Stats(args) => cmd::stats::run(args),
         Command::Send(args) => cmd::send::run(args),
         Command::Completions { shell } => {
             // Into a buffer first: clap_complete panics on a write error

@@ -5,13 +5,12 @@
 //! the last tables keep serving; SIGTERM ends it cleanly.
 //! Root only (namespaces); otherwise it says so loudly and passes.
 
-use std::io::{Read, Write};
-use std::net::{IpAddr, Ipv4Addr, SocketAddr, TcpStream};
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use bench::lab::{self, in_netns, Lab, LabSpec, GW_BACKEND_IF, GW_CLIENT_IF};
-use common::lab_test::{is_root, Servers};
+use common::lab_test::{is_root, tcp_ask_in, KillOnDrop, Servers};
 
 mod common {
     #[allow(dead_code)]
@@ -25,7 +24,6 @@ use control::test_api_server::{fixtures, ApiServer};
 
 const VIP: Ipv4Addr = Ipv4Addr::new(198, 19, 0, 20);
 const PORT: u16 = 8080;
-const IO_TIMEOUT: Duration = Duration::from_secs(3);
 
 fn slice(backends: &[usize]) -> serde_json::Value {
     let addrs: Vec<IpAddr> = backends
@@ -35,17 +33,9 @@ fn slice(backends: &[usize]) -> serde_json::Value {
     fixtures::endpoint_slice("lab", "web-1", "web", &addrs, PORT)
 }
 
-/// Asks the VIP once from the client namespace; the answer names the backend.
+/// One connection to the VIP from the client namespace; the backend's name.
 fn ask(lab: &Lab) -> Result<String, String> {
-    in_netns(&lab.client, || -> std::io::Result<String> {
-        let mut s = TcpStream::connect_timeout(&SocketAddr::from((VIP, 80)), IO_TIMEOUT)?;
-        s.set_read_timeout(Some(IO_TIMEOUT))?;
-        s.write_all(b"hi\n")?;
-        let mut out = String::new();
-        s.read_to_string(&mut out)?;
-        Ok(out.trim().to_string())
-    })?
-    .map_err(|e| e.to_string())
+    tcp_ask_in(&lab.client, SocketAddr::from((VIP, 80)))
 }
 
 /// Asks `n` times; the set of backends that answered.
@@ -200,14 +190,4 @@ fn run_follows_the_kubernetes_api() {
     };
     assert!(status.success(), "vipgate exit status {status}");
     let _ = std::fs::remove_dir_all(&dir);
-}
-
-/// A child process killed (and reaped) when dropped.
-struct KillOnDrop(std::process::Child);
-
-impl Drop for KillOnDrop {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
 }

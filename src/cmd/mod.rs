@@ -16,5 +16,7 @@ pub mod run;
 pub mod send;
 /// Loading a services file into dataplane specs, printing its warnings.
 pub mod services;
+/// `vipgate stats`: the live counters of a running gateway.
+pub mod stats;
 /// Table and pipeline options shared by the subcommands.
 pub mod tuning;

@@ -352,6 +352,22 @@ impl Drop for Gateway {
     }
 }
 
+/// A child process killed (and reaped) when dropped: a gateway left
+/// behind by a failed test busy-polls a core for as long as it lives.
+pub struct KillOnDrop(pub Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// One TCP connection to `to` from namespace `ns`; the backend's name.
+pub fn tcp_ask_in(ns: &str, to: SocketAddr) -> Result<String, String> {
+    in_netns(ns, move || tcp_ask(to))?.map_err(|e| e.to_string())
+}
+
 /// One TCP request/response; the answer names the backend.
 pub fn tcp_ask(to: SocketAddr) -> std::io::Result<String> {
     tcp_ask_from(to).map(|(answer, _)| answer)

@@ -24,16 +24,21 @@ pub struct HttpResponse {
 
 /// `GET /services`, parsed. Non-200 answers and bad JSON are errors.
 pub fn fetch_services(addr: SocketAddr) -> Result<Value, String> {
-    let resp = http_request(addr, "GET", "/services")?;
+    fetch_json(addr, "/services")
+}
+
+/// `GET path`, parsed as JSON. Non-200 answers and bad JSON are errors.
+pub fn fetch_json(addr: SocketAddr, path: &str) -> Result<Value, String> {
+    let resp = http_request(addr, "GET", path)?;
     if resp.status != 200 {
         return Err(format!(
-            "admin endpoint {addr} answered {} to GET /services: {}",
+            "admin endpoint {addr} answered {} to GET {path}: {}",
             resp.status,
             resp.body.trim()
         ));
     }
     serde_json::from_str(&resp.body)
-        .map_err(|e| format!("admin endpoint {addr}: bad JSON from /services: {e}"))
+        .map_err(|e| format!("admin endpoint {addr}: bad JSON from {path}: {e}"))
 }
 
 /// One request without a body; the answer whatever its status.

@@ -12,6 +12,8 @@ pub mod health;
 pub mod metrics;
 /// The human table printed by `vipgate services`.
 pub mod render;
+/// The counter table printed by `vipgate stats`.
+pub mod render_stats;
 /// Method + path -> reply, without I/O.
 pub mod routes;
 /// The hyper server on its own thread and tokio runtime.
@@ -19,10 +21,11 @@ pub mod server;
 /// The `/services` JSON document.
 pub mod services;
 
-pub use client::{fetch_services, http_request, HttpResponse};
+pub use client::{fetch_json, fetch_services, http_request, HttpResponse};
 pub use health::Health;
 pub use metrics::{Metrics, WorkerHandle};
 pub use render::render_services_table;
+pub use render_stats::render_stats;
 pub use server::AdminServer;
 pub use services::services_json;
 
