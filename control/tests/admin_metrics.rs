@@ -190,6 +190,7 @@ fn metrics_and_stats_show_the_workers_and_the_table() {
     assert_eq!(v["interfaces"]["lo"]["rx_ring_drops"], 10);
 
     promtool_accepts(&text);
+    dashboard_queries_exist(&text);
 
     // What Prometheus asks for: OpenMetrics, the same samples.
     let open = openmetrics(server.local_addr());
@@ -199,6 +200,34 @@ fn metrics_and_stats_show_the_workers_and_the_table() {
     );
     assert!(open.ends_with("# EOF\n"), "{open}");
     assert_eq!(samples(&open).len(), s.len());
+}
+
+/// Every metric deploy/grafana-dashboard.json queries is one /metrics has.
+fn dashboard_queries_exist(text: &str) {
+    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../deploy/grafana-dashboard.json");
+    let dash: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
+    let mut queried = Vec::new();
+    for p in dash["panels"].as_array().unwrap() {
+        for t in p["targets"].as_array().unwrap() {
+            let expr = t["expr"].as_str().unwrap();
+            for (i, _) in expr.match_indices("vipgate_") {
+                let name: String = expr[i..]
+                    .chars()
+                    .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
+                    .collect();
+                queried.push(name);
+            }
+        }
+    }
+    assert!(queried.len() >= 10, "{queried:?}");
+    for name in queried {
+        assert!(
+            text.lines()
+                .any(|l| !l.starts_with('#') && l.starts_with(&name)),
+            "the dashboard queries {name}, which /metrics does not have"
+        );
+    }
 }
 
 /// GET /metrics as Prometheus does, with an OpenMetrics Accept header.
