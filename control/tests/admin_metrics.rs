@@ -202,9 +202,9 @@ fn metrics_and_stats_show_the_workers_and_the_table() {
     assert_eq!(samples(&open).len(), s.len());
 }
 
-/// Every metric deploy/grafana-dashboard.json queries is one /metrics has.
+/// Every metric deploy/grafana/vipgate-dashboard.json queries is one /metrics has.
 fn dashboard_queries_exist(text: &str) {
-    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../deploy/grafana-dashboard.json");
+    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../deploy/grafana/vipgate-dashboard.json");
     let dash: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
     let mut queried = Vec::new();
