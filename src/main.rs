@@ -48,6 +48,9 @@ enum Command {
     /// endpoint); `--watch 1` adds rates per second. Prometheus scrapes
     /// the same counters on `/metrics`.
     Stats(cmd::stats::StatsArgs),
+    /// List the flows a running gateway tracks (client, VIP, backend, TCP
+    /// state, seconds to expiry, worker), like `conntrack -L`.
+    Conntrack(cmd::conntrack::ConntrackArgs),
     /// Transmit a capture on an interface (AF_PACKET or AF_XDP), paced or
     /// at top speed, bounded by loops and time; print the rate reached.
     Send(cmd::send::SendArgs),
@@ -70,6 +73,7 @@ fn main() -> ExitCode {
         Command::Bench(args) => cmd::bench::run(args),
         Command::Services(args) => cmd::list::run(args),
         Command::Stats(args) => cmd::stats::run(args),
+        Command::Conntrack(args) => cmd::conntrack::run(args),
         Command::Send(args) => cmd::send::run(args),
         Command::Completions { shell } => {
             // Into a buffer first: clap_complete panics on a write error

@@ -93,9 +93,11 @@ fn metrics_and_stats_show_the_workers_and_the_table() {
         vec![
             WorkerHandle {
                 shared: worker(10, 1, 4),
+                flows: Default::default(),
             },
             WorkerHandle {
                 shared: worker(20, 0, 6),
+                flows: Default::default(),
             },
         ],
     );
@@ -204,7 +206,10 @@ fn metrics_and_stats_show_the_workers_and_the_table() {
 
 /// Every metric deploy/grafana/vipgate-dashboard.json queries is one /metrics has.
 fn dashboard_queries_exist(text: &str) {
-    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../deploy/grafana/vipgate-dashboard.json");
+    let path = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../deploy/grafana/vipgate-dashboard.json"
+    );
     let dash: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
     let mut queried = Vec::new();

@@ -19,6 +19,8 @@
 
 /// Zero-copy transmit on another port sharing the rx port's memory.
 pub mod cross_zc;
+/// Listing a running worker's conntrack in chunks between bursts.
+pub mod dump;
 /// Which worker owns a frame: steering bursts out, draining the inbox.
 pub mod group;
 /// Lock-free inboxes over preallocated frame slots between workers.
@@ -51,6 +53,8 @@ use crate::neigh::Neighbours;
 use crate::pipeline::{Pipeline, PipelineConfig};
 use crate::verdict::{DropReason, Verdict};
 
+use dump::DumpCursor;
+pub use dump::{FlowDump, FlowRecord};
 use group::Group;
 pub use handoff::{ForeignTx, Handoff};
 pub use idle::IdleWait;
@@ -111,6 +115,9 @@ pub struct Worker<I> {
     tables: Tables,
     neigh: Arc<Neighbours>,
     shared: Arc<SharedCounters>,
+    /// Conntrack listings asked for by the admin endpoint.
+    dump: Arc<FlowDump>,
+    dump_cursor: DumpCursor,
     batch: Box<Batch>,
     burst: usize,
     /// Egress port of each frame of the current burst.
@@ -216,6 +223,8 @@ impl<I: PacketIo + IdleWait + ForeignTx> Worker<I> {
             tables,
             neigh,
             shared: Arc::new(SharedCounters::for_ports(&port_ifindexes)),
+            dump: Arc::default(),
+            dump_cursor: DumpCursor::default(),
             batch: Box::new(Batch::new()),
             burst: cfg.burst.clamp(1, MAX_BURST),
             egress: [0; MAX_BURST],
@@ -239,6 +248,11 @@ impl<I: PacketIo + IdleWait + ForeignTx> Worker<I> {
     /// The block other threads read this worker's counters from.
     pub fn shared(&self) -> Arc<SharedCounters> {
         Arc::clone(&self.shared)
+    }
+
+    /// Where other threads ask this worker for a listing of its flows.
+    pub fn flow_dump(&self) -> Arc<FlowDump> {
+        Arc::clone(&self.dump)
     }
 
     /// Polls until `stop` is set; returns the final counters.
@@ -265,7 +279,12 @@ impl<I: PacketIo + IdleWait + ForeignTx> Worker<I> {
                 self.sample_io();
                 next_io_sample = now_ns + IO_SAMPLE_EVERY_NS;
             }
-            if self.poll_once(now_ns) > 0 {
+            // Before the burst, so a busy worker still lists its flows; a
+            // listing in progress keeps the worker from sleeping.
+            let listing = self
+                .dump
+                .serve(&mut self.dump_cursor, self.pipeline.conntrack());
+            if self.poll_once(now_ns) > 0 || listing {
                 idle = 0;
                 continue;
             }

@@ -4,7 +4,9 @@
 use std::net::SocketAddr;
 
 use clap::Args;
-use control::admin::{fetch_services, render_services_table, DEFAULT_ADMIN_ADDR};
+use control::admin::{render_services_table, DEFAULT_ADMIN_ADDR};
+
+use super::admin_get;
 
 #[derive(Args, Debug)]
 pub struct ServicesArgs {
@@ -17,16 +19,7 @@ pub struct ServicesArgs {
 }
 
 pub fn run(args: ServicesArgs) -> Result<(), String> {
-    let v = fetch_services(args.admin_addr).map_err(|e| {
-        format!(
-            "{e} (is `vipgate run` running with --admin-addr {}?)",
-            args.admin_addr
-        )
-    })?;
-    if args.json {
-        println!("{v}");
-    } else {
-        print!("{}", render_services_table(&v));
-    }
+    let v = admin_get::get(args.admin_addr, "/services")?;
+    admin_get::print(&v, args.json, render_services_table);
     Ok(())
 }

@@ -1,9 +1,13 @@
 //! One file per subcommand, plus what they share.
 
+/// GET a running gateway's admin endpoint (services, stats, conntrack).
+pub mod admin_get;
 /// `vipgate bench replay`: the replay matrix and its report.
 pub mod bench;
 /// `vipgate bench lab`: kernel paths against vipgate in a veth lab.
 pub mod bench_lab;
+/// `vipgate conntrack`: the live flows of a running gateway.
+pub mod conntrack;
 /// The demo capture and services file built into the binary.
 pub mod embedded;
 /// `vipgate services`: the live table of a running gateway.

@@ -27,7 +27,8 @@ use dataplane::generation::Tables;
 use dataplane::io::{PacketIo, MAX_BURST};
 use dataplane::neigh::Neighbours;
 use dataplane::worker::{
-    self, ForeignTx, Handoff, IdleWait, Port, SharedCounters, Worker, WorkerConfig, WorkerCounters,
+    self, FlowDump, ForeignTx, Handoff, IdleWait, Port, SharedCounters, Worker, WorkerConfig,
+    WorkerCounters,
 };
 
 use self::ports::{AfPacketRing, IoMode, Opened};
@@ -78,7 +79,8 @@ pub struct RunArgs {
     #[arg(long, value_name = "LIST", value_delimiter = ',')]
     cores: Vec<usize>,
     /// Admin endpoint (/services, /healthz, /readyz, /metrics for
-    /// Prometheus, /stats for `vipgate stats`); port 0 picks one.
+    /// Prometheus, /stats for `vipgate stats`, /conntrack for `vipgate
+    /// conntrack`); port 0 picks one.
     #[arg(long, value_name = "ADDR", default_value = DEFAULT_ADMIN_ADDR)]
     admin_addr: SocketAddr,
     /// Services and EndpointSlices YAML (reloaded when it changes) instead
@@ -181,10 +183,11 @@ fn core_for(cores: &[usize], w: usize) -> Option<usize> {
     Some(n - 1 - w % n)
 }
 
-/// A running worker thread and its published counters.
+/// A running worker thread, its published counters and its flow listings.
 struct Running {
     handle: std::thread::JoinHandle<WorkerCounters>,
     shared: Arc<SharedCounters>,
+    flows: Arc<FlowDump>,
 }
 
 /// Builds one worker per port list (all in one handoff group) and runs
@@ -218,6 +221,7 @@ where
     let mut running = Vec::with_capacity(built.len());
     for (me, mut w) in built.into_iter().enumerate() {
         let shared = w.shared();
+        let flows = w.flow_dump();
         let core = core_for(cores, me);
         let handle = std::thread::Builder::new()
             .name(format!("vipgate-worker-{me}"))
@@ -231,7 +235,11 @@ where
                 // The worker (sockets) drops here, on its own thread.
             })
             .map_err(|e| format!("cannot start worker thread {me}: {e}"))?;
-        running.push(Running { handle, shared });
+        running.push(Running {
+            handle,
+            shared,
+            flows,
+        });
     }
     Ok(running)
 }
@@ -292,6 +300,7 @@ pub fn run(args: RunArgs) -> Result<(), String> {
             .iter()
             .map(|r| WorkerHandle {
                 shared: Arc::clone(&r.shared),
+                flows: Arc::clone(&r.flows),
             })
             .collect(),
     );

@@ -6,7 +6,9 @@ use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use clap::Args;
-use control::admin::{fetch_json, render_stats, DEFAULT_ADMIN_ADDR};
+use control::admin::{render_stats, DEFAULT_ADMIN_ADDR};
+
+use super::admin_get;
 
 #[derive(Args, Debug)]
 pub struct StatsArgs {
@@ -36,22 +38,11 @@ fn parse_interval(s: &str) -> Result<Duration, String> {
 }
 
 pub fn run(args: StatsArgs) -> Result<(), String> {
-    let fetch = || {
-        fetch_json(args.admin_addr, "/stats").map_err(|e| {
-            format!(
-                "{e} (is `vipgate run` running with --admin-addr {}?)",
-                args.admin_addr
-            )
-        })
-    };
+    let fetch = || admin_get::get(args.admin_addr, "/stats");
     let mut last = fetch()?;
     let mut at = Instant::now();
     let Some(every) = args.watch else {
-        if args.json {
-            println!("{last}");
-        } else {
-            print!("{}", render_stats(&last, None));
-        }
+        admin_get::print(&last, args.json, |v| render_stats(v, None));
         return Ok(());
     };
     let mut shown = 0u64;

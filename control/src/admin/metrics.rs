@@ -18,7 +18,7 @@ use dataplane::generation::Tables;
 use dataplane::io::IoStats;
 use dataplane::service::BackendState;
 use dataplane::verdict::DropReason;
-use dataplane::worker::{SharedCounters, WorkerCounters};
+use dataplane::worker::{FlowDump, SharedCounters, WorkerCounters};
 use prometheus_client::collector::Collector;
 use prometheus_client::encoding::{DescriptorEncoder, EncodeMetric, MetricEncoder};
 use prometheus_client::metrics::counter::{ConstCounter, Counter};
@@ -46,10 +46,13 @@ const FAMILY_HELP: &[(&str, &str)] = &[
     ("vipgate_conntrack_removals", "Conntrack entries removed, by reason"),
 ];
 
-/// A running worker as `/metrics` sees it.
+/// A running worker as the admin endpoint sees it.
 #[derive(Clone, Debug)]
 pub struct WorkerHandle {
+    /// Its counters, published once per burst.
     pub shared: Arc<SharedCounters>,
+    /// Where it answers conntrack listings.
+    pub flows: Arc<FlowDump>,
 }
 
 /// Everything `/metrics` serves. Cheap to share: clone the `Arc`.
@@ -129,6 +132,14 @@ impl Metrics {
     pub fn set_workers(&self, io_mode: &str, workers: Vec<WorkerHandle>) {
         *self.io_mode.lock().unwrap_or_else(|e| e.into_inner()) = io_mode.to_string();
         *self.workers.lock().unwrap_or_else(|e| e.into_inner()) = workers;
+    }
+
+    /// The running workers (none before `set_workers`).
+    pub fn workers(&self) -> Vec<WorkerHandle> {
+        self.workers
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
     }
 
     /// A generation went live: `took` from objects to swap, `rebuilt`

@@ -1,11 +1,14 @@
 //! The admin HTTP endpoint: `/services` (the live table as JSON),
 //! `/healthz` (liveness), `/readyz` (first sync done and interfaces
-//! attached), `/metrics` (Prometheus) and `/stats` (the live counters as
-//! JSON), plus the blocking client and renderers behind `vipgate services`
-//! and `vipgate stats`.
+//! attached), `/metrics` (Prometheus), `/stats` (the live counters as
+//! JSON) and `/conntrack` (the live flows), plus the blocking client and
+//! renderers behind `vipgate services`, `vipgate stats` and
+//! `vipgate conntrack`.
 
 /// Blocking HTTP/1.1 client on std sockets, for the CLI.
 pub mod client;
+/// `/conntrack`: the workers' flows, listed while they run; its table.
+pub mod flows;
 /// Sync, attach and source-error state, and the readiness rule.
 pub mod health;
 /// `/metrics` and `/stats`: worker counters read at scrape time, control figures.
@@ -22,6 +25,7 @@ pub mod server;
 pub mod services;
 
 pub use client::{fetch_json, fetch_services, http_request, HttpResponse};
+pub use flows::{render_flows, Endpoint, FlowFilter};
 pub use health::Health;
 pub use metrics::{Metrics, WorkerHandle};
 pub use render::render_services_table;

@@ -4,6 +4,7 @@
 use dataplane::generation::Tables;
 use http::{Method, StatusCode};
 
+use super::flows::{flows_json, FlowFilter};
 use super::health::{one_line, Health};
 use super::metrics::Metrics;
 use super::services::services_json;
@@ -29,7 +30,14 @@ impl Reply {
 }
 
 /// The admin paths; anything else is 404 whatever the method.
-const ROUTES: [&str; 5] = ["/services", "/healthz", "/readyz", "/metrics", "/stats"];
+const ROUTES: [&str; 6] = [
+    "/services",
+    "/healthz",
+    "/readyz",
+    "/metrics",
+    "/stats",
+    "/conntrack",
+];
 
 /// The content type Prometheus asks for and prometheus-client writes.
 const OPENMETRICS: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
@@ -43,6 +51,8 @@ pub struct Request<'a> {
     /// The Accept header, if any: `/metrics` answers OpenMetrics only to
     /// clients that ask for it, as Prometheus does.
     pub accept: Option<&'a str>,
+    /// The query string (`/conntrack?vip=...&client=...`).
+    pub query: Option<&'a str>,
 }
 
 pub fn route(req: &Request, tables: &Tables, health: &Health, metrics: &Metrics) -> Reply {
@@ -93,6 +103,26 @@ pub fn route(req: &Request, tables: &Tables, health: &Health, metrics: &Metrics)
                 body,
             }
         }
+        "/conntrack" => {
+            let listed = FlowFilter::from_query(req.query)
+                .map_err(|e| (StatusCode::BAD_REQUEST, e))
+                .and_then(|f| {
+                    flows_json(&metrics.workers(), &f)
+                        .map_err(|e| (StatusCode::SERVICE_UNAVAILABLE, e))
+                });
+            match listed {
+                Ok(v) => {
+                    let mut body = v.to_string();
+                    body.push('\n');
+                    Reply {
+                        status: StatusCode::OK,
+                        content_type: "application/json",
+                        body,
+                    }
+                }
+                Err((status, e)) => Reply::text(status, e),
+            }
+        }
         "/healthz" => Reply::text(StatusCode::OK, "ok"),
         _ => readyz(health),
     }
@@ -131,6 +161,7 @@ mod tests {
             method,
             path,
             accept: None,
+            query: None,
         };
         super::route(&req, t, h, &metrics)
     }

@@ -158,6 +158,7 @@ async fn serve_connection(stream: TcpStream, state: Arc<State>) {
             method: req.method(),
             path: req.uri().path(),
             accept,
+            query: req.uri().query(),
         };
         let reply = route(&r, &state.tables, &state.health, &state.metrics);
         async move { Ok::<_, Infallible>(to_response(reply)) }

@@ -91,6 +91,22 @@ pub enum TcpState {
     Close,
 }
 
+impl TcpState {
+    /// The name `conntrack -L` shows for the same state.
+    pub fn name(self) -> &'static str {
+        match self {
+            TcpState::SynSent => "SYN_SENT",
+            TcpState::SynRecv => "SYN_RECV",
+            TcpState::Established => "ESTABLISHED",
+            TcpState::FinWait => "FIN_WAIT",
+            TcpState::CloseWait => "CLOSE_WAIT",
+            TcpState::LastAck => "LAST_ACK",
+            TcpState::TimeWait => "TIME_WAIT",
+            TcpState::Close => "CLOSE",
+        }
+    }
+}
+
 /// A tracked flow's slot in the table.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 pub struct FlowId(u32);
@@ -571,6 +587,22 @@ impl Conntrack {
 
     pub fn timeouts(&self) -> &Timeouts {
         &self.timeouts
+    }
+
+    /// The flow in slot `slot`, if the slot holds one that is live as of
+    /// the latest clock the table has seen. With [`Conntrack::capacity`],
+    /// lets a reader walk the table in bounded chunks between bursts.
+    #[inline]
+    pub fn live_slot(&self, slot: usize) -> Option<&Entry> {
+        self.entries
+            .get(slot)
+            .filter(|e| e.used() && !e.expired(self.clock))
+    }
+
+    /// The latest dataplane-clock second any call passed in.
+    #[inline]
+    pub fn clock(&self) -> u32 {
+        self.clock
     }
 
     /// Flows occupying slots and live as of the latest clock the table has

@@ -1,13 +1,15 @@
-//! `/metrics` as an operator uses it: a real Prometheus server (Debian's
-//! package) scrapes a running `vipgate run` in a veth lab while real TCP
-//! clients talk to a Service through it; Prometheus' HTTP API then shows
-//! the packet counters that `/stats` and `vipgate stats` show, the flows in
-//! the conntrack gauge, and a network-programming-latency sample after an
-//! EndpointSlice change (with its trigger-time annotation) through the
-//! test Kubernetes API server.
+//! What an operator asks a running gateway, as they ask it: a real
+//! Prometheus server (Debian's package) scrapes `vipgate run` in a veth lab
+//! while real TCP clients talk to a Service through it; Prometheus' HTTP
+//! API then shows the packet counters that `/stats` and `vipgate stats`
+//! show, the flows in the conntrack gauge, and a network-programming-latency
+//! sample after an EndpointSlice change (with its trigger-time annotation)
+//! through the test Kubernetes API server. `vipgate conntrack` lists a live
+//! connection with the backend that then answers on it.
 //! Root only (namespaces); otherwise it says so loudly and passes.
 
-use std::net::{IpAddr, Ipv4Addr, SocketAddr, TcpListener};
+use std::io::{Read, Write};
+use std::net::{IpAddr, Ipv4Addr, SocketAddr, TcpListener, TcpStream};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -89,6 +91,16 @@ fn wait_for(lab: &Lab, prom: SocketAddr, q: &str, ok: impl Fn(f64) -> bool) -> f
     }
 }
 
+/// The count line `vipgate conntrack` ends its table with.
+fn listed_count(table: &str) -> usize {
+    table
+        .lines()
+        .last()
+        .and_then(|l| l.split_whitespace().next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("no count line:\n{table}"))
+}
+
 /// A free TCP port on the gateway namespace's loopback.
 fn free_port(lab: &Lab) -> u16 {
     in_netns(&lab.gw, || {
@@ -101,9 +113,9 @@ fn free_port(lab: &Lab) -> u16 {
 }
 
 #[test]
-fn prometheus_scrapes_a_running_gateway() {
+fn an_operator_sees_metrics_stats_and_flows_of_a_running_gateway() {
     if !is_root() {
-        eprintln!("\n*** SKIPPED lab_metrics: needs root (network namespaces) ***\n");
+        eprintln!("\n*** SKIPPED lab_observe: needs root (network namespaces) ***\n");
         return;
     }
     assert!(
@@ -207,7 +219,7 @@ fn prometheus_scrapes_a_running_gateway() {
         |v| v == forwarded as f64,
     );
     eprintln!(
-        "lab_metrics: {CONNECTIONS} connections, forwarded {forwarded}, Prometheus {scraped}"
+        "lab_observe: {CONNECTIONS} connections, forwarded {forwarded}, Prometheus {scraped}"
     );
     let reversed = wait_for(
         &lab,
@@ -220,7 +232,7 @@ fn prometheus_scrapes_a_running_gateway() {
     });
     // Closed connections linger in TIME_WAIT: the gauge shows them.
     let entries = wait_for(&lab, prom, "sum(vipgate_conntrack_entries)", |v| v >= 1.0);
-    eprintln!("lab_metrics: reversed {reversed}, conntrack inserts {inserts}, entries {entries}");
+    eprintln!("lab_observe: reversed {reversed}, conntrack inserts {inserts}, entries {entries}");
     wait_for(&lab, prom, "vipgate_services", |v| v == 1.0);
     wait_for(&lab, prom, "vipgate_backends{state=\"ready\"}", |v| {
         v == 1.0
@@ -241,6 +253,60 @@ fn prometheus_scrapes_a_running_gateway() {
         .collect();
     assert_eq!(row, ["forwarded", &forwarded.to_string()], "{text}");
 
+    // A connection held open: `vipgate conntrack` lists it, ESTABLISHED,
+    // with the backend that then answers on it.
+    let mut conn = in_netns(&lab.client, || {
+        TcpStream::connect_timeout(&SocketAddr::from((VIP, 80)), Duration::from_secs(3))
+    })
+    .unwrap()
+    .expect("connect to the VIP");
+    let me = conn.local_addr().unwrap();
+    let out = Lab::command(&lab.gw, env!("CARGO_BIN_EXE_vipgate"))
+        .args(["conntrack", "--json", "--admin-addr", &admin.to_string()])
+        .args(["--client", &me.to_string(), "--vip", &VIP.to_string()])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let listed: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let flows = listed["flows"].as_array().unwrap();
+    assert_eq!(flows.len(), 1, "{listed}");
+    let flow = &flows[0];
+    assert_eq!(flow["proto"], "TCP", "{flow}");
+    assert_eq!(flow["client"], me.to_string(), "{flow}");
+    assert_eq!(flow["vip"], format!("{VIP}:80"), "{flow}");
+    assert_eq!(flow["state"], "ESTABLISHED", "{flow}");
+    conn.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    conn.write_all(b"hi\n").unwrap();
+    let mut answer = String::new();
+    conn.read_to_string(&mut answer).unwrap();
+    let served: usize = answer.trim().trim_start_matches('b').parse().unwrap();
+    assert_eq!(
+        flow["backend"],
+        format!("{}:{PORT}", lab::backend_v4(served)),
+        "{flow}"
+    );
+    // And the table form, filtered to that VIP, lists the same flow.
+    let out = Lab::command(&lab.gw, env!("CARGO_BIN_EXE_vipgate"))
+        .args(["conntrack", "--admin-addr", &admin.to_string()])
+        .args(["--vip", &format!("{VIP}:80")])
+        .output()
+        .unwrap();
+    let table = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        table
+            .lines()
+            .any(|l| l.contains(&me.to_string())
+                && l.contains(&format!("{}", lab::backend_v4(served)))),
+        "{table}"
+    );
+    let total_flows = listed_count(&table);
+    assert!(total_flows > CONNECTIONS, "{table}");
+    eprintln!("lab_observe: vipgate conntrack lists {total_flows} flows to the VIP; the open one on b{served}");
+
     // An EndpointSlice change: one network-programming-latency sample.
     api.apply(slice(&[0, 1])).unwrap();
     let n = wait_for(
@@ -255,7 +321,7 @@ fn prometheus_scrapes_a_running_gateway() {
         "vipgate_network_programming_duration_seconds_sum",
     )
     .unwrap();
-    eprintln!("lab_metrics: {n} programming-latency sample(s), sum {sum:.3} s");
+    eprintln!("lab_observe: {n} programming-latency sample(s), sum {sum:.3} s");
     // The annotation has whole seconds: the latency is below ~1 s + sync.
     assert!((0.0..10.0).contains(&sum), "{sum}");
     wait_for(&lab, prom, "vipgate_backends{state=\"ready\"}", |v| {

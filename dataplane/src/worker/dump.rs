@@ -1,0 +1,216 @@
+//! Listing a running worker's conntrack without stopping it: the reader
+//! asks, and the worker copies its flows into a bounded lock-free queue a
+//! chunk of slots at a time, between bursts, while the reader drains it.
+//! A chunk is [`DUMP_CHUNK`] slots (a few microseconds of the worker's
+//! time); nothing is allocated on the worker's side, and a full queue only
+//! pauses the walk until the reader catches up.
+//!
+//! The listing is not a snapshot: flows that start or end while it walks
+//! may or may not appear, as with `conntrack -L` on a busy host.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use crossbeam_queue::ArrayQueue;
+
+use crate::addr::{Addr, Tuple};
+use crate::conntrack::{Conntrack, Entry, TcpState};
+
+/// Slots a worker examines per turn: 256 entries of one cache line each,
+/// a few microseconds.
+pub const DUMP_CHUNK: usize = 256;
+/// Records in flight between a worker and its reader.
+const QUEUE: usize = 1024;
+
+/// One tracked flow, as a listing shows it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct FlowRecord {
+    /// As the client sent it: client -> VIP.
+    pub original: Tuple,
+    pub backend: Addr,
+    pub backend_port: u16,
+    /// None for UDP and ICMP.
+    pub tcp: Option<TcpState>,
+    pub replied: bool,
+    pub assured: bool,
+    /// Seconds until the flow expires unless a packet refreshes it.
+    pub expires_in: u32,
+}
+
+impl FlowRecord {
+    fn of(e: &Entry, clock: u32) -> FlowRecord {
+        FlowRecord {
+            original: e.original,
+            backend: e.backend,
+            backend_port: e.backend_port,
+            tcp: e.tcp,
+            replied: e.replied,
+            assured: e.assured(),
+            expires_in: e.deadline().saturating_sub(clock),
+        }
+    }
+}
+
+/// The channel between one worker and readers of its conntrack.
+#[derive(Debug)]
+pub struct FlowDump {
+    /// Number of the listing asked for (0: none yet).
+    asked: AtomicU64,
+    /// Number of the last listing the worker finished.
+    done: AtomicU64,
+    queue: ArrayQueue<FlowRecord>,
+    /// One reader at a time (readers only; the worker never takes it).
+    reader: Mutex<u64>,
+}
+
+impl Default for FlowDump {
+    fn default() -> Self {
+        FlowDump {
+            asked: AtomicU64::new(0),
+            done: AtomicU64::new(0),
+            queue: ArrayQueue::new(QUEUE),
+            reader: Mutex::new(0),
+        }
+    }
+}
+
+/// The worker's side: where its walk is.
+#[derive(Debug, Default)]
+pub struct DumpCursor {
+    serving: u64,
+    slot: usize,
+}
+
+impl FlowDump {
+    /// Worker: one turn of a listing in progress, if any. Returns whether
+    /// there was one (the worker then does not go to sleep).
+    #[inline]
+    pub fn serve(&self, cur: &mut DumpCursor, ct: &Conntrack) -> bool {
+        let asked = self.asked.load(Ordering::Acquire);
+        if asked == self.done.load(Ordering::Relaxed) {
+            return false;
+        }
+        if cur.serving != asked {
+            // A new listing (or one its reader gave up and asked again).
+            cur.serving = asked;
+            cur.slot = 0;
+        }
+        let end = (cur.slot + DUMP_CHUNK).min(ct.capacity());
+        let clock = ct.clock();
+        while cur.slot < end {
+            if let Some(e) = ct.live_slot(cur.slot) {
+                if self.queue.push(FlowRecord::of(e, clock)).is_err() {
+                    // Full: this slot again next turn.
+                    return true;
+                }
+            }
+            cur.slot += 1;
+        }
+        if cur.slot >= ct.capacity() {
+            self.done.store(asked, Ordering::Release);
+        }
+        true
+    }
+
+    /// Reader: every flow of the worker's table, waiting at most `timeout`
+    /// for the worker to walk it (a worker that is stopped or stuck ends
+    /// the wait with an error).
+    pub fn collect(&self, timeout: Duration) -> Result<Vec<FlowRecord>, String> {
+        let mut last = self.reader.lock().unwrap_or_else(|e| e.into_inner());
+        // Leftovers of a listing whose reader gave up.
+        while self.queue.pop().is_some() {}
+        *last += 1;
+        let n = *last;
+        self.asked.store(n, Ordering::Release);
+        let mut out = Vec::new();
+        let t0 = Instant::now();
+        loop {
+            let finished = self.done.load(Ordering::Acquire) == n;
+            while let Some(r) = self.queue.pop() {
+                out.push(r);
+            }
+            if finished {
+                return Ok(out);
+            }
+            if t0.elapsed() > timeout {
+                return Err(format!(
+                    "the worker did not finish listing its flows within {timeout:?} \
+                     ({} listed so far)",
+                    out.len()
+                ));
+            }
+            std::thread::sleep(Duration::from_micros(50));
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::addr::Proto;
+    use crate::conntrack::Config;
+    use std::sync::Arc;
+
+    fn table(flows: u16) -> Conntrack {
+        let mut ct = Conntrack::new(Config {
+            capacity: 4096,
+            ..Config::default()
+        });
+        for i in 0..flows {
+            let t = Tuple {
+                src: Addr::from_v4([198, 18, 0, 1]),
+                dst: Addr::from_v4([198, 19, 0, 10]),
+                sport: 10_000 + i,
+                dport: 80,
+                proto: Proto::Udp,
+            };
+            ct.insert(&t, Addr::from_v4([198, 18, 1, 1]), 8080, 0, 5)
+                .expect("room");
+        }
+        ct
+    }
+
+    #[test]
+    fn a_reader_gets_every_flow_in_chunks_while_the_worker_runs() {
+        let ct = table(3000);
+        let dump = Arc::new(FlowDump::default());
+        let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let (d, s) = (Arc::clone(&dump), Arc::clone(&stop));
+        let worker = std::thread::spawn(move || {
+            let mut cur = DumpCursor::default();
+            let mut turns = 0u32;
+            while !s.load(Ordering::Relaxed) {
+                if d.serve(&mut cur, &ct) {
+                    turns += 1;
+                }
+                std::thread::yield_now();
+            }
+            turns
+        });
+        for _ in 0..2 {
+            let flows = dump.collect(Duration::from_secs(10)).unwrap();
+            assert_eq!(flows.len(), 3000);
+            let mut ports: Vec<u16> = flows.iter().map(|f| f.original.sport).collect();
+            ports.sort_unstable();
+            ports.dedup();
+            assert_eq!(ports.len(), 3000);
+            assert!(flows.iter().all(|f| f.backend_port == 8080 && !f.assured));
+        }
+        stop.store(true, Ordering::Relaxed);
+        // 4096 slots in chunks of 256, twice, with 3000 records through a
+        // queue of 1024: many turns, none longer than a chunk.
+        assert!(worker.join().unwrap() >= 2 * 4096 / DUMP_CHUNK as u32);
+    }
+
+    #[test]
+    fn without_a_worker_the_reader_times_out_and_says_how_far_it_got() {
+        let dump = FlowDump::default();
+        let e = dump.collect(Duration::from_millis(20)).unwrap_err();
+        assert!(e.contains("0 listed so far"), "{e}");
+        // Nothing asked: a worker's turn is free.
+        let ct = table(0);
+        let fresh = FlowDump::default();
+        assert!(!fresh.serve(&mut DumpCursor::default(), &ct));
+    }
+}
