@@ -51,6 +51,10 @@ enum Command {
     /// List the flows a running gateway tracks (client, VIP, backend, TCP
     /// state, seconds to expiry, worker), like `conntrack -L`.
     Conntrack(cmd::conntrack::ConntrackArgs),
+    /// Explain what happens to a new flow: the Service it matches, the
+    /// Maglev slot and backend it gets and why, the reply. From a services
+    /// file (--services) or a running gateway.
+    Explain(cmd::explain::ExplainArgs),
     /// Transmit a capture on an interface (AF_PACKET or AF_XDP), paced or
     /// at top speed, bounded by loops and time; print the rate reached.
     Send(cmd::send::SendArgs),
@@ -74,6 +78,7 @@ fn main() -> ExitCode {
         Command::Services(args) => cmd::list::run(args),
         Command::Stats(args) => cmd::stats::run(args),
         Command::Conntrack(args) => cmd::conntrack::run(args),
+        Command::Explain(args) => cmd::explain::run(args),
         Command::Send(args) => cmd::send::run(args),
         Command::Completions { shell } => {
             // Into a buffer first: clap_complete panics on a write error

@@ -115,3 +115,63 @@ fn node_ports_are_said_not_served() {
         stderr(&o)
     );
 }
+
+/// `vipgate explain --services`: a flow to a Service gets one of its ready
+/// backends and the backends' slots cover the ring (that the pick is the
+/// pipeline's is checked in dataplane/src/explain.rs and tests/lab_observe.rs),
+/// a port no Service has is passed, and a bad question is a one-line error.
+#[test]
+fn explain_answers_from_a_services_file() {
+    let svc = fixture("pcap-fixtures/basic-services.yaml");
+    let o = vipgate(&[
+        "explain",
+        "--json",
+        "--services",
+        &svc,
+        "198.18.0.1:40000",
+        "198.19.0.10:80",
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(v["verdict"], "forwarded", "{v}");
+    assert_eq!(v["service"], "shop/web:http", "{v}");
+    let slots: u64 = v["backends"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|b| b["slots"].as_u64().unwrap())
+        .sum();
+    assert_eq!(slots, v["ring_size"].as_u64().unwrap(), "{v}");
+    let picked = v["backend"].as_str().unwrap();
+    assert!(
+        v["backends"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|b| b["backend"] == picked && b["state"] == "ready"),
+        "{v}"
+    );
+
+    let o = vipgate(&[
+        "explain",
+        "--services",
+        &svc,
+        "198.18.0.1:1",
+        "198.19.0.10:81",
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let text = String::from_utf8_lossy(&o.stdout);
+    assert!(text.contains("verdict    passed"), "{text}");
+
+    let o = vipgate(&[
+        "explain",
+        "--services",
+        &svc,
+        "198.18.0.1",
+        "198.19.0.10:80",
+    ]);
+    assert!(!o.status.success());
+    let e = stderr(&o);
+    assert_eq!(e.lines().count(), 1, "{e}");
+    assert!(e.contains("not address:port"), "{e}");
+}

@@ -5,7 +5,8 @@
 //! show, the flows in the conntrack gauge, and a network-programming-latency
 //! sample after an EndpointSlice change (with its trigger-time annotation)
 //! through the test Kubernetes API server. `vipgate conntrack` lists a live
-//! connection with the backend that then answers on it.
+//! connection with the backend that then answers on it, and `vipgate
+//! explain` names the backend each of a dozen connections reached.
 //! Root only (namespaces); otherwise it says so loudly and passes.
 
 use std::io::{Read, Write};
@@ -14,7 +15,7 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use bench::lab::{self, in_netns, Lab, LabSpec, GW_BACKEND_IF, GW_CLIENT_IF};
-use common::lab_test::{is_root, tcp_ask_in, KillOnDrop, Servers};
+use common::lab_test::{is_root, tcp_ask_from, tcp_ask_in, KillOnDrop, Servers};
 
 mod common {
     #[allow(dead_code)]
@@ -327,4 +328,33 @@ fn an_operator_sees_metrics_stats_and_flows_of_a_running_gateway() {
     wait_for(&lab, prom, "vipgate_backends{state=\"ready\"}", |v| {
         v == 2.0
     });
+
+    // `vipgate explain`, asked of the running gateway about each flow's
+    // tuple, names the backend that flow reached.
+    let mut reached = std::collections::BTreeSet::new();
+    for _ in 0..12 {
+        let (answer, me) = in_netns(&lab.client, || tcp_ask_from(SocketAddr::from((VIP, 80))))
+            .unwrap()
+            .expect("the VIP answers");
+        let served: usize = answer.trim_start_matches('b').parse().unwrap();
+        reached.insert(served);
+        let out = Lab::command(&lab.gw, env!("CARGO_BIN_EXE_vipgate"))
+            .args(["explain", "--json", "--admin-addr", &admin.to_string()])
+            .args([me.to_string(), format!("{VIP}:80/tcp")])
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        assert_eq!(v["verdict"], "forwarded", "{v}");
+        assert_eq!(
+            v["backend"],
+            format!("{}:{PORT}", lab::backend_v4(served)),
+            "{v}"
+        );
+    }
+    eprintln!("lab_observe: vipgate explain agreed on 12 flows over backends {reached:?}");
 }

@@ -9,6 +9,8 @@ pub mod conntrack;
 pub mod counter_decl;
 /// Per-worker counters.
 pub mod counters;
+/// What the pipeline would do with a new flow, and why (`vipgate explain`).
+pub mod explain;
 /// The published table generation: atomically swapped, loaded per burst.
 pub mod generation;
 /// Stable, seeded hashes shared by every gateway (Maglev, flow picks).

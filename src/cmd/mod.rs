@@ -10,6 +10,8 @@ pub mod bench_lab;
 pub mod conntrack;
 /// The demo capture and services file built into the binary.
 pub mod embedded;
+/// `vipgate explain`: what happens to a new flow, and why.
+pub mod explain;
 /// `vipgate services`: the live table of a running gateway.
 pub mod list;
 /// `vipgate replay`.

@@ -375,7 +375,7 @@ pub fn tcp_ask(to: SocketAddr) -> std::io::Result<String> {
 
 /// As [`tcp_ask`], also returning the client's own address (the flow's
 /// source), so the answer can be checked against the Maglev pick.
-fn tcp_ask_from(to: SocketAddr) -> std::io::Result<(String, SocketAddr)> {
+pub fn tcp_ask_from(to: SocketAddr) -> std::io::Result<(String, SocketAddr)> {
     let mut s = TcpStream::connect_timeout(&to, IO_TIMEOUT)?;
     let me = s.local_addr()?;
     s.set_read_timeout(Some(IO_TIMEOUT))?;

@@ -96,7 +96,7 @@ impl FlowFilter {
 }
 
 /// `[`, `]` and `:` of IPv6 addresses travel escaped in a query string.
-fn percent_encode(s: &str) -> String {
+pub(crate) fn percent_encode(s: &str) -> String {
     s.bytes()
         .map(|b| match b {
             b'a'..=b'z' | b'A'..=b'Z' | b'0'..=b'9' | b'.' | b'-' => (b as char).to_string(),
@@ -105,7 +105,7 @@ fn percent_encode(s: &str) -> String {
         .collect()
 }
 
-fn percent_decode(s: &str) -> String {
+pub(crate) fn percent_decode(s: &str) -> String {
     let b = s.as_bytes();
     let mut out = Vec::with_capacity(b.len());
     let mut i = 0;

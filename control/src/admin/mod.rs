@@ -7,6 +7,8 @@
 
 /// Blocking HTTP/1.1 client on std sockets, for the CLI.
 pub mod client;
+/// `/explain`: what the table does with a new flow, and why.
+pub mod explain;
 /// `/conntrack`: the workers' flows, listed while they run; its table.
 pub mod flows;
 /// Sync, attach and source-error state, and the readiness rule.
@@ -25,6 +27,7 @@ pub mod server;
 pub mod services;
 
 pub use client::{fetch_json, fetch_services, http_request, HttpResponse};
+pub use explain::{explain_json, render_explain, Question};
 pub use flows::{render_flows, Endpoint, FlowFilter};
 pub use health::Health;
 pub use metrics::{Metrics, WorkerHandle};

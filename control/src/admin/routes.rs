@@ -4,6 +4,7 @@
 use dataplane::generation::Tables;
 use http::{Method, StatusCode};
 
+use super::explain::{explain_json, Question};
 use super::flows::{flows_json, FlowFilter};
 use super::health::{one_line, Health};
 use super::metrics::Metrics;
@@ -30,8 +31,9 @@ impl Reply {
 }
 
 /// The admin paths; anything else is 404 whatever the method.
-const ROUTES: [&str; 6] = [
+const ROUTES: [&str; 7] = [
     "/services",
+    "/explain",
     "/healthz",
     "/readyz",
     "/metrics",
@@ -103,6 +105,18 @@ pub fn route(req: &Request, tables: &Tables, health: &Health, metrics: &Metrics)
                 body,
             }
         }
+        "/explain" => match Question::from_query(req.query) {
+            Ok(q) => {
+                let mut body = explain_json(&tables.current(), &q).to_string();
+                body.push('\n');
+                Reply {
+                    status: StatusCode::OK,
+                    content_type: "application/json",
+                    body,
+                }
+            }
+            Err(e) => Reply::text(StatusCode::BAD_REQUEST, e),
+        },
         "/conntrack" => {
             let listed = FlowFilter::from_query(req.query)
                 .map_err(|e| (StatusCode::BAD_REQUEST, e))
