@@ -37,14 +37,15 @@ pub fn to_json(r: &ReplayResult) -> Value {
             })
         })
         .collect();
-    json!({
-        "packets": t.packets,
-        "forwarded": t.forwarded,
-        "reversed": t.reversed,
-        "rejected": t.rejected,
-        "passed": t.passed,
-        "dropped": dropped_object(t),
-        "flows": t.flows,
+    // The pipeline's counters under their declared names (`counter_set!`),
+    // drops by reason as one object.
+    let mut doc: Map<String, Value> = Counters::DEFS
+        .iter()
+        .zip(t.scalars())
+        .map(|(d, v)| (d.key.to_string(), json!(v)))
+        .collect();
+    doc.insert("dropped".into(), dropped_object(t));
+    let rest = json!({
         "seconds": r.seconds,
         "wall_seconds": r.seconds,
         "busy_seconds": r.busy_seconds(),
@@ -54,7 +55,11 @@ pub fn to_json(r: &ReplayResult) -> Value {
         "per_worker": per_worker,
         "capture_packets": r.capture_packets,
         "loops": r.loops,
-    })
+    });
+    if let Value::Object(rest) = rest {
+        doc.extend(rest);
+    }
+    Value::Object(doc)
 }
 
 fn pct(n: u64, of: u64) -> String {
