@@ -9,16 +9,7 @@ use std::sync::Mutex;
 
 use bench::lab::existing_namespaces;
 
-fn is_root() -> bool {
-    std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("Uid:"))
-                .and_then(|l| l.split_whitespace().nth(2).map(|u| u == "0"))
-        })
-        .unwrap_or(false)
-}
+use dataplane::io::af_packet::is_root;
 
 const TRAFFIC: [&str; 2] = ["established", "new-flows"];
 

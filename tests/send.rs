@@ -13,16 +13,7 @@ use dataplane::io::af_packet::{AfPacket, AfPacketConfig, RingKind};
 use dataplane::io::pcap::write_pcap;
 use dataplane::io::{Batch, PacketIo};
 
-fn is_root() -> bool {
-    std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("Uid:"))
-                .and_then(|l| l.split_whitespace().nth(2).map(|u| u == "0"))
-        })
-        .unwrap_or(false)
-}
+use dataplane::io::af_packet::is_root;
 
 /// Two namespaces joined by a veth pair (`eth0` on both sides), IPv6 off
 /// so the kernel sends no frames of its own; deleted on drop.

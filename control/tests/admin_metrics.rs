@@ -9,7 +9,7 @@ use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
-use control::admin::{http_request, AdminServer, Health, Metrics, WorkerHandle};
+use control::admin::{http_request, AdminServer, Health, Metrics, Publication, WorkerHandle};
 use dataplane::addr::{Addr, Proto};
 use dataplane::generation::Tables;
 use dataplane::io::IoStats;
@@ -104,13 +104,19 @@ fn metrics_and_stats_show_the_workers_and_the_table() {
     // A change triggered after the gateway started, live 250 ms later.
     std::thread::sleep(Duration::from_millis(300));
     let trigger = SystemTime::now() - Duration::from_millis(250);
-    metrics.observe_publication(Duration::from_millis(3), 1, &[trigger]);
+    metrics.observe_publication(&Publication {
+        took: Duration::from_millis(3),
+        rebuilt: 1,
+        rebuild_time: Duration::from_micros(60),
+        triggers: &[trigger],
+    });
     // From before the process started: not a programming latency.
-    metrics.observe_publication(
-        Duration::from_millis(2),
-        0,
-        &[SystemTime::UNIX_EPOCH + Duration::from_secs(1)],
-    );
+    metrics.observe_publication(&Publication {
+        took: Duration::from_millis(2),
+        rebuilt: 0,
+        rebuild_time: Duration::ZERO,
+        triggers: &[SystemTime::UNIX_EPOCH + Duration::from_secs(1)],
+    });
     let server = AdminServer::start_with_metrics(
         "127.0.0.1:0".parse().unwrap(),
         tables,
@@ -160,6 +166,9 @@ fn metrics_and_stats_show_the_workers_and_the_table() {
     assert_eq!(get("vipgate_table_generation"), 1.0);
     assert_eq!(get("vipgate_skipped_objects_total"), 3.0);
     assert_eq!(get("vipgate_maglev_rebuilds_total"), 1.0);
+    // Only the publication that rebuilt a ring is a rebuild-time sample.
+    assert_eq!(get("vipgate_maglev_rebuild_duration_seconds_count"), 1.0);
+    assert_eq!(get("vipgate_maglev_rebuild_duration_seconds_sum"), 0.00006);
     assert_eq!(get("vipgate_sync_duration_seconds_count"), 2.0);
     assert_eq!(
         get("vipgate_network_programming_duration_seconds_count"),
@@ -267,7 +276,7 @@ fn promtool_accepts(text: &str) {
         .spawn();
     let mut child = match child {
         Ok(c) => c,
-        Err(e) if running_as_root() => {
+        Err(e) if dataplane::io::af_packet::is_root() => {
             panic!(
                 "promtool not runnable ({e}): install Debian's prometheus package (.ci/run does)"
             )
@@ -292,16 +301,4 @@ fn promtool_accepts(text: &str) {
         String::from_utf8_lossy(&out.stdout),
         String::from_utf8_lossy(&out.stderr)
     );
-}
-
-/// Root is how CI runs: there a missing promtool is a failure, not a skip.
-fn running_as_root() -> bool {
-    std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("Uid:"))
-                .and_then(|l| l.split_whitespace().nth(1).map(|u| u == "0"))
-        })
-        .unwrap_or(false)
 }

@@ -172,12 +172,14 @@ fn build_entries(specs: &[&ServiceSpec], cfg: &TableConfig) -> Vec<Arc<ServiceEn
     })
 }
 
-/// What a build reused and rebuilt (for logs and the sync benchmark).
+/// What a build reused and rebuilt (for logs, metrics and the sync benchmark).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct BuildStats {
     pub services: usize,
     pub rebuilt: usize,
     pub reused: usize,
+    /// Time spent building the `rebuilt` entries' Maglev rings.
+    pub rebuild_time: std::time::Duration,
 }
 
 /// All services of one generation.
@@ -244,7 +246,10 @@ impl ServiceTable {
             }
         }
         stats.rebuilt = changed.len();
-        for entry in build_entries(&changed, &cfg) {
+        let t0 = std::time::Instant::now();
+        let built = build_entries(&changed, &cfg);
+        stats.rebuild_time = t0.elapsed();
+        for entry in built {
             services.insert(entry.spec.key, entry);
         }
         stats.services = services.len();
@@ -283,7 +288,10 @@ impl ServiceTable {
             }
         }
         stats.rebuilt = changed.len();
-        for entry in build_entries(&changed, &cfg) {
+        let t0 = std::time::Instant::now();
+        let built = build_entries(&changed, &cfg);
+        stats.rebuild_time = t0.elapsed();
+        for entry in built {
             services.insert(entry.spec.key, entry);
         }
         let vips = services.keys().map(|k| k.vip).collect();
@@ -439,13 +447,11 @@ mod tests {
         );
         let (t2, stats) = ServiceTable::build(vec![spec(1, &[1, 2]), spec(2, &[3, 4])], &t1);
         assert_eq!(
-            stats,
-            BuildStats {
-                services: 2,
-                rebuilt: 1,
-                reused: 1
-            }
+            (stats.services, stats.rebuilt, stats.reused),
+            (2, 1, 1),
+            "{stats:?}"
         );
+        assert!(stats.rebuild_time > std::time::Duration::ZERO);
         assert_eq!(t2.generation(), 2);
         let a = t1
             .lookup(&Addr::from_v4([198, 19, 0, 1]), 80, Proto::Tcp)

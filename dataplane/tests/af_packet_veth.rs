@@ -28,14 +28,7 @@ const GW_PORT: u16 = 7000;
 /// Upper bound on any wait in these tests.
 const DEADLINE: Duration = Duration::from_secs(5);
 
-fn is_root() -> bool {
-    // SAFETY: geteuid has no preconditions.
-    let root = unsafe { libc::geteuid() } == 0;
-    if !root {
-        eprintln!("SKIPPED: needs root (network namespaces and AF_PACKET sockets)");
-    }
-    root
-}
+use dataplane::io::af_packet::is_root;
 
 fn run(args: &[&str]) {
     let out = Command::new("ip")

@@ -26,16 +26,7 @@ const UDP_PORT: u16 = 9053;
 const BACKENDS: usize = 3;
 const IO_TIMEOUT: Duration = Duration::from_secs(3);
 
-pub fn is_root() -> bool {
-    std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("Uid:"))
-                .and_then(|l| l.split_whitespace().nth(2).map(|u| u == "0"))
-        })
-        .unwrap_or(false)
-}
+pub use dataplane::io::af_packet::is_root;
 
 /// Services + EndpointSlices as `kubectl get -o yaml` prints a v1 List.
 fn services_yaml() -> String {

@@ -46,6 +46,26 @@ const FAMILY_HELP: &[(&str, &str)] = &[
     ("vipgate_conntrack_removals", "Conntrack entries removed, by reason"),
 ];
 
+/// What [`Metrics::observe_publication`] records of one publication.
+#[derive(Clone, Copy, Debug)]
+pub struct Publication<'a> {
+    pub took: Duration,
+    pub rebuilt: usize,
+    pub rebuild_time: Duration,
+    pub triggers: &'a [SystemTime],
+}
+
+impl<'a> From<&'a crate::publish::Published> for Publication<'a> {
+    fn from(p: &'a crate::publish::Published) -> Publication<'a> {
+        Publication {
+            took: p.took,
+            rebuilt: p.stats.rebuilt,
+            rebuild_time: p.stats.rebuild_time,
+            triggers: &p.triggers,
+        }
+    }
+}
+
 /// A running worker as the admin endpoint sees it.
 #[derive(Clone, Debug)]
 pub struct WorkerHandle {
@@ -65,6 +85,7 @@ pub struct Metrics {
     programming: Histogram,
     last_sync: Gauge<f64, std::sync::atomic::AtomicU64>,
     rebuilds: Counter,
+    rebuild_time: Histogram,
     publications: Counter,
     started: SystemTime,
 }
@@ -82,6 +103,8 @@ impl Metrics {
         let programming = Histogram::new(exponential_buckets(0.01, 2.0, 15));
         let last_sync = Gauge::<f64, std::sync::atomic::AtomicU64>::default();
         let rebuilds = Counter::default();
+        // 10 us (one small ring) .. ~5 s (a full sync of many large ones).
+        let rebuild_time = Histogram::new(exponential_buckets(0.00001, 4.0, 12));
         let publications = Counter::default();
         registry.register(
             "vipgate_sync_duration_seconds",
@@ -104,6 +127,11 @@ impl Metrics {
             rebuilds.clone(),
         );
         registry.register(
+            "vipgate_maglev_rebuild_duration_seconds",
+            "Time a publication spent building the Maglev rings of the Services whose backends changed (publications that rebuilt none are not observed)",
+            rebuild_time.clone(),
+        );
+        registry.register(
             "vipgate_table_publications",
             "Table generations published",
             publications.clone(),
@@ -122,6 +150,7 @@ impl Metrics {
             programming,
             last_sync,
             rebuilds,
+            rebuild_time,
             publications,
             started: SystemTime::now(),
         }
@@ -143,14 +172,18 @@ impl Metrics {
     }
 
     /// A generation went live: `took` from objects to swap, `rebuilt`
-    /// Maglev rings, and the trigger times of the EndpointSlice changes it
-    /// carries. Trigger times from before this process started are not
+    /// Maglev rings in `rebuild_time`, and the trigger times of the
+    /// EndpointSlice changes it carries. Trigger times from before this process started are not
     /// observed (kube-proxy does the same): they measure how long the
     /// gateway was down, not how fast it programs.
-    pub fn observe_publication(&self, took: Duration, rebuilt: usize, triggers: &[SystemTime]) {
+    pub fn observe_publication(&self, p: &Publication) {
+        let (took, rebuilt, triggers) = (p.took, p.rebuilt, p.triggers);
         let now = SystemTime::now();
         self.sync.observe(took.as_secs_f64());
         self.rebuilds.inc_by(rebuilt as u64);
+        if rebuilt > 0 {
+            self.rebuild_time.observe(p.rebuild_time.as_secs_f64());
+        }
         self.publications.inc();
         self.last_sync.set(
             now.duration_since(SystemTime::UNIX_EPOCH)

@@ -30,7 +30,7 @@ pub use client::{fetch_json, fetch_services, http_request, HttpResponse};
 pub use explain::{explain_json, render_explain, Question};
 pub use flows::{render_flows, Endpoint, FlowFilter};
 pub use health::Health;
-pub use metrics::{Metrics, WorkerHandle};
+pub use metrics::{Metrics, Publication, WorkerHandle};
 pub use render::render_services_table;
 pub use render_stats::render_stats;
 pub use server::AdminServer;

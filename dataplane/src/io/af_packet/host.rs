@@ -138,6 +138,14 @@ pub fn interface_exists(ifname: &str) -> bool {
     super::socket::ifindex(ifname).is_ok()
 }
 
+/// Whether this process runs as root (effective UID 0): what the labs
+/// need for namespaces, veth pairs and packet sockets, and what tests ask
+/// before they build one.
+pub fn is_root() -> bool {
+    // SAFETY: geteuid cannot fail and touches no memory.
+    unsafe { libc::geteuid() == 0 }
+}
+
 /// The name of interface `ifindex` now (in the caller's network
 /// namespace), or None when there is none.
 pub fn interface_name(ifindex: u32) -> Option<String> {

@@ -38,7 +38,8 @@ mod tx;
 pub use config::{AfPacketConfig, Fanout, FanoutMode, RingKind};
 pub use error::AfPacketError;
 pub use host::{
-    check_host, driver, interface_exists, interface_name, mtu, offload, set_offload, Offload,
+    check_host, driver, interface_exists, interface_name, is_root, mtu, offload, set_offload,
+    Offload,
 };
 pub use rx::TAG_CSUM_PARTIAL;
 pub use stats::AfPacketStats;

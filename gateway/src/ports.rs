@@ -20,35 +20,15 @@ use dataplane::io::iface::{Facts, Mode};
 use dataplane::io::PacketIo;
 use dataplane::worker::Port;
 
-/// Which backend `--io` asks for.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+/// Which packet I/O backend to open.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum IoMode {
     /// AF_XDP, else AF_PACKET (saying why in one line).
     Auto,
-    /// AF_XDP only (also spelled af_xdp).
-    #[value(name = "af-xdp", alias = "af_xdp")]
+    /// AF_XDP only.
     AfXdp,
-    /// AF_PACKET only (also spelled af_packet).
-    #[value(name = "af-packet", alias = "af_packet")]
+    /// AF_PACKET only.
     AfPacket,
-}
-
-/// Which AF_PACKET rx ring `--af-packet-ring` asks for.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
-pub enum AfPacketRing {
-    /// TPACKET_V2: a slot per frame, no added latency.
-    Frames,
-    /// TPACKET_V3: frames packed in blocks, up to 1 ms added latency.
-    Blocks,
-}
-
-impl From<AfPacketRing> for RingKind {
-    fn from(r: AfPacketRing) -> RingKind {
-        match r {
-            AfPacketRing::Frames => RingKind::Frames,
-            AfPacketRing::Blocks => RingKind::Blocks,
-        }
-    }
 }
 
 /// The AF_PACKET rx ring asked for.

@@ -1,0 +1,321 @@
+//! The gateway: everything `vipgate run` starts, as one value. It loads the
+//! Services, opens the sockets, starts the pinned workers and the admin
+//! endpoint (with the workers' counters and flow listings wired in), keeps
+//! the XDP steering maps and the neighbour table in step with each
+//! published generation, and on stop joins the workers and detaches.
+
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use control::admin::{AdminServer, Health, Metrics};
+use control::model::ModelOptions;
+use dataplane::addr::Addr;
+use dataplane::generation::Tables;
+use dataplane::io::af_packet::interface_exists;
+use dataplane::io::af_xdp::{XdpLink, XdpSteering};
+use dataplane::neigh::Neighbours;
+use dataplane::table::TableConfig;
+use dataplane::worker::{WorkerConfig, WorkerCounters};
+
+use crate::ports::{self, IoMode, Opened, PacketRing};
+use crate::source::{self, ServiceSource};
+use crate::steer_sync::SteerSync;
+use crate::workers;
+
+/// How often the control side looks for a new generation and drains
+/// unknown-neighbour reports.
+const SYNC_EVERY: Duration = Duration::from_millis(20);
+/// How often the neighbour snapshot is re-read from the kernel.
+const NEIGH_REFRESH: Duration = Duration::from_millis(100);
+
+/// What to start.
+#[derive(Clone, Debug)]
+pub struct GatewayConfig {
+    /// Interfaces carrying Service traffic.
+    pub ifaces: Vec<String>,
+    pub io: IoMode,
+    /// The AF_PACKET rx ring.
+    pub ring: PacketRing,
+    pub workers: usize,
+    /// Cores to pin workers to (worker i on the i-th, wrapping); empty:
+    /// the last cores.
+    pub cores: Vec<usize>,
+    /// Admin endpoint; port 0 picks one.
+    pub admin_addr: SocketAddr,
+    pub source: ServiceSource,
+    pub worker: WorkerConfig,
+    pub table: TableConfig,
+    pub model: ModelOptions,
+}
+
+/// Why [`Gateway::serve`] returned.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Ended {
+    /// The stop flag was set (SIGINT/SIGTERM).
+    Stopped,
+    /// A worker thread ended on its own (it panicked).
+    WorkerEnded,
+    /// This interface disappeared (deleted, or its namespace was).
+    InterfaceGone(String),
+}
+
+/// What the gateway did, once stopped.
+#[derive(Debug)]
+pub struct Finished {
+    /// Per worker, with its sockets' kernel-side losses.
+    pub counters: Vec<WorkerCounters>,
+    /// Workers whose thread panicked (their last published counters are
+    /// in `counters`).
+    pub panicked: Vec<usize>,
+    /// From start to stop.
+    pub seconds: f64,
+}
+
+/// A running gateway.
+pub struct Gateway {
+    ifaces: Vec<String>,
+    tables: Tables,
+    health: Arc<Health>,
+    metrics: Arc<Metrics>,
+    source: Option<source::Running>,
+    neigh: Arc<Neighbours>,
+    running: Vec<workers::Running>,
+    /// Steering programs' maps and the links that keep them attached.
+    xdp: Option<(Vec<XdpSteering>, Vec<XdpLink>)>,
+    sync: SteerSync,
+    admin: Option<AdminServer>,
+    io_desc: String,
+    facts: Vec<String>,
+    stop: &'static AtomicBool,
+    started: Instant,
+}
+
+impl Gateway {
+    /// Starts everything; the workers run until `stop` is set.
+    pub fn start(cfg: GatewayConfig, stop: &'static AtomicBool) -> Result<Gateway, String> {
+        let workers = cfg.workers.max(1);
+        let tables = Tables::empty(cfg.table);
+        let health = Arc::new(Health::new());
+        let metrics = Arc::new(Metrics::new(
+            "starting",
+            tables.clone(),
+            Arc::clone(&health),
+        ));
+        let source = source::start(&cfg.source, cfg.model, &tables, &health, &metrics)?;
+        let neigh = Arc::new(Neighbours::open(&cfg.ifaces)?);
+        let opened = ports::open(cfg.io, &cfg.ifaces, workers, cfg.ring)?;
+        let facts = opened.facts(&cfg.ifaces);
+        let mut sync = SteerSync::default();
+        let (running, xdp, io_desc) = match opened {
+            Opened::Xdp(mut x) => {
+                sync.apply(&tables.current(), &mut x.steering)?;
+                let idle = x.ports.iter().filter(|p| p.is_empty()).count();
+                if idle > 0 {
+                    tracing::info!("{idle} of {workers} workers have no rx queue (fewer queues than workers); they process frames handed over by the others");
+                }
+                let r = workers::spawn(x.ports, cfg.worker, &tables, &neigh, &cfg.cores, stop)?;
+                let desc = format!("af_xdp ({} mode)", x.mode);
+                (r, Some((x.steering, x.links)), desc)
+            }
+            Opened::Packet(p) => {
+                let r = workers::spawn(p, cfg.worker, &tables, &neigh, &cfg.cores, stop)?;
+                let desc = if workers > 1 {
+                    "af_packet (fanout hash)".to_string()
+                } else {
+                    "af_packet".to_string()
+                };
+                (r, None, desc)
+            }
+        };
+        health.set_attached(true);
+        let mode = io_desc.split_whitespace().next().unwrap_or("");
+        metrics.set_workers(mode, running.iter().map(|r| r.handle()).collect());
+        let mut gw = Gateway {
+            ifaces: cfg.ifaces,
+            tables,
+            health,
+            metrics,
+            source: Some(source),
+            neigh,
+            running,
+            xdp,
+            sync,
+            admin: None,
+            io_desc,
+            facts,
+            stop,
+            started: Instant::now(),
+        };
+        // From here on, an error stops the workers (Drop).
+        let admin = AdminServer::start_with_metrics(
+            cfg.admin_addr,
+            gw.tables.clone(),
+            Arc::clone(&gw.health),
+            Arc::clone(&gw.metrics),
+        )
+        .map_err(|e| {
+            format!(
+                "admin endpoint {}: {e} (pick another with --admin-addr)",
+                cfg.admin_addr
+            )
+        })?;
+        gw.admin = Some(admin);
+        for b in backends(&gw.tables) {
+            gw.neigh.resolve_if_unknown(&b);
+        }
+        Ok(gw)
+    }
+
+    /// One line per interface: driver, MTU, offloads and what they mean
+    /// for the I/O mode in use.
+    pub fn facts(&self) -> &[String] {
+        &self.facts
+    }
+
+    /// "af_xdp (copy mode)", "af_packet (fanout hash)", ...
+    pub fn io_desc(&self) -> &str {
+        &self.io_desc
+    }
+
+    pub fn workers(&self) -> usize {
+        self.running.len()
+    }
+
+    /// The admin endpoint's bound address (the real port when asked for 0).
+    pub fn admin_addr(&self) -> Option<SocketAddr> {
+        self.admin.as_ref().map(|a| a.local_addr())
+    }
+
+    /// The live tables.
+    pub fn tables(&self) -> &Tables {
+        &self.tables
+    }
+
+    /// What `/metrics`, `/stats` and `/conntrack` read.
+    pub fn metrics(&self) -> &Arc<Metrics> {
+        &self.metrics
+    }
+
+    /// Keeps steering maps and neighbours in step with the published
+    /// tables and watches the API's health, until the stop flag is set, a
+    /// worker ends or an interface disappears.
+    pub fn serve(&mut self) -> Ended {
+        let mut last_gen = self.tables.current().generation();
+        let mut api_healthy = true;
+        let mut last_refresh = Instant::now();
+        loop {
+            if self.stop.load(Ordering::Relaxed) {
+                return Ended::Stopped;
+            }
+            if self.running.iter().any(|r| r.handle.is_finished()) {
+                return Ended::WorkerEnded;
+            }
+            std::thread::sleep(SYNC_EVERY);
+            if last_refresh.elapsed() >= NEIGH_REFRESH {
+                // An interface that vanished (its namespace deleted, a
+                // pod's veth removed) leaves nothing to serve: stop, rather
+                // than poll dead sockets forever.
+                if let Some(i) = self.ifaces.iter().find(|i| !interface_exists(i)) {
+                    return Ended::InterfaceGone(i.clone());
+                }
+            }
+            let t = self.tables.current();
+            if t.generation() != last_gen {
+                last_gen = t.generation();
+                if let Some((steering, _)) = self.xdp.as_mut() {
+                    if let Err(e) = self.sync.apply(&t, steering) {
+                        tracing::warn!("{e}");
+                    }
+                }
+                for b in backends(&self.tables) {
+                    self.neigh.resolve_if_unknown(&b);
+                }
+            }
+            let asked = self.neigh.resolve_misses();
+            if asked > 0 || last_refresh.elapsed() >= NEIGH_REFRESH {
+                if let Err(e) = self.neigh.refresh() {
+                    tracing::warn!("neighbour refresh: {e}");
+                }
+                last_refresh = Instant::now();
+            }
+            if let Some(source::Running::Kube(k)) = &self.source {
+                // An outage is shown in /readyz and logged once each way;
+                // the last good tables keep serving through it.
+                let st = k.status();
+                let healthy = st.healthy();
+                if healthy != api_healthy {
+                    match st.last_error() {
+                        Some(e) if !healthy => tracing::warn!(
+                            "Kubernetes API: {e}; serving the last good tables (generation {})",
+                            self.tables.current().generation()
+                        ),
+                        _ => tracing::info!("Kubernetes API reachable again"),
+                    }
+                    api_healthy = healthy;
+                }
+                self.health
+                    .set_source_error(if healthy { None } else { st.last_error() });
+            }
+        }
+    }
+
+    /// Stops the workers (they close their sockets), detaches XDP, stops
+    /// the admin endpoint and the source; returns what the workers did.
+    pub fn shutdown(mut self) -> Finished {
+        self.finish()
+    }
+
+    fn finish(&mut self) -> Finished {
+        // A worker that ended on its own (a panic) stops the others too.
+        self.stop.store(true, Ordering::Relaxed);
+        self.health.set_attached(false);
+        let mut counters = Vec::with_capacity(self.running.len());
+        let mut panicked = Vec::new();
+        for (w, r) in self.running.drain(..).enumerate() {
+            match r.handle.join() {
+                Ok(c) => counters.push(c),
+                Err(_) => {
+                    panicked.push(w);
+                    counters.push(r.shared.load());
+                }
+            }
+        }
+        // Detach XDP (links drop) only after the workers closed their sockets.
+        self.xdp = None;
+        if let Some(a) = self.admin.take() {
+            a.stop();
+        }
+        if let Some(s) = self.source.take() {
+            s.stop();
+        }
+        Finished {
+            counters,
+            panicked,
+            seconds: self.started.elapsed().as_secs_f64(),
+        }
+    }
+}
+
+impl Drop for Gateway {
+    /// A gateway dropped without `shutdown` (an error after the workers
+    /// started) still stops its workers and detaches.
+    fn drop(&mut self) {
+        if !self.running.is_empty() || self.admin.is_some() || self.source.is_some() {
+            self.finish();
+        }
+    }
+}
+
+fn backends(tables: &Tables) -> Vec<Addr> {
+    let t = tables.current();
+    let mut v: Vec<_> = t
+        .entries()
+        .iter()
+        .flat_map(|e| e.spec.backends.iter().map(|b| b.addr))
+        .collect();
+    v.sort();
+    v.dedup();
+    v
+}
