@@ -28,8 +28,10 @@ const IO_TIMEOUT: Duration = Duration::from_secs(3);
 
 pub use dataplane::io::af_packet::is_root;
 
-/// Services + EndpointSlices as `kubectl get -o yaml` prints a v1 List.
-fn services_yaml() -> String {
+/// Services + EndpointSlices as `kubectl get -o yaml` prints a v1 List:
+/// `web` at [`VIP_WEB`] (port 80: a name answer, 81: bulk exchanges),
+/// `echo` (UDP) at [`VIP_UDP`], `empty` (no endpoints) at [`VIP_EMPTY`].
+pub fn services_yaml() -> String {
     let mut v4 = String::new();
     let mut v6 = String::new();
     let mut udp = String::new();
@@ -310,6 +312,19 @@ impl Gateway {
             self.stdout.push(l);
         }
         (status, self.stdout.join("\n"))
+    }
+
+    /// The gateway process's id.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// The admin address its running line names.
+    pub fn admin_addr(&self) -> SocketAddr {
+        self.stdout
+            .iter()
+            .find_map(|l| l.split("admin http://").nth(1)?.trim().parse().ok())
+            .expect("the running line names the admin address")
     }
 
     /// SIGTERM, then wait (bounded) for exit; returns success and stdout.

@@ -10,7 +10,7 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use dataplane::io::memory::Capture;
-use fixtures::packet::{Eth, Ip, Ipv4, Packet, Udp, L4};
+use fixtures::packet::{Eth, Ip, Ipv4, Packet, Tcp, Udp, L4};
 use serde::Serialize;
 
 use crate::lab::{in_netns, ip};
@@ -103,6 +103,43 @@ pub fn new_flows_capture(
     cap
 }
 
+/// A SYN flood: `flows` TCP SYNs to `vip:port`, each from its own source
+/// address (counting up from `first_source`, which must lie in
+/// 198.18.0.0/15 and away from the lab's own hosts) and port, as spoofed
+/// floods arrive. Nobody answers the backends' SYN-ACKs, so every flow
+/// stays embryonic: what conntrack must evict before established flows.
+pub fn syn_flood_capture(
+    src: [u8; 6],
+    dst: [u8; 6],
+    first_source: Ipv4Addr,
+    vip: Ipv4Addr,
+    port: u16,
+    flows: u32,
+) -> Capture {
+    let base = u32::from(first_source);
+    let mut cap = Capture::new();
+    for f in 0..flows {
+        let client = Ipv4Addr::from(base.wrapping_add(f));
+        let sport = 1024 + (f.wrapping_mul(7919) % 60_000) as u16;
+        let pkt = Packet::new(
+            Eth::new(src, dst),
+            Ip::V4(Ipv4::new(client.octets(), vip.octets(), 64)),
+            L4::Tcp(Tcp::new(
+                sport,
+                port,
+                f.wrapping_mul(2_654_435_761),
+                0,
+                TCP_SYN,
+            )),
+        );
+        cap.push(u64::from(f), &pkt.frame());
+    }
+    cap
+}
+
+/// The SYN flag of a TCP header's flags byte.
+const TCP_SYN: u8 = 0x02;
+
 /// Sends `cap` from `dev` in `ns` at top speed for `seconds`, at most
 /// `max_packets` frames.
 pub fn blast(
@@ -112,12 +149,25 @@ pub fn blast(
     seconds: f64,
     max_packets: u64,
 ) -> Result<SendStats, String> {
+    send_paced(ns, dev, cap, seconds, max_packets, None)
+}
+
+/// [`blast`] at `rate_pps` frames per second (None: top speed).
+pub fn send_paced(
+    ns: &str,
+    dev: &str,
+    cap: &Capture,
+    seconds: f64,
+    max_packets: u64,
+    rate_pps: Option<f64>,
+) -> Result<SendStats, String> {
     let mut frames = Frames::prepare(cap, None, None, 1518);
     let cfg = SendConfig {
         duration: Some(Duration::from_secs_f64(seconds)),
         max_packets: Some(max_packets),
         loops: Some(u64::MAX),
         burst: 64,
+        rate_pps,
         ..SendConfig::new(dev)
     };
     in_netns(ns, move || {
