@@ -111,6 +111,18 @@ impl Drop for BulkServers {
 
 /// One bulk exchange with `to`; Err says what did not match.
 pub fn exchange(to: SocketAddr, seed: u64, n: usize) -> Result<(), String> {
+    exchange_paced(to, seed, n, None)
+}
+
+/// [`exchange`] with the upload sent in `(chunk, pause)` steps, so the
+/// connection stays open for about `n / chunk * pause`: long enough for a
+/// test to change the gateway under it (backends leaving, a restart).
+pub fn exchange_paced(
+    to: SocketAddr,
+    seed: u64,
+    n: usize,
+    pace: Option<(usize, Duration)>,
+) -> Result<(), String> {
     let mut s = TcpStream::connect_timeout(&to, IO_TIMEOUT).map_err(|e| format!("{to}: {e}"))?;
     s.set_read_timeout(Some(IO_TIMEOUT)).unwrap();
     s.set_write_timeout(Some(IO_TIMEOUT)).unwrap();
@@ -120,7 +132,15 @@ pub fn exchange(to: SocketAddr, seed: u64, n: usize) -> Result<(), String> {
     hdr[8..].copy_from_slice(&seed.to_be_bytes());
     let io = |what: &str, e: std::io::Error| format!("{to} seed {seed}: {what}: {e}");
     s.write_all(&hdr).map_err(|e| io("header", e))?;
-    s.write_all(&up).map_err(|e| io("upload", e))?;
+    match pace {
+        None => s.write_all(&up).map_err(|e| io("upload", e))?,
+        Some((chunk, pause)) => {
+            for part in up.chunks(chunk.max(1)) {
+                s.write_all(part).map_err(|e| io("upload", e))?;
+                std::thread::sleep(pause);
+            }
+        }
+    }
     let mut receipt = [0u8; 8];
     s.read_exact(&mut receipt).map_err(|e| io("receipt", e))?;
     if u64::from_be_bytes(receipt) != fnv(&up) {
@@ -138,12 +158,24 @@ pub fn exchange(to: SocketAddr, seed: u64, n: usize) -> Result<(), String> {
     Ok(())
 }
 
-/// `conns` exchanges with `to` at once (threads of the caller's
-/// namespace); the errors of those that failed.
-pub fn parallel(to: SocketAddr, conns: usize, first_seed: u64) -> Vec<String> {
-    let handles: Vec<_> = (0..conns)
-        .map(|i| std::thread::spawn(move || exchange(to, first_seed + i as u64, BULK_BYTES)))
-        .collect();
+/// `conns` paced exchanges with `to` started at once (threads of the
+/// caller's namespace, which they keep); join them with [`join_all`].
+pub fn start_paced(
+    to: SocketAddr,
+    conns: usize,
+    first_seed: u64,
+    n: usize,
+    pace: (usize, Duration),
+) -> Vec<JoinHandle<Result<(), String>>> {
+    (0..conns)
+        .map(|i| {
+            std::thread::spawn(move || exchange_paced(to, first_seed + i as u64, n, Some(pace)))
+        })
+        .collect()
+}
+
+/// The errors of the exchanges that failed.
+pub fn join_all(handles: Vec<JoinHandle<Result<(), String>>>) -> Vec<String> {
     handles
         .into_iter()
         .filter_map(|h| match h.join() {
@@ -152,6 +184,16 @@ pub fn parallel(to: SocketAddr, conns: usize, first_seed: u64) -> Vec<String> {
             Err(_) => Some("client thread panicked".into()),
         })
         .collect()
+}
+
+/// `conns` exchanges with `to` at once (threads of the caller's
+/// namespace); the errors of those that failed.
+pub fn parallel(to: SocketAddr, conns: usize, first_seed: u64) -> Vec<String> {
+    join_all(
+        (0..conns)
+            .map(|i| std::thread::spawn(move || exchange(to, first_seed + i as u64, BULK_BYTES)))
+            .collect(),
+    )
 }
 
 #[cfg(test)]
