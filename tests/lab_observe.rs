@@ -15,7 +15,7 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use bench::lab::{self, in_netns, Lab, LabSpec, GW_BACKEND_IF, GW_CLIENT_IF};
-use common::lab_test::{is_root, tcp_ask_from, tcp_ask_in, KillOnDrop, Servers};
+use common::lab_test::{lab_or_skip, tcp_ask_from, tcp_ask_in, KillOnDrop, Servers};
 
 mod common {
     #[allow(dead_code)]
@@ -115,10 +115,16 @@ fn free_port(lab: &Lab) -> u16 {
 
 #[test]
 fn an_operator_sees_metrics_stats_and_flows_of_a_running_gateway() {
-    if !is_root() {
-        eprintln!("\n*** SKIPPED lab_observe: needs root (network namespaces) ***\n");
+    let Some(lab) = lab_or_skip(
+        "lab_observe",
+        LabSpec {
+            backends: 2,
+            ipv6: false,
+            ..Default::default()
+        },
+    ) else {
         return;
-    }
+    };
     assert!(
         Command::new("prometheus")
             .arg("--version")
@@ -126,12 +132,6 @@ fn an_operator_sees_metrics_stats_and_flows_of_a_running_gateway() {
             .is_ok_and(|o| o.status.success()),
         "prometheus not installed: Debian's prometheus package (.ci/run installs it)"
     );
-    let lab = Lab::up(LabSpec {
-        backends: 2,
-        ipv6: false,
-        ..Default::default()
-    })
-    .expect("lab up");
     let _servers = Servers::start(&lab);
     let api = in_netns(&lab.gw, || ApiServer::start().expect("api server")).unwrap();
     api.apply(fixtures::service("lab", "web", IpAddr::V4(VIP), 80))

@@ -14,8 +14,8 @@
 use std::net::{IpAddr, SocketAddr};
 use std::time::{Duration, Instant};
 
-use bench::lab::{in_netns, Lab, LabSpec, GW_BACKEND_IF, GW_CLIENT_IF};
-use common::lab_test::{is_root, services_yaml, summary_count, Gateway, Servers, VIP_WEB};
+use bench::lab::{in_netns, LabSpec, GW_BACKEND_IF, GW_CLIENT_IF};
+use common::lab_test::{lab_or_skip, services_yaml, summary_count, Gateway, Servers, VIP_WEB};
 
 mod common {
     #[allow(dead_code)]
@@ -34,16 +34,16 @@ const PACE: (usize, Duration) = (64 << 10, Duration::from_millis(150));
 
 #[test]
 fn transfers_survive_a_gateway_restart() {
-    if !is_root() {
-        eprintln!("\n*** SKIPPED lab_restart: needs root (network namespaces) ***\n");
+    let Some(lab) = lab_or_skip(
+        "lab_restart",
+        LabSpec {
+            backends: 3,
+            ipv6: true,
+            ..Default::default()
+        },
+    ) else {
         return;
-    }
-    let lab = Lab::up(LabSpec {
-        backends: 3,
-        ipv6: true,
-        ..Default::default()
-    })
-    .expect("lab up");
+    };
     let dir = tempfile::tempdir().unwrap();
     let yaml = dir.path().join("services.yaml");
     std::fs::write(&yaml, services_yaml()).unwrap();

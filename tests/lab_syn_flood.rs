@@ -9,9 +9,9 @@
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::time::{Duration, Instant};
 
-use bench::lab::{in_netns, Lab, LabSpec, GW_BACKEND_IF, GW_CLIENT_IF};
+use bench::lab::{in_netns, LabSpec, GW_BACKEND_IF, GW_CLIENT_IF};
 use bench::labbench::traffic;
-use common::lab_test::{is_root, services_yaml, Gateway, Servers, VIP_WEB};
+use common::lab_test::{lab_or_skip, services_yaml, Gateway, Servers, VIP_WEB};
 
 mod common {
     #[allow(dead_code)]
@@ -56,16 +56,16 @@ fn rss_kib(pid: u32) -> u64 {
 
 #[test]
 fn established_transfers_survive_a_syn_flood_at_ten_times_conntrack_capacity() {
-    if !is_root() {
-        eprintln!("\n*** SKIPPED lab_syn_flood: needs root (network namespaces) ***\n");
+    let Some(lab) = lab_or_skip(
+        "lab_syn_flood",
+        LabSpec {
+            backends: 3,
+            ipv6: true,
+            ..Default::default()
+        },
+    ) else {
         return;
-    }
-    let lab = Lab::up(LabSpec {
-        backends: 3,
-        ipv6: true,
-        ..Default::default()
-    })
-    .expect("lab up");
+    };
     let dir = tempfile::tempdir().unwrap();
     let yaml = dir.path().join("services.yaml");
     std::fs::write(&yaml, services_yaml()).unwrap();

@@ -28,6 +28,16 @@ const IO_TIMEOUT: Duration = Duration::from_secs(3);
 
 pub use dataplane::io::af_packet::is_root;
 
+/// The lab test `name` runs in, or None when not root, said loudly (CI
+/// runs as root, so there it never skips).
+pub fn lab_or_skip(name: &str, spec: LabSpec) -> Option<Lab> {
+    if !is_root() {
+        eprintln!("\n*** SKIPPED {name}: needs root (network namespaces) ***\n");
+        return None;
+    }
+    Some(Lab::up(spec).expect("lab up"))
+}
+
 /// Services + EndpointSlices as `kubectl get -o yaml` prints a v1 List:
 /// `web` at [`VIP_WEB`] (port 80: a name answer, 81: bulk exchanges),
 /// `echo` (UDP) at [`VIP_UDP`], `empty` (no endpoints) at [`VIP_EMPTY`].
