@@ -15,6 +15,16 @@ pub enum Kind {
     Gauge,
 }
 
+/// When the exit summary of `vipgate run` shows a field.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Show {
+    Always,
+    /// Only when it is not zero (losses that usually do not happen).
+    Nonzero,
+    /// With the handoff rows: several workers, or any handoff at all.
+    Handoff,
+}
+
 /// What one counter field is.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct CounterDef {
@@ -28,6 +38,8 @@ pub struct CounterDef {
     pub kind: Kind,
     /// The field's doc comment.
     pub help: &'static str,
+    /// Its row in the exit summary (label, when shown), if it has one.
+    pub summary: Option<(&'static str, Show)>,
 }
 
 impl CounterDef {
@@ -46,8 +58,8 @@ impl CounterDef {
 ///     pub struct Thing {
 ///         /// Frames seen.
 ///         packets: Counter "vipgate_rx_packets",
-///         /// Forwarded frames.
-///         forwarded: Counter "vipgate_packets" [verdict = "forwarded"],
+///         /// Forwarded frames (a row of the exit summary).
+///         forwarded: Counter "vipgate_packets" [verdict = "forwarded"] => "forwarded",
 ///     }
 ///     extra {
 ///         /// Fields that are not plain counters.
@@ -56,6 +68,8 @@ impl CounterDef {
 /// }
 /// ```
 ///
+/// `=> "label"` gives a field a row in `vipgate run`'s exit summary
+/// (`=> "label" if Nonzero` / `if Handoff`: only then).
 /// Generates `DEFS` (one [`CounterDef`] per `u64` field, in order),
 /// `SCALARS` (their count), `scalars()` / `set_scalars()` (the fields as
 /// an array, for publication), and `add_scalars()` / `sub_scalars()`.
@@ -66,7 +80,8 @@ macro_rules! counter_set {
         pub struct $name:ident {
             $(
                 $(#[doc = $doc:literal])+
-                $field:ident : $kind:ident $metric:literal $([$lk:ident = $lv:literal])?,
+                $field:ident : $kind:ident $metric:literal $([$lk:ident = $lv:literal])?
+                    $(=> $slabel:literal $(if $sshow:ident)?)?,
             )+
         }
         $(extra {
@@ -88,6 +103,7 @@ macro_rules! counter_set {
                     label: $crate::counter_set!(@label $($lk $lv)?),
                     kind: $crate::counter_decl::Kind::$kind,
                     help: concat!($($doc, "\n"),+),
+                    summary: $crate::counter_set!(@summary $($slabel $($sshow)?)?),
                 }, )+
             ];
             /// How many `u64` fields [`Self::DEFS`] describes.
@@ -119,6 +135,9 @@ macro_rules! counter_set {
         }
     };
     (@label) => { None };
+    (@summary) => { None };
+    (@summary $l:literal) => { Some(($l, $crate::counter_decl::Show::Always)) };
+    (@summary $l:literal $s:ident) => { Some(($l, $crate::counter_decl::Show::$s)) };
     (@label $lk:ident $lv:literal) => { Some((stringify!($lk), $lv)) };
 }
 
@@ -134,9 +153,9 @@ mod tests {
             /// seen.
             seen: Counter "t_seen",
             /// Sent on.
-            sent: Counter "t_frames" [verdict = "sent"],
+            sent: Counter "t_frames" [verdict = "sent"] => "sent on",
             /// Held now.
-            held: Gauge "t_held",
+            held: Gauge "t_held" => "  held" if Nonzero,
         }
         extra {
             /// Not a plain counter.
@@ -154,6 +173,9 @@ mod tests {
         assert_eq!(d[1].metric, "t_frames");
         assert_eq!(d[1].label, Some(("verdict", "sent")));
         assert_eq!(d[2].kind, Kind::Gauge);
+        assert_eq!(d[0].summary, None);
+        assert_eq!(d[1].summary, Some(("sent on", Show::Always)));
+        assert_eq!(d[2].summary, Some(("  held", Show::Nonzero)));
     }
 
     #[test]

@@ -187,19 +187,23 @@ crate::counter_set! {
         /// Packets the kernel dropped because the socket's rx ring was full or
         /// had no buffer for them (AF_PACKET `tp_drops`; AF_XDP `rx_ring_full`
         /// + `rx_dropped`): the worker did not keep up.
-        rx_ring_drops: Counter "vipgate_io_kernel_drops" [kind = "rx_ring_full"],
+        rx_ring_drops: Counter "vipgate_io_kernel_drops" [kind = "rx_ring_full"]
+            => "kernel rx ring drops",
         /// AF_XDP: times the kernel found the fill ring empty (frames did not
         /// come back from transmit fast enough).
-        rx_fill_empty: Counter "vipgate_io_kernel_drops" [kind = "fill_ring_empty"],
+        rx_fill_empty: Counter "vipgate_io_kernel_drops" [kind = "fill_ring_empty"]
+            => "  fill ring empty" if Nonzero,
         /// Frames skipped on receive: larger than a buffer (GRO/LRO super-frames,
         /// jumbo frames) or invalid descriptors.
-        rx_skipped: Counter "vipgate_io_kernel_drops" [kind = "rx_skipped"],
+        rx_skipped: Counter "vipgate_io_kernel_drops" [kind = "rx_skipped"]
+            => "rx frames skipped" if Nonzero,
         /// AF_PACKET: frames whose offloaded (partial) checksum could not be
         /// completed; NATed ones among them are `bad_checksum_offload` drops.
-        rx_csum_unfixed: Counter "vipgate_io_kernel_drops" [kind = "csum_unfixed"],
+        rx_csum_unfixed: Counter "vipgate_io_kernel_drops" [kind = "csum_unfixed"]
+            => "partial csum unfixed" if Nonzero,
         /// AF_PACKET with vnet headers: GSO/GRO super-frames received, NATed
         /// once and sent on whole (not a loss: work saved).
-        rx_gso: Counter "vipgate_io_gso_frames",
+        rx_gso: Counter "vipgate_io_gso_frames" => "GSO super-frames" if Nonzero,
     }
 }
 

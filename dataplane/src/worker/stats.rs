@@ -23,32 +23,36 @@ crate::counter_set! {
     #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
     pub struct WorkerCounters {
         /// Frames handed to a device (in place or copied to another port).
-        tx_sent: Counter "vipgate_tx_frames",
+        tx_sent: Counter "vipgate_tx_frames" => "transmitted",
         /// Of those, frames sent on an interface other than the one they came
         /// in on (in place or copied).
-        tx_cross: Counter "vipgate_tx_cross_iface_frames",
+        tx_cross: Counter "vipgate_tx_cross_iface_frames" => "  to another iface",
         /// Of `tx_cross`, frames sent in place from a UMEM the rx and egress
         /// sockets share: no copy.
-        tx_cross_zc: Counter "vipgate_tx_cross_iface_zero_copy_frames",
+        tx_cross_zc: Counter "vipgate_tx_cross_iface_zero_copy_frames" => "    zero-copy",
         /// Frames sent through a copy sender (a send-only packet socket that
         /// copies them): cross-interface ones without shared memory and
         /// frames handed over by other workers. Held frames (`neigh_held_sent`)
         /// are not included.
-        tx_copied: Counter "vipgate_tx_copied_frames",
-        /// Times the idle worker slept in poll() instead of spinning.
-        idle_waits: Counter "vipgate_idle_waits",
-        /// Frames received here and copied to the worker owning their flow.
-        handoff_out: Counter "vipgate_handoff_frames" [direction = "out"],
-        /// Frames other workers handed here (processed by this pipeline).
-        handoff_in: Counter "vipgate_handoff_frames" [direction = "in"],
-        /// Frames dropped because the owner's inbox lane was full.
-        handoff_full: Counter "vipgate_handoff_drops" [reason = "inbox_full"],
-        /// Frames dropped because they do not fit a handoff slot.
-        handoff_oversize: Counter "vipgate_handoff_drops" [reason = "oversize"],
+        tx_copied: Counter "vipgate_tx_copied_frames" => "  via copy sender",
         /// Frames that waited for their next hop's MAC and were then sent
         /// (included in `tx_sent`, and in `tx_cross` when they changed
         /// interface), through a copy sender or, with one interface, a port.
-        neigh_held_sent: Counter "vipgate_neighbour_wait_sent_frames",
+        neigh_held_sent: Counter "vipgate_neighbour_wait_sent_frames"
+            => "  after neighbour wait",
+        /// Times the idle worker slept in poll() instead of spinning.
+        idle_waits: Counter "vipgate_idle_waits",
+        /// Frames received here and copied to the worker owning their flow.
+        handoff_out: Counter "vipgate_handoff_frames" [direction = "out"]
+            => "handed to owner" if Handoff,
+        /// Frames other workers handed here (processed by this pipeline).
+        handoff_in: Counter "vipgate_handoff_frames" [direction = "in"],
+        /// Frames dropped because the owner's inbox lane was full.
+        handoff_full: Counter "vipgate_handoff_drops" [reason = "inbox_full"]
+            => "  dropped: inbox full" if Handoff,
+        /// Frames dropped because they do not fit a handoff slot.
+        handoff_oversize: Counter "vipgate_handoff_drops" [reason = "oversize"]
+            => "  dropped: oversize" if Handoff,
         /// Live conntrack entries.
         conntrack_entries: Gauge "vipgate_conntrack_entries",
         /// Conntrack entries the table can hold.

@@ -2,6 +2,8 @@
 
 use std::fmt::Write;
 
+use dataplane::counter_decl::{CounterDef, Show};
+use dataplane::io::IoStats;
 use dataplane::worker::WorkerCounters;
 
 pub fn to_text(c: &WorkerCounters, workers: usize, seconds: f64) -> String {
@@ -17,50 +19,32 @@ pub fn to_text(c: &WorkerCounters, workers: usize, seconds: f64) -> String {
     );
     let _ = writeln!(s);
     s.push_str(&bench::summary::verdict_table(t));
-    let _ = writeln!(s, "  {:<22} {:>12}", "transmitted", c.tx_sent);
-    let _ = writeln!(s, "  {:<22} {:>12}", "  to another iface", c.tx_cross);
-    // Lets an operator (and the lab test) see which path carried them.
-    let _ = writeln!(s, "  {:<22} {:>12}", "    zero-copy", c.tx_cross_zc);
-    let _ = writeln!(s, "  {:<22} {:>12}", "  via copy sender", c.tx_copied);
-    // Frames that would have been no_neighbour drops before the kernel
-    // resolved the next hop (first packets to a new backend pod).
-    let _ = writeln!(
-        s,
-        "  {:<22} {:>12}",
-        "  after neighbour wait", c.neigh_held_sent
-    );
-    // What the sockets' kernel side lost: ring drops mean the workers did
-    // not keep up (more workers, a bigger --burst, or fewer other tasks on
-    // their cores); the rest only when it happened.
-    let io = &c.io;
-    let _ = writeln!(
-        s,
-        "  {:<22} {:>12}",
-        "kernel rx ring drops", io.rx_ring_drops
-    );
-    for (label, n) in [
-        ("  fill ring empty", io.rx_fill_empty),
-        ("rx frames skipped", io.rx_skipped),
-        ("partial csum unfixed", io.rx_csum_unfixed),
-        ("GSO super-frames", io.rx_gso),
-    ] {
-        if n > 0 {
-            let _ = writeln!(s, "  {label:<22} {n:>12}");
+    // The rows below are the fields declared with a summary label
+    // (`counter_set!`): transmit paths, then what the sockets' kernel side
+    // lost (ring drops mean the workers did not keep up: more workers, a
+    // bigger --burst, or fewer other tasks on their cores; the rest only
+    // when it happened), then handoffs when there are several workers.
+    let handoff = workers > 1 || c.handoff_out + c.handoff_dropped() > 0;
+    let rows = |defs: &[CounterDef], values: &[u64], group: bool| {
+        let mut out = String::new();
+        for (d, v) in defs.iter().zip(values) {
+            let Some((label, show)) = d.summary else {
+                continue;
+            };
+            let shown = match show {
+                Show::Always => !group,
+                Show::Nonzero => !group && *v > 0,
+                Show::Handoff => group && handoff,
+            };
+            if shown {
+                let _ = writeln!(out, "  {label:<22} {v:>12}");
+            }
         }
-    }
-    if workers > 1 || c.handoff_out + c.handoff_dropped() > 0 {
-        let _ = writeln!(s, "  {:<22} {:>12}", "handed to owner", c.handoff_out);
-        let _ = writeln!(
-            s,
-            "  {:<22} {:>12}",
-            "  dropped: inbox full", c.handoff_full
-        );
-        let _ = writeln!(
-            s,
-            "  {:<22} {:>12}",
-            "  dropped: oversize", c.handoff_oversize
-        );
-    }
+        out
+    };
+    s.push_str(&rows(WorkerCounters::DEFS, &c.scalars(), false));
+    s.push_str(&rows(IoStats::DEFS, &c.io.scalars(), false));
+    s.push_str(&rows(WorkerCounters::DEFS, &c.scalars(), true));
     s
 }
 
