@@ -26,8 +26,17 @@ use super::asm::*;
 pub const XDP_PASS: u32 = 2;
 pub const XDP_REDIRECT: u32 = 4;
 
-/// Map key: 16 address bytes (IPv4 mapped), port (network order), proto, pad.
+/// Map key: 16 address bytes (IPv4 mapped), port (network order), proto,
+/// family ([`KEY_V4`] or [`KEY_V6`]).
 pub const KEY_LEN: usize = 20;
+/// Family byte of an IPv4 key. The address bytes of an IPv4 key are
+/// ::ffff:a.b.c.d, which an IPv6 packet can carry too (an IPv4-mapped
+/// address): the family byte, taken from the packet's IP version, keeps
+/// such a packet from matching an IPv4 VIP. It must pass: the pipeline
+/// passes it, and AF_XDP cannot hand a frame back to the kernel.
+pub const KEY_V4: u8 = 0;
+/// Family byte of an IPv6 key.
+pub const KEY_V6: u8 = 6;
 /// Value stored for a present key. One byte: only presence matters.
 pub const VALUE_LEN: usize = 1;
 
@@ -120,7 +129,11 @@ fn lookup(a: &mut Asm, map: i32, fam: Family, ports: Ports, hit: Label) {
             a.emit(st_imm(op::B, R10, KEY + 18, 0));
         }
     }
-    a.emit(st_imm(op::B, R10, KEY + 19, 0));
+    let family = match fam {
+        Family::V4(_) => KEY_V4,
+        Family::V6(_) => KEY_V6,
+    };
+    a.emit(st_imm(op::B, R10, KEY + 19, i32::from(family)));
     a.emit_all(&ld_map_fd(R1, map));
     a.emit(mov64_reg(R2, R10));
     a.emit(add64_imm(R2, KEY as i32));

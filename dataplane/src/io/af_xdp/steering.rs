@@ -6,7 +6,7 @@ use std::collections::{HashMap, HashSet};
 
 use super::bpf::{ifindex, AttachMode, Map, XdpLink, XdpProgram};
 use super::error::AfXdpError;
-use super::program::{steering_program, ProgramMaps, KEY_LEN, VALUE_LEN};
+use super::program::{steering_program, ProgramMaps, KEY_LEN, KEY_V4, KEY_V6, VALUE_LEN};
 use super::socket::AfXdp;
 use crate::addr::{Addr, Proto};
 use std::os::fd::AsRawFd;
@@ -36,6 +36,9 @@ pub fn key(addr: &Addr, port: u16, proto: u8) -> [u8; KEY_LEN] {
     k[..16].copy_from_slice(&addr.0);
     k[16..18].copy_from_slice(&port.to_be_bytes());
     k[18] = proto;
+    // The dataplane's IPv4 addresses are the IPv4-mapped ones; an IPv6 VIP
+    // in ::ffff:0:0/96 cannot be configured (control keys it as IPv4).
+    k[19] = if addr.is_v4() { KEY_V4 } else { KEY_V6 };
     k
 }
 
@@ -265,6 +268,12 @@ mod tests {
         assert_eq!(&k[12..16], &[198, 19, 0, 10]);
         assert_eq!(&k[16..18], &[0x1f, 0x90]);
         assert_eq!(k[18], 17);
-        assert_eq!(k[19], 0);
+        assert_eq!(k[19], KEY_V4);
+        let v6 = key(
+            &Addr::from_v6([0xfd, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1]),
+            80,
+            6,
+        );
+        assert_eq!(v6[19], KEY_V6);
     }
 }

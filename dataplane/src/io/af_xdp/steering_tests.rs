@@ -253,6 +253,35 @@ fn fragments_and_icmp_match_on_address() {
 fn ipv6_steering() {
     need_root!();
     let r = Rig::new();
+    // IPv6 to or from the IPv4-mapped form of an IPv4 VIP or backend is
+    // not that VIP's traffic: it passes (AF_XDP could not give it back).
+    let mapped = |a: [u8; 4]| {
+        let mut m = [0u8; 16];
+        m[10] = 0xff;
+        m[11] = 0xff;
+        m[12..].copy_from_slice(&a);
+        m
+    };
+    r.expect(
+        "tcp to ::ffff:vip",
+        &v6(CLIENT6, mapped(VIP), 6, &tcp(40000, 80)),
+        XDP_PASS,
+    );
+    r.expect(
+        "udp to ::ffff:vip",
+        &v6(CLIENT6, mapped(VIP), 17, &udp(1, 53)),
+        XDP_PASS,
+    );
+    r.expect(
+        "reply from ::ffff:backend",
+        &v6(mapped(BACKEND), CLIENT6, 6, &tcp(8080, 40000)),
+        XDP_PASS,
+    );
+    r.expect(
+        "echo to ::ffff:vip",
+        &v6(CLIENT6, mapped(VIP), 58, &icmp(128)),
+        XDP_PASS,
+    );
     r.expect(
         "tcp to v6 vip",
         &v6(CLIENT6, VIP6, 6, &tcp(40000, 443)),
@@ -307,15 +336,6 @@ fn ipv6_steering() {
         "v6 echo from backend",
         &v6(BACKEND6, CLIENT6, 58, &icmp(128)),
         XDP_PASS,
-    );
-    // One key space for both families: an IPv6 packet to the v4-mapped
-    // form of a VIP matches it. Such packets do not occur on a wire; the
-    // dataplane sees and drops them rather than the kernel.
-    let mapped = Addr::from_v4(VIP).0;
-    r.expect(
-        "v6 to mapped v4 vip",
-        &v6(CLIENT6, mapped, 6, &tcp(1, 80)),
-        XDP_REDIRECT,
     );
 }
 
