@@ -11,6 +11,7 @@ use std::time::{Duration, SystemTime};
 
 use control::admin::{http_request, AdminServer, Health, Metrics, Publication, WorkerHandle};
 use dataplane::addr::{Addr, Proto};
+use dataplane::counters::Counted;
 use dataplane::generation::Tables;
 use dataplane::io::IoStats;
 use dataplane::service::{Affinity, BackendSpec, BackendState, ServiceKey, ServiceSpec};
@@ -59,6 +60,13 @@ fn worker(forwarded: u64, malformed: u64, ct_entries: u64) -> Arc<SharedCounters
     c.pipeline.packets = forwarded + malformed;
     c.pipeline.forwarded = forwarded;
     c.pipeline.dropped[DropReason::Malformed as usize] = malformed;
+    if malformed > 0 {
+        // One forwarded frame then found no next hop: moved to a drop
+        // reason in the worker's own counts.
+        assert!(c
+            .pipeline
+            .recount(Counted::Forwarded, DropReason::NoNeighbour));
+    }
     c.pipeline.flows = ct_entries;
     c.conntrack_entries = ct_entries;
     c.conntrack_capacity = 1000;
@@ -132,9 +140,15 @@ fn metrics_and_stats_show_the_workers_and_the_table() {
         *s.get(k)
             .unwrap_or_else(|| panic!("no sample {k} in\n{text}"))
     };
+    // Verdicts as first counted (a counter never goes down): the frame
+    // moved to no_neighbour stays forwarded here and is a drop too.
     assert_eq!(
         get(r#"vipgate_packets_total{worker="0",verdict="forwarded"}"#),
         10.0
+    );
+    assert_eq!(
+        get(r#"vipgate_drops_total{worker="0",reason="no_neighbour"}"#),
+        1.0
     );
     assert_eq!(
         get(r#"vipgate_packets_total{worker="1",verdict="forwarded"}"#),
@@ -193,8 +207,9 @@ fn metrics_and_stats_show_the_workers_and_the_table() {
     let r = http_request(server.local_addr(), "GET", "/stats").unwrap();
     assert_eq!(r.status, 200);
     let v: serde_json::Value = serde_json::from_str(&r.body).unwrap();
-    assert_eq!(v["total"]["forwarded"], 30);
-    assert_eq!(v["total"]["dropped"], 1);
+    // /stats keeps the worker's own balance: the moved frame is a drop.
+    assert_eq!(v["total"]["forwarded"], 29);
+    assert_eq!(v["total"]["dropped"], 2);
     assert_eq!(v["total"]["drops"]["malformed"], 1);
     assert_eq!(v["total"]["conntrack_entries"], 10);
     assert_eq!(v["workers"][1]["conntrack"]["inserted"], 6);

@@ -5,7 +5,10 @@
 //! `forwarded + reversed + rejected + passed + dropped_total() == packets`.
 //! A frame the pipeline decided to transmit but that the worker could not
 //! send (no neighbour, ring full, ...) is moved to a drop reason with
-//! [`Counters::recount`], not counted a second time.
+//! [`Counters::recount`], not counted a second time. Moving lowers a
+//! verdict counter, which Prometheus must never see: `recounted` keeps how
+//! many left each verdict, and [`Counters::by_verdict`] gives the
+//! pipeline's verdicts as first counted, each only growing.
 
 use crate::verdict::DropReason;
 
@@ -34,18 +37,24 @@ crate::counter_set! {
         /// `vipgate_packets{verdict="dropped"}` (their sum) and
         /// `vipgate_drops{reason}`.
         pub dropped: [u64; DropReason::COUNT],
+        /// Frames moved by [`Counters::recount`] away from forwarded,
+        /// reversed, rejected and passed (index = `Counted as usize`).
+        pub recounted: [u64; RECOUNTABLE],
     }
 }
+
+/// Verdicts a frame can be moved away from (all but dropped).
+pub const RECOUNTABLE: usize = 4;
 
 /// Which counter the pipeline put a frame under.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub enum Counted {
-    Forwarded,
-    Reversed,
-    Rejected,
+    Forwarded = 0,
+    Reversed = 1,
+    Rejected = 2,
     #[default]
-    Passed,
-    Dropped,
+    Passed = 3,
+    Dropped = 4,
 }
 
 impl Counted {
@@ -78,8 +87,25 @@ impl Counters {
             return false;
         }
         *from -= 1;
+        self.recounted[was as usize] += 1;
         self.dropped[reason as usize] += 1;
         true
+    }
+
+    /// The pipeline's verdicts as it first counted them: forwarded,
+    /// reversed, rejected, passed, dropped. They add up to `packets` and
+    /// only ever grow (what `vipgate_packets_total{verdict}` exports); a
+    /// frame dropped after its verdict stays under that verdict here and
+    /// is in its drop reason too.
+    pub fn by_verdict(&self) -> [u64; 5] {
+        let r = &self.recounted;
+        [
+            self.forwarded + r[Counted::Forwarded as usize],
+            self.reversed + r[Counted::Reversed as usize],
+            self.rejected + r[Counted::Rejected as usize],
+            self.passed + r[Counted::Passed as usize],
+            self.dropped_total() - r.iter().sum::<u64>(),
+        ]
     }
 
     /// The identity every worker's counters keep.
@@ -102,6 +128,9 @@ impl Counters {
         for (a, b) in self.dropped.iter_mut().zip(o.dropped.iter()) {
             *a += b;
         }
+        for (a, b) in self.recounted.iter_mut().zip(o.recounted.iter()) {
+            *a += b;
+        }
     }
 
     /// What happened since `earlier` (a copy of these counters taken then).
@@ -109,6 +138,9 @@ impl Counters {
         let mut d = *self;
         d.sub_scalars(earlier);
         for (x, e) in d.dropped.iter_mut().zip(earlier.dropped.iter()) {
+            *x = x.saturating_sub(*e);
+        }
+        for (x, e) in d.recounted.iter_mut().zip(earlier.recounted.iter()) {
             *x = x.saturating_sub(*e);
         }
         d
@@ -149,6 +181,9 @@ mod tests {
         assert_eq!(c.dropped(DropReason::TxFull), 1);
         assert_eq!(c.dropped(DropReason::Malformed), 1);
         assert!(c.balanced());
+        // As first counted: nothing went down, and they still add up.
+        assert_eq!(c.by_verdict(), [2, 1, 1, 1, 1]);
+        assert_eq!(c.by_verdict().iter().sum::<u64>(), c.packets);
         // Nothing left under `reversed`: refused, no wrap-around.
         assert!(!c.recount(Counted::Reversed, DropReason::TxFull));
         assert_eq!(c.reversed, 0);

@@ -34,7 +34,7 @@ use super::health::Health;
 const FAMILY_HELP: &[(&str, &str)] = &[
     (
         "vipgate_packets",
-        "Frames by the pipeline's verdict (forwarded + reversed + rejected + passed + dropped = vipgate_rx_packets)",
+        "Frames by the pipeline's verdict (forwarded + reversed + rejected + passed + dropped = vipgate_rx_packets); a frame dropped after its verdict (no_neighbour, tx_full, bad_checksum_offload) stays under it and is in vipgate_drops_total too",
     ),
     ("vipgate_drops", "Dropped frames by reason"),
     (
@@ -422,7 +422,17 @@ impl Live {
         for (w, h) in workers.iter().enumerate() {
             let c: WorkerCounters = h.shared.load();
             let base = vec![("worker", w.to_string())];
-            f.add_defs(Counters::DEFS, &c.pipeline.scalars(), &base);
+            // Verdicts as first counted, so they never go down (a frame
+            // dropped after its verdict moves in the summary's counts).
+            let [fwd, rev, rej, pass, dropped_at_verdict] = c.pipeline.by_verdict();
+            let gross = Counters {
+                forwarded: fwd,
+                reversed: rev,
+                rejected: rej,
+                passed: pass,
+                ..c.pipeline
+            };
+            f.add_defs(Counters::DEFS, &gross.scalars(), &base);
             let mut dropped = base.clone();
             dropped.push(("verdict", "dropped".to_string()));
             f.add(
@@ -430,7 +440,7 @@ impl Live {
                 Kind::Counter,
                 String::new,
                 dropped,
-                c.pipeline.dropped_total(),
+                dropped_at_verdict,
             );
             for r in DropReason::ALL {
                 let mut l = base.clone();

@@ -3,14 +3,15 @@
 //! The owner keeps plain counters and, once per burst, copies them into a
 //! cache-line-aligned block of relaxed atomics with plain stores: no
 //! read-modify-write, no shared line between workers. Which fields there
-//! are, and what each means, is declared once (`counter_set!`). Readers (the admin
+//! are, and what each means, is declared once (`counter_set!`). Readers
+//! export only values that never go down (see `Counters::by_verdict`). Readers (the admin
 //! endpoint, the final summary) load each field; a reading may mix two
 //! bursts, which is fine for counters that only grow.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use crate::conntrack;
-use crate::counters::Counters;
+use crate::counters::{Counters, RECOUNTABLE};
 use crate::io::IoStats;
 use crate::verdict::DropReason;
 
@@ -92,12 +93,13 @@ impl WorkerCounters {
 }
 
 /// Cells of the published block, in order: the worker's own fields, the
-/// pipeline's, its drop reasons, conntrack's.
+/// pipeline's, its drop reasons, its recounts, conntrack's.
 const W: usize = WorkerCounters::SCALARS;
 const P: usize = Counters::SCALARS;
 const D: usize = DropReason::COUNT;
+const R: usize = RECOUNTABLE;
 const C: usize = conntrack::Stats::SCALARS;
-const FIELDS: usize = W + P + D + C;
+const FIELDS: usize = W + P + D + R + C;
 
 /// One port's kernel-side counters, as last sampled.
 #[derive(Debug)]
@@ -151,17 +153,26 @@ impl SharedCounters {
     pub fn store(&self, c: &WorkerCounters) {
         let (w, rest) = self.cells.split_at(W);
         let (p, rest) = rest.split_at(P);
-        let (d, ct) = rest.split_at(D);
+        let (d, rest) = rest.split_at(D);
+        let (r, ct) = rest.split_at(R);
         store_all(w, c.scalars());
         store_all(p, c.pipeline.scalars());
         store_all(d, c.pipeline.dropped);
+        store_all(r, c.pipeline.recounted);
         store_all(ct, c.conntrack.scalars());
     }
 
-    /// Owner only: publishes port `i`'s kernel-side counters.
+    /// Owner only: publishes port `i`'s kernel-side counters. They are
+    /// cumulative, so a sample below the last one (a getsockopt that
+    /// failed and read as zero) keeps the last one.
     pub fn store_port(&self, i: usize, io: &IoStats) {
         if let Some(p) = self.ports.get(i) {
-            store_all(&p.cells, io.scalars());
+            // Single writer: a plain load and store, no read-modify-write.
+            for (cell, v) in p.cells.iter().zip(io.scalars()) {
+                if v > cell.load(Ordering::Relaxed) {
+                    cell.store(v, Ordering::Relaxed);
+                }
+            }
         }
     }
 
@@ -172,7 +183,9 @@ impl SharedCounters {
         c.set_scalars(&load_all(&self.cells[..W]));
         c.pipeline.set_scalars(&load_all(&self.cells[W..W + P]));
         c.pipeline.dropped = load_all(&self.cells[W + P..W + P + D]);
-        c.conntrack.set_scalars(&load_all(&self.cells[W + P + D..]));
+        c.pipeline.recounted = load_all(&self.cells[W + P + D..W + P + D + R]);
+        c.conntrack
+            .set_scalars(&load_all(&self.cells[W + P + D + R..]));
         for (_, io) in self.load_ports() {
             c.io.add(&io);
         }
@@ -209,6 +222,7 @@ mod tests {
         c.set_scalars(&std::array::from_fn(|_| next()));
         c.pipeline.set_scalars(&std::array::from_fn(|_| next()));
         c.pipeline.dropped = std::array::from_fn(|_| next());
+        c.pipeline.recounted = std::array::from_fn(|_| next());
         c.conntrack.set_scalars(&std::array::from_fn(|_| next()));
         let mut io = [IoStats::default(); 2];
         for p in &mut io {
