@@ -251,9 +251,11 @@ fn dashboard_queries_exist(text: &str) {
     }
     assert!(queried.len() >= 10, "{queried:?}");
     for name in queried {
+        // The whole name: a sample line is `name{labels} v` or `name v`.
         assert!(
-            text.lines()
-                .any(|l| !l.starts_with('#') && l.starts_with(&name)),
+            text.lines().any(|l| !l.starts_with('#')
+                && l.strip_prefix(name.as_str())
+                    .is_some_and(|rest| rest.starts_with(['{', ' ']))),
             "the dashboard queries {name}, which /metrics does not have"
         );
     }
@@ -316,4 +318,42 @@ fn promtool_accepts(text: &str) {
         String::from_utf8_lossy(&out.stdout),
         String::from_utf8_lossy(&out.stderr)
     );
+}
+
+/// A conntrack listing waits for the workers to walk their tables; the
+/// probes and scrapes on the same endpoint must not wait behind it.
+#[test]
+fn a_pending_conntrack_listing_does_not_stall_the_probes() {
+    let tables = Tables::new(ServiceTable::from_specs(
+        vec![spec()],
+        TableConfig::default(),
+    ));
+    let health = Arc::new(Health::new());
+    let metrics = Arc::new(Metrics::new("none", tables.clone(), Arc::clone(&health)));
+    // A worker that never serves its listing (as if busy elsewhere).
+    let flows: Arc<dataplane::worker::FlowDump> = Default::default();
+    metrics.set_workers(
+        "memory",
+        vec![WorkerHandle {
+            shared: worker(1, 0, 1),
+            flows: Arc::clone(&flows),
+        }],
+    );
+    let server =
+        AdminServer::start_with_metrics("127.0.0.1:0".parse().unwrap(), tables, health, metrics)
+            .unwrap();
+    let addr = server.local_addr();
+    let listing = std::thread::spawn(move || http_request(addr, "GET", "/conntrack"));
+    std::thread::sleep(Duration::from_millis(200));
+    assert_eq!(http_request(addr, "GET", "/healthz").unwrap().status, 200);
+    assert_eq!(http_request(addr, "GET", "/metrics").unwrap().status, 200);
+    assert!(
+        !listing.is_finished(),
+        "the listing should still be waiting for its worker"
+    );
+    // The worker stops: the listing ends at once, saying why.
+    flows.close();
+    let r = listing.join().unwrap().unwrap();
+    assert_eq!(r.status, 503, "{}", r.body);
+    assert!(r.body.contains("stopped"), "{}", r.body);
 }

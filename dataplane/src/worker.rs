@@ -281,9 +281,11 @@ impl<I: PacketIo + IdleWait + ForeignTx> Worker<I> {
             }
             // Before the burst, so a busy worker still lists its flows; a
             // listing in progress keeps the worker from sleeping.
-            let listing = self
-                .dump
-                .serve(&mut self.dump_cursor, self.pipeline.conntrack());
+            let listing = self.dump.serve(
+                &mut self.dump_cursor,
+                self.pipeline.conntrack(),
+                (now_ns / 1_000_000_000) as u32,
+            );
             if self.poll_once(now_ns) > 0 || listing {
                 idle = 0;
                 continue;
@@ -311,6 +313,8 @@ impl<I: PacketIo + IdleWait + ForeignTx> Worker<I> {
                 }
             }
         }
+        // No more listings: a reader waiting for one hears it at once.
+        self.dump.close();
         // Never to be sent now: their counts say so.
         self.pending.drop_all(&mut self.pipeline);
         self.sample_io();

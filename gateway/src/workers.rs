@@ -69,7 +69,7 @@ where
             .map_err(|e| format!("worker {me}: {e}"))?;
         built.push(w);
     }
-    let mut running = Vec::with_capacity(built.len());
+    let mut running: Vec<Running> = Vec::with_capacity(built.len());
     for (me, mut w) in built.into_iter().enumerate() {
         let shared = w.shared();
         let flows = w.flow_dump();
@@ -84,8 +84,18 @@ where
                 }
                 w.run(stop)
                 // The worker (sockets) drops here, on its own thread.
-            })
-            .map_err(|e| format!("cannot start worker thread {me}: {e}"))?;
+            });
+        let handle = match handle {
+            Ok(h) => h,
+            Err(e) => {
+                // Those already running would poll on forever: stop them.
+                stop.store(true, std::sync::atomic::Ordering::Relaxed);
+                for r in running {
+                    let _ = r.handle.join();
+                }
+                return Err(format!("cannot start worker thread {me}: {e}"));
+            }
+        };
         running.push(Running {
             handle,
             shared,

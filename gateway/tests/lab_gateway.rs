@@ -104,9 +104,14 @@ fn a_gateway_started_as_a_library_forwards_and_reports() {
             Ok::<_, String>((ended, gw.shutdown()))
         })
     });
-    let metrics = rx
-        .recv_timeout(Duration::from_secs(20))
-        .expect("the gateway starts");
+    let metrics = match rx.recv_timeout(Duration::from_secs(20)) {
+        Ok(m) => m,
+        // Its thread ended: say why it did not start.
+        Err(_) => match runner.join() {
+            Ok(Ok(Err(e))) => panic!("the gateway did not start: {e}"),
+            other => panic!("the gateway did not start: {other:?}"),
+        },
+    };
 
     let client = in_netns(&lab.client, || UdpSocket::bind("0.0.0.0:0"))
         .unwrap()

@@ -21,6 +21,9 @@ pub struct ConntrackArgs {
     /// Only flows from this client (an address, or address:port).
     #[arg(long, value_name = "A", value_parser = Endpoint::parse)]
     client: Option<Endpoint>,
+    /// List at most this many flows (all matching ones are counted).
+    #[arg(long, value_name = "N", default_value_t = control::admin::flows::DEFAULT_LIMIT)]
+    limit: usize,
     /// Print JSON (the admin endpoint's /conntrack) instead of a table.
     #[arg(long)]
     json: bool,
@@ -30,6 +33,7 @@ pub fn run(args: ConntrackArgs) -> Result<(), String> {
     let filter = FlowFilter {
         vip: args.vip,
         client: args.client,
+        limit: args.limit,
     };
     let q = filter.to_query();
     let path = if q.is_empty() {

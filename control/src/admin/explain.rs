@@ -39,6 +39,17 @@ impl Question {
         if client.is_ipv4() != vip.is_ipv4() {
             return Err("the client and the VIP must be of one address family".into());
         }
+        let mapped = |a: &SocketAddr| match a.ip() {
+            std::net::IpAddr::V6(v6) => v6.to_ipv4_mapped().is_some(),
+            _ => false,
+        };
+        if mapped(&client) || mapped(&vip) {
+            return Err(
+                "IPv4-mapped IPv6 addresses (::ffff:a.b.c.d) never reach a Service: \
+                 the gateway passes such packets; ask with the IPv4 address"
+                    .into(),
+            );
+        }
         Ok(Question { client, vip, proto })
     }
 
@@ -230,6 +241,11 @@ mod tests {
         assert!(Question::parse("198.18.0.1:1", "[fd00::1]:80")
             .unwrap_err()
             .contains("family"));
+        assert!(
+            Question::parse("[::ffff:198.18.0.1]:1", "[::ffff:198.19.0.10]:80")
+                .unwrap_err()
+                .contains("IPv4-mapped")
+        );
         assert!(Question::from_query(Some("vip=198.19.0.10%3A80"))
             .unwrap_err()
             .contains("client"));

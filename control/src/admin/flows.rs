@@ -15,11 +15,26 @@ use super::metrics::WorkerHandle;
 /// table in well under a second when busy, a few seconds when idle.
 const LISTING_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// Which flows to list: an address matches every port, `addr:port` one.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+/// Flows a listing returns unless told otherwise: about 25 MB of JSON.
+pub const DEFAULT_LIMIT: usize = 100_000;
+
+/// Which flows to list: an address matches every port, `addr:port` one;
+/// at most `limit` of them (all matches are counted).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct FlowFilter {
     pub vip: Option<Endpoint>,
     pub client: Option<Endpoint>,
+    pub limit: usize,
+}
+
+impl Default for FlowFilter {
+    fn default() -> Self {
+        FlowFilter {
+            vip: None,
+            client: None,
+            limit: DEFAULT_LIMIT,
+        }
+    }
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -64,7 +79,12 @@ impl FlowFilter {
             match k {
                 "vip" => f.vip = Some(Endpoint::parse(&v)?),
                 "client" => f.client = Some(Endpoint::parse(&v)?),
-                _ => return Err(format!("unknown parameter '{k}' (vip, client)")),
+                "limit" => {
+                    f.limit = v
+                        .parse()
+                        .map_err(|_| format!("limit '{v}' is not a number"))?
+                }
+                _ => return Err(format!("unknown parameter '{k}' (vip, client, limit)")),
             }
         }
         Ok(f)
@@ -82,6 +102,9 @@ impl FlowFilter {
         }
         if let Some(c) = &self.client {
             parts.push(format!("client={}", percent_encode(&show(c))));
+        }
+        if self.limit != DEFAULT_LIMIT {
+            parts.push(format!("limit={}", self.limit));
         }
         parts.join("&")
     }
@@ -110,8 +133,10 @@ pub(crate) fn percent_decode(s: &str) -> String {
     let mut out = Vec::with_capacity(b.len());
     let mut i = 0;
     while i < b.len() {
+        // Two hex digits exactly (from_str_radix alone would take "+F").
         let hex = b
             .get(i + 1..i + 3)
+            .filter(|h| h.iter().all(u8::is_ascii_hexdigit))
             .and_then(|h| std::str::from_utf8(h).ok())
             .and_then(|h| u8::from_str_radix(h, 16).ok());
         match (b[i], hex) {
@@ -147,22 +172,26 @@ fn record_json(worker: usize, r: &FlowRecord) -> Value {
     })
 }
 
-/// Every worker's flows that `filter` keeps, as `/conntrack` serves them.
+/// Every worker's flows that `filter` keeps (at most `filter.limit`), as
+/// `/conntrack` serves them.
 pub fn flows_json(workers: &[WorkerHandle], filter: &FlowFilter) -> Result<Value, String> {
     let mut flows = Vec::new();
+    let mut matched = 0usize;
     for (w, h) in workers.iter().enumerate() {
-        let records = h
+        let room = filter.limit.saturating_sub(flows.len());
+        let (records, m) = h
             .flows
-            .collect(LISTING_TIMEOUT)
+            .collect(LISTING_TIMEOUT, |r| filter.keeps(r), room)
             .map_err(|e| format!("worker {w}: {e}"))?;
-        flows.extend(
-            records
-                .iter()
-                .filter(|r| filter.keeps(r))
-                .map(|r| record_json(w, r)),
-        );
+        matched += m;
+        flows.extend(records.iter().map(|r| record_json(w, r)));
     }
-    Ok(json!({ "count": flows.len(), "flows": flows }))
+    Ok(json!({
+        "count": flows.len(),
+        "matched": matched,
+        "truncated": matched > flows.len(),
+        "flows": flows,
+    }))
 }
 
 /// The table `vipgate conntrack` prints, one flow a line, like `conntrack -L`.
@@ -207,7 +236,13 @@ pub fn render_flows(v: &Value) -> String {
         s.push('\n');
     }
     let n = flows.len();
-    let _ = writeln!(s, "{n} flow{}", if n == 1 { "" } else { "s" });
+    let _ = write!(s, "{n} flow{}", if n == 1 { "" } else { "s" });
+    match v["matched"].as_u64() {
+        Some(m) if m > n as u64 => {
+            let _ = writeln!(s, " (of {m} matching; raise --limit for more)");
+        }
+        _ => s.push('\n'),
+    }
     s
 }
 
@@ -243,6 +278,12 @@ mod tests {
             .unwrap_err()
             .contains("unknown parameter"));
         assert_eq!(FlowFilter::from_query(None).unwrap(), FlowFilter::default());
+        let l = FlowFilter::from_query(Some("limit=5")).unwrap();
+        assert_eq!(l.limit, 5);
+        assert_eq!(FlowFilter::from_query(Some(&l.to_query())).unwrap(), l);
+        assert!(FlowFilter::from_query(Some("limit=x")).is_err());
+        // "%+F" is not an escape: kept as it is.
+        assert_eq!(percent_decode("a%+Fb%41"), "a%+FbA");
     }
 
     #[test]
@@ -277,5 +318,8 @@ mod tests {
             ]
         );
         assert_eq!(lines[2], "1 flow");
+        let mut cut = v.clone();
+        cut["matched"] = 7.into();
+        assert!(render_flows(&cut).ends_with("1 flow (of 7 matching; raise --limit for more)\n"));
     }
 }

@@ -5,7 +5,7 @@
 use std::fmt::Write;
 
 use dataplane::conntrack;
-use dataplane::counter_decl::CounterDef;
+use dataplane::counter_decl::{CounterDef, Kind};
 use dataplane::counters::Counters;
 use dataplane::io::IoStats;
 use dataplane::worker::WorkerCounters;
@@ -29,7 +29,12 @@ pub fn render_stats(now: &Value, earlier: Option<(&Value, f64)>) -> String {
             };
             let mut path = prefix.to_vec();
             path.push(d.key);
-            rows.push((format!("{label}{}", d.key), v, rate(&path, v)));
+            // A rate of a level (entries, capacity) means nothing.
+            let r = match d.kind {
+                Kind::Counter => rate(&path, v),
+                Kind::Gauge => None,
+            };
+            rows.push((format!("{label}{}", d.key), v, r));
         }
     };
     block(&mut rows, &["total"], Counters::DEFS, "");
@@ -142,5 +147,9 @@ mod tests {
         assert!(s.contains("per second"), "{s}");
         assert_eq!(row(&s, "forwarded"), ["forwarded", "30", "10.0"]);
         assert_eq!(row(&s, "malformed"), ["malformed", "2", "0.0"]);
+        assert_eq!(
+            row(&s, "conntrack_entries"),
+            ["conntrack_entries", "3", "-"]
+        );
     }
 }

@@ -19,6 +19,14 @@ pub struct Reply {
 }
 
 impl Reply {
+    /// A request whose handler failed (a panic in it): said, not hidden.
+    pub fn internal_error(e: &dyn std::fmt::Display) -> Reply {
+        Reply::text(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            format!("internal error: {e}"),
+        )
+    }
+
     fn text(status: StatusCode, body: impl Into<String>) -> Reply {
         let mut body = body.into();
         body.push('\n');

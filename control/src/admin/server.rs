@@ -153,15 +153,31 @@ async fn serve(listener: TcpListener, state: Arc<State>, mut stop: oneshot::Rece
 
 async fn serve_connection(stream: TcpStream, state: Arc<State>) {
     let svc = service_fn(move |req: Request<Incoming>| {
-        let accept = req.headers().get(ACCEPT).and_then(|v| v.to_str().ok());
-        let r = RouteRequest {
-            method: req.method(),
-            path: req.uri().path(),
-            accept,
-            query: req.uri().query(),
-        };
-        let reply = route(&r, &state.tables, &state.health, &state.metrics);
-        async move { Ok::<_, Infallible>(to_response(reply)) }
+        let state = Arc::clone(&state);
+        let method = req.method().clone();
+        let path = req.uri().path().to_string();
+        let query = req.uri().query().map(str::to_string);
+        let accept = req
+            .headers()
+            .get(ACCEPT)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_string);
+        // On the runtime's blocking pool: a conntrack listing waits for the
+        // workers to walk their tables, and must not stall /healthz,
+        // /readyz or a scrape behind it on this single-threaded runtime.
+        let answer = tokio::task::spawn_blocking(move || {
+            let r = RouteRequest {
+                method: &method,
+                path: &path,
+                accept: accept.as_deref(),
+                query: query.as_deref(),
+            };
+            route(&r, &state.tables, &state.health, &state.metrics)
+        });
+        async move {
+            let reply = answer.await.unwrap_or_else(|e| Reply::internal_error(&e));
+            Ok::<_, Infallible>(to_response(reply))
+        }
     });
     let conn = hyper::server::conn::http1::Builder::new()
         .timer(TokioTimer::new())

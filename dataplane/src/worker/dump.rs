@@ -8,7 +8,7 @@
 //! The listing is not a snapshot: flows that start or end while it walks
 //! may or may not appear, as with `conntrack -L` on a busy host.
 
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
@@ -26,6 +26,9 @@ const QUEUE: usize = 1024;
 /// One tracked flow, as a listing shows it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct FlowRecord {
+    /// The listing it was copied for (records of an abandoned listing
+    /// that arrive late are told apart by it).
+    listing: u64,
     /// As the client sent it: client -> VIP.
     pub original: Tuple,
     pub backend: Addr,
@@ -39,8 +42,9 @@ pub struct FlowRecord {
 }
 
 impl FlowRecord {
-    fn of(e: &Entry, clock: u32) -> FlowRecord {
+    fn of(e: &Entry, clock: u32, listing: u64) -> FlowRecord {
         FlowRecord {
+            listing,
             original: e.original,
             backend: e.backend,
             backend_port: e.backend_port,
@@ -57,8 +61,11 @@ impl FlowRecord {
 pub struct FlowDump {
     /// Number of the listing asked for (0: none yet).
     asked: AtomicU64,
-    /// Number of the last listing the worker finished.
+    /// Number of the last listing the worker finished (or its reader
+    /// gave up on).
     done: AtomicU64,
+    /// Set when the worker has stopped: nobody will serve a listing.
+    closed: AtomicBool,
     queue: ArrayQueue<FlowRecord>,
     /// One reader at a time (readers only; the worker never takes it).
     reader: Mutex<u64>,
@@ -69,6 +76,7 @@ impl Default for FlowDump {
         FlowDump {
             asked: AtomicU64::new(0),
             done: AtomicU64::new(0),
+            closed: AtomicBool::new(false),
             queue: ArrayQueue::new(QUEUE),
             reader: Mutex::new(0),
         }
@@ -83,12 +91,14 @@ pub struct DumpCursor {
 }
 
 impl FlowDump {
-    /// Worker: one turn of a listing in progress, if any. Returns whether
-    /// there was one (the worker then does not go to sleep).
+    /// Worker: one turn of a listing in progress, if any, with `now_s` the
+    /// worker's clock (seconds; the table's own clock only moves with
+    /// traffic, so an idle worker would list flows that expired since).
+    /// Returns whether there was one (the worker then does not sleep).
     #[inline]
-    pub fn serve(&self, cur: &mut DumpCursor, ct: &Conntrack) -> bool {
+    pub fn serve(&self, cur: &mut DumpCursor, ct: &Conntrack, now_s: u32) -> bool {
         let asked = self.asked.load(Ordering::Acquire);
-        if asked == self.done.load(Ordering::Relaxed) {
+        if asked == self.done.load(Ordering::Acquire) {
             return false;
         }
         if cur.serving != asked {
@@ -97,10 +107,10 @@ impl FlowDump {
             cur.slot = 0;
         }
         let end = (cur.slot + DUMP_CHUNK).min(ct.capacity());
-        let clock = ct.clock();
+        let clock = ct.clock().max(now_s);
         while cur.slot < end {
-            if let Some(e) = ct.live_slot(cur.slot) {
-                if self.queue.push(FlowRecord::of(e, clock)).is_err() {
+            if let Some(e) = ct.live_slot(cur.slot).filter(|e| e.deadline() > clock) {
+                if self.queue.push(FlowRecord::of(e, clock, asked)).is_err() {
                     // Full: this slot again next turn.
                     return true;
                 }
@@ -108,37 +118,67 @@ impl FlowDump {
             cur.slot += 1;
         }
         if cur.slot >= ct.capacity() {
-            self.done.store(asked, Ordering::Release);
+            // Not `store`: a reader that gave up may have moved `done` on
+            // (once per listing, not per packet).
+            self.done.fetch_max(asked, Ordering::Release);
         }
         true
     }
 
-    /// Reader: every flow of the worker's table, waiting at most `timeout`
-    /// for the worker to walk it (a worker that is stopped or stuck ends
-    /// the wait with an error).
-    pub fn collect(&self, timeout: Duration) -> Result<Vec<FlowRecord>, String> {
+    /// Worker: it stops; readers asking from now on get an error at once.
+    pub fn close(&self) {
+        self.closed.store(true, Ordering::Release);
+    }
+
+    /// Reader: the flows of the worker's table that `keep` accepts, at
+    /// most `limit` of them (and how many matched in all), waiting at most
+    /// `timeout` for the worker to walk the table. A stopped worker, or one
+    /// that does not finish in time, is an error; a listing given up on is
+    /// cancelled, so the worker stops walking it.
+    pub fn collect(
+        &self,
+        timeout: Duration,
+        keep: impl Fn(&FlowRecord) -> bool,
+        limit: usize,
+    ) -> Result<(Vec<FlowRecord>, usize), String> {
         let mut last = self.reader.lock().unwrap_or_else(|e| e.into_inner());
-        // Leftovers of a listing whose reader gave up.
-        while self.queue.pop().is_some() {}
+        if self.closed.load(Ordering::Acquire) {
+            return Err("the worker has stopped".into());
+        }
         *last += 1;
         let n = *last;
         self.asked.store(n, Ordering::Release);
         let mut out = Vec::new();
+        let mut matched = 0usize;
         let t0 = Instant::now();
         loop {
-            let finished = self.done.load(Ordering::Acquire) == n;
+            let finished = self.done.load(Ordering::Acquire) >= n;
             while let Some(r) = self.queue.pop() {
-                out.push(r);
+                // Late records of a listing given up on are not this one's.
+                if r.listing == n && keep(&r) {
+                    matched += 1;
+                    if out.len() < limit {
+                        out.push(r);
+                    }
+                }
             }
             if finished {
-                return Ok(out);
+                return Ok((out, matched));
             }
-            if t0.elapsed() > timeout {
-                return Err(format!(
-                    "the worker did not finish listing its flows within {timeout:?} \
-                     ({} listed so far)",
-                    out.len()
-                ));
+            let stopped = self.closed.load(Ordering::Acquire);
+            if stopped || t0.elapsed() > timeout {
+                // Cancel: the worker sees `done` caught up and stops walking.
+                self.done.fetch_max(n, Ordering::Release);
+                while self.queue.pop().is_some() {}
+                return Err(if stopped {
+                    "the worker stopped while listing its flows".to_string()
+                } else {
+                    format!(
+                        "the worker did not finish listing its flows within {timeout:?} \
+                         ({} listed so far)",
+                        out.len()
+                    )
+                });
             }
             std::thread::sleep(Duration::from_micros(50));
         }
@@ -181,7 +221,7 @@ mod tests {
             let mut cur = DumpCursor::default();
             let mut turns = 0u32;
             while !s.load(Ordering::Relaxed) {
-                if d.serve(&mut cur, &ct) {
+                if d.serve(&mut cur, &ct, 0) {
                     turns += 1;
                 }
                 std::thread::yield_now();
@@ -189,28 +229,66 @@ mod tests {
             turns
         });
         for _ in 0..2 {
-            let flows = dump.collect(Duration::from_secs(10)).unwrap();
-            assert_eq!(flows.len(), 3000);
+            let (flows, matched) = dump
+                .collect(Duration::from_secs(10), |_| true, usize::MAX)
+                .unwrap();
+            assert_eq!((flows.len(), matched), (3000, 3000));
             let mut ports: Vec<u16> = flows.iter().map(|f| f.original.sport).collect();
             ports.sort_unstable();
             ports.dedup();
             assert_eq!(ports.len(), 3000);
             assert!(flows.iter().all(|f| f.backend_port == 8080 && !f.assured));
         }
+        // A filter and a limit: every match counted, the first kept.
+        let (some, matched) = dump
+            .collect(Duration::from_secs(10), |f| f.original.sport % 2 == 0, 100)
+            .unwrap();
+        assert_eq!((some.len(), matched), (100, 1500));
+        assert!(some.iter().all(|f| f.original.sport % 2 == 0));
         stop.store(true, Ordering::Relaxed);
         // 4096 slots in chunks of 256, twice, with 3000 records through a
         // queue of 1024: many turns, none longer than a chunk.
-        assert!(worker.join().unwrap() >= 2 * 4096 / DUMP_CHUNK as u32);
+        assert!(worker.join().unwrap() >= 3 * 4096 / DUMP_CHUNK as u32);
     }
 
     #[test]
-    fn without_a_worker_the_reader_times_out_and_says_how_far_it_got() {
+    fn a_listing_given_up_on_is_cancelled_and_a_closed_worker_answers_at_once() {
+        let ct = table(2000);
         let dump = FlowDump::default();
-        let e = dump.collect(Duration::from_millis(20)).unwrap_err();
+        let e = dump
+            .collect(Duration::from_millis(20), |_| true, usize::MAX)
+            .unwrap_err();
         assert!(e.contains("0 listed so far"), "{e}");
+        // The worker comes back: nothing to walk for the cancelled listing.
+        let mut cur = DumpCursor::default();
+        assert!(!dump.serve(&mut cur, &ct, 0));
         // Nothing asked: a worker's turn is free.
-        let ct = table(0);
         let fresh = FlowDump::default();
-        assert!(!fresh.serve(&mut DumpCursor::default(), &ct));
+        assert!(!fresh.serve(&mut DumpCursor::default(), &ct, 0));
+        fresh.close();
+        let t0 = Instant::now();
+        let e = fresh
+            .collect(Duration::from_secs(10), |_| true, usize::MAX)
+            .unwrap_err();
+        assert!(e.contains("stopped"), "{e}");
+        assert!(t0.elapsed() < Duration::from_secs(1));
+    }
+
+    #[test]
+    fn flows_expired_by_the_worker_s_clock_are_not_listed() {
+        // Inserted at second 5 (UDP unreplied: a short timeout); an idle
+        // worker's table clock stays at 5, its own clock moves on.
+        let ct = table(10);
+        let dump = Arc::new(FlowDump::default());
+        let d = Arc::clone(&dump);
+        let reader =
+            std::thread::spawn(move || d.collect(Duration::from_secs(10), |_| true, usize::MAX));
+        let mut cur = DumpCursor::default();
+        while !reader.is_finished() {
+            dump.serve(&mut cur, &ct, 100_000);
+            std::thread::yield_now();
+        }
+        let (flows, _) = reader.join().unwrap().unwrap();
+        assert!(flows.is_empty(), "{flows:?}");
     }
 }
