@@ -82,6 +82,8 @@ pub(super) struct Step {
     pub stats: BuildStats,
     pub warnings: Vec<String>,
     pub recomputed: usize,
+    /// Trigger times of the EndpointSlice changes this step carries.
+    pub triggers: Vec<std::time::SystemTime>,
 }
 
 impl Live {
@@ -191,6 +193,7 @@ impl Live {
             stats,
             warnings,
             recomputed: affected.len(),
+            triggers: super::triggers::changed_between(&sl_gone, &sl_came),
         }
     }
 }

@@ -90,7 +90,6 @@ impl Publisher {
         slices: &[Arc<EndpointSlice>],
     ) -> Published {
         let start = Instant::now();
-        let triggers = self.triggers.changed(slices.iter().map(|s| &**s));
         let current = self.tables.current();
         let step = self.live.step(services, slices, &current, &self.opts);
         let generation = step.table.generation();
@@ -101,7 +100,7 @@ impl Publisher {
             warnings: step.warnings,
             took: start.elapsed(),
             recomputed: step.recomputed,
-            triggers,
+            triggers: step.triggers,
         }
     }
 }

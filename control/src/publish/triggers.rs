@@ -7,9 +7,12 @@
 //!
 //! A slice counts as changed when its annotation differs from the one seen
 //! at the last publication; a slice seen for the first time counts too
-//! (the metric drops trigger times from before the process started).
+//! (the metric drops trigger times from before the process started). A
+//! full publication compares every slice with what [`Triggers`] saw; an
+//! incremental one ([`changed_between`]) only the slices that changed.
 
 use std::collections::HashMap;
+use std::sync::Arc;
 use std::time::SystemTime;
 
 use k8s_openapi::api::discovery::v1::EndpointSlice;
@@ -59,6 +62,37 @@ impl Triggers {
     }
 }
 
+fn annotation(s: &EndpointSlice) -> Option<&String> {
+    s.metadata.annotations.as_ref()?.get(TRIGGER_ANNOTATION)
+}
+
+fn id(s: &EndpointSlice) -> (&str, &str) {
+    (
+        s.metadata.namespace.as_deref().unwrap_or(""),
+        s.metadata.name.as_deref().unwrap_or(""),
+    )
+}
+
+/// Trigger times of the slices in `came` (new or changed objects) whose
+/// annotation differs from that of the object of the same name in `gone`
+/// (what they replaced), if any: work in proportion to the change.
+pub fn changed_between(
+    gone: &[Arc<EndpointSlice>],
+    came: &[Arc<EndpointSlice>],
+) -> Vec<SystemTime> {
+    let before: HashMap<(&str, &str), Option<&String>> =
+        gone.iter().map(|s| (id(s), annotation(s))).collect();
+    came.iter()
+        .filter_map(|s| {
+            let a = annotation(s)?;
+            if before.get(&id(s)) == Some(&Some(a)) {
+                return None;
+            }
+            a.parse::<Timestamp>().ok().map(SystemTime::from)
+        })
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -95,5 +129,21 @@ mod tests {
         // Gone, then back with the same stamp: new again.
         assert!(t.changed(std::iter::empty()).is_empty());
         assert_eq!(t.changed([&a2].into_iter()).len(), 1);
+    }
+
+    #[test]
+    fn between_snapshots_only_a_changed_stamp_counts() {
+        let old = Arc::new(slice("a", Some("2026-12-03T10:00:00Z")));
+        let relabelled = Arc::new(slice("a", Some("2026-12-03T10:00:00Z")));
+        let moved = Arc::new(slice("a", Some("2026-12-03T10:00:02Z")));
+        let fresh = Arc::new(slice("b", Some("2026-12-03T10:00:03Z")));
+        assert!(changed_between(&[Arc::clone(&old)], &[relabelled]).is_empty());
+        assert_eq!(
+            changed_between(&[old], &[moved, fresh]),
+            vec![
+                SystemTime::UNIX_EPOCH + Duration::from_secs(1_796_292_002),
+                SystemTime::UNIX_EPOCH + Duration::from_secs(1_796_292_003),
+            ]
+        );
     }
 }
