@@ -25,6 +25,7 @@ fn prints_the_live_table_and_json() {
             state: BackendState::Ready,
         }],
         affinity: Affinity::None,
+        no_endpoints: dataplane::service::NoEndpoints::Reject,
     };
     let tables = Tables::new(ServiceTable::from_specs(vec![spec], TableConfig::default()));
     let health = Arc::new(Health::default());

@@ -138,6 +138,7 @@ pub fn specs(size: TableSize) -> Vec<ServiceSpec> {
                 name: format!("bench/svc{s}:{}", proto_name(proto)),
                 backends: backends.clone(),
                 affinity: Affinity::None,
+                no_endpoints: dataplane::service::NoEndpoints::Reject,
             });
         }
     }

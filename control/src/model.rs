@@ -10,7 +10,7 @@
 use std::collections::btree_map::Entry;
 use std::collections::BTreeMap;
 
-use dataplane::service::{ServiceKey, ServiceSpec};
+use dataplane::service::{BackendSpec, NoEndpoints, ServiceKey, ServiceSpec};
 use k8s_openapi::api::core::v1::Service;
 use k8s_openapi::api::discovery::v1::EndpointSlice;
 
@@ -78,6 +78,26 @@ pub fn build(services: &[Service], slices: &[EndpointSlice], opts: &ModelOptions
                     v4: vip.addr.is_v4(),
                     local_node,
                 });
+                // kube-proxy: a Local policy that leaves this node without
+                // endpoints drops; a Service without any endpoints rejects.
+                let no_endpoints = if local_node.is_some()
+                    && !backends.iter().any(BackendSpec::takes_new_flows)
+                    && index
+                        .backends(&BackendQuery {
+                            namespace: &view.namespace,
+                            service: &view.name,
+                            port_name: &port.name,
+                            proto: port.proto,
+                            v4: vip.addr.is_v4(),
+                            local_node: None,
+                        })
+                        .iter()
+                        .any(BackendSpec::takes_new_flows)
+                {
+                    NoEndpoints::Drop
+                } else {
+                    NoEndpoints::Reject
+                };
                 let spec = ServiceSpec {
                     key: ServiceKey {
                         vip: vip.addr,
@@ -87,6 +107,7 @@ pub fn build(services: &[Service], slices: &[EndpointSlice], opts: &ModelOptions
                     name: format!("{}:{}", view.id(), port.label()),
                     backends,
                     affinity: view.affinity,
+                    no_endpoints,
                 };
                 match by_key.entry(spec.key) {
                     Entry::Vacant(e) => {

@@ -39,6 +39,7 @@ fn spec() -> ServiceSpec {
             b(3, BackendState::NotServing),
         ],
         affinity: Affinity::None,
+        no_endpoints: dataplane::service::NoEndpoints::Reject,
     }
 }
 

@@ -35,6 +35,7 @@ fn web() -> ServiceSpec {
             backend(3, BackendState::NotServing, 1),
         ],
         affinity: Affinity::None,
+        no_endpoints: dataplane::service::NoEndpoints::Reject,
     }
 }
 
@@ -53,6 +54,7 @@ fn dns_v6() -> ServiceSpec {
             state: BackendState::ServingTerminating,
         }],
         affinity: Affinity::ClientIp { timeout_s: 10800 },
+        no_endpoints: dataplane::service::NoEndpoints::Reject,
     }
 }
 
@@ -70,6 +72,7 @@ fn web_admin() -> ServiceSpec {
             backend(5, BackendState::Ready, 1),
         ],
         affinity: Affinity::None,
+        no_endpoints: dataplane::service::NoEndpoints::Reject,
     }
 }
 

@@ -51,6 +51,7 @@ fn tables(services: u32) -> Tables {
                     })
                     .collect(),
                 affinity: Affinity::None,
+                no_endpoints: dataplane::service::NoEndpoints::Reject,
             });
         }
     }

@@ -6,7 +6,7 @@
 //! (`vipgate conntrack` shows it).
 
 use crate::addr::{Addr, Tuple};
-use crate::service::{Affinity, BackendSpec, BackendState};
+use crate::service::{Affinity, BackendSpec, BackendState, NoEndpoints};
 use crate::table::ServiceTable;
 
 /// The answer for one flow.
@@ -15,10 +15,12 @@ pub enum Explanation {
     /// No Service has this VIP, port and protocol: handed to the kernel.
     NoService { vip_known: bool },
     /// The Service matches but no backend takes new flows: rejected (TCP
-    /// RST or ICMP unreachable, see `--reject-tcp`).
+    /// RST or ICMP unreachable, see `--reject-tcp`), or dropped when a
+    /// `Local` traffic policy left none on this node.
     NoBackend {
         service: String,
         backends: Vec<BackendSpec>,
+        no_endpoints: NoEndpoints,
     },
     /// Picked by the Maglev ring.
     Picked(Pick),
@@ -58,6 +60,7 @@ pub fn explain(table: &ServiceTable, t: &Tuple) -> Explanation {
         return Explanation::NoBackend {
             service: e.spec.name.clone(),
             backends: e.spec.backends.clone(),
+            no_endpoints: e.spec.no_endpoints,
         };
     };
     let ring = e.maglev.slots();
@@ -140,6 +143,7 @@ mod tests {
                 name: "default/web:http".into(),
                 backends,
                 affinity: Affinity::None,
+                no_endpoints: crate::service::NoEndpoints::Reject,
             }],
             TableConfig::default(),
         )

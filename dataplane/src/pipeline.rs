@@ -18,7 +18,7 @@ use crate::conntrack::{self, tcp, Conntrack, Direction, InsertError};
 use crate::counters::{Counted, Counters};
 use crate::io::OffloadMeta;
 use crate::io::{Batch, MAX_BURST};
-use crate::service::ServiceKey;
+use crate::service::{NoEndpoints, ServiceKey};
 use crate::table::{ServiceEntry, ServiceTable};
 use crate::verdict::{DropReason, Verdict};
 use crate::wire::nat::{decrement_ttl, rewrite_endpoint, translate_icmp_error, End, L4Csum};
@@ -407,6 +407,9 @@ impl Pipeline {
                 Some(b) => b,
                 None => match self.new_flow(table, svc, t, known.pick_hash, flags, now) {
                     Ok(b) => b,
+                    Err(Outcome::Rejected(_)) if svc.spec.no_endpoints == NoEndpoints::Drop => {
+                        return Outcome::Drop(DropReason::NoLocalEndpoints)
+                    }
                     Err(Outcome::Rejected(_)) => return self.reject(buf, p),
                     Err(o) => return o,
                 },
@@ -694,6 +697,7 @@ mod tests {
                             Some(timeout_s) => Affinity::ClientIp { timeout_s },
                             None => Affinity::None,
                         },
+                        no_endpoints: crate::service::NoEndpoints::Reject,
                     });
                 }
             }

@@ -36,6 +36,13 @@ pub struct BackendSpec {
     pub state: BackendState,
 }
 
+impl BackendSpec {
+    /// Whether it can take new flows: ready or serving, with a weight.
+    pub fn takes_new_flows(&self) -> bool {
+        self.weight > 0 && self.state != BackendState::NotServing
+    }
+}
+
 /// How flows of one client stick to a backend.
 #[derive(Clone, Copy, PartialEq, Eq, Hash, Debug, Default)]
 pub enum Affinity {
@@ -48,6 +55,18 @@ pub enum Affinity {
     ClientIp { timeout_s: u32 },
 }
 
+/// What a new flow gets when no backend takes it.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, Debug, Default)]
+pub enum NoEndpoints {
+    /// The Service has no endpoints: answered (TCP RST or ICMP port
+    /// unreachable), as kube-proxy's REJECT rules do.
+    #[default]
+    Reject,
+    /// A `Local` traffic policy left none on this node while the Service
+    /// has endpoints elsewhere: dropped silently, as kube-proxy does.
+    Drop,
+}
+
 /// One Service port with its backends.
 #[derive(Clone, PartialEq, Eq, Debug)]
 pub struct ServiceSpec {
@@ -56,6 +75,8 @@ pub struct ServiceSpec {
     pub name: String,
     pub backends: Vec<BackendSpec>,
     pub affinity: Affinity,
+    /// What a new flow gets when none of `backends` takes new flows.
+    pub no_endpoints: NoEndpoints,
 }
 
 impl ServiceSpec {
@@ -102,6 +123,7 @@ mod tests {
             name: "default/web:http".into(),
             backends,
             affinity: Affinity::None,
+            no_endpoints: crate::service::NoEndpoints::Reject,
         }
     }
 

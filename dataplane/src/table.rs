@@ -398,6 +398,7 @@ mod tests {
                 })
                 .collect(),
             affinity: Affinity::None,
+            no_endpoints: crate::service::NoEndpoints::Reject,
         }
     }
 

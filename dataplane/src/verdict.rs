@@ -39,10 +39,14 @@ pub enum DropReason {
     /// A TCP RST to a Service without endpoints: a RST is never answered
     /// (see `Pipeline::reject`), so the segment ends here.
     RstNoEndpoints,
+    /// A new flow to a Service whose `Local` traffic policy leaves no
+    /// endpoint on this node while it has some elsewhere: kube-proxy drops
+    /// it (a reject would tell the client the Service is down).
+    NoLocalEndpoints,
 }
 
 impl DropReason {
-    pub const COUNT: usize = 9;
+    pub const COUNT: usize = 10;
     pub const ALL: [DropReason; DropReason::COUNT] = [
         DropReason::Malformed,
         DropReason::TtlExceeded,
@@ -53,6 +57,7 @@ impl DropReason {
         DropReason::TxFull,
         DropReason::BadChecksumOffload,
         DropReason::RstNoEndpoints,
+        DropReason::NoLocalEndpoints,
     ];
 
     /// The name used in counters, JSON and reports.
@@ -67,6 +72,7 @@ impl DropReason {
             DropReason::TxFull => "tx_full",
             DropReason::BadChecksumOffload => "bad_checksum_offload",
             DropReason::RstNoEndpoints => "rst_no_endpoints",
+            DropReason::NoLocalEndpoints => "no_local_endpoints",
         }
     }
 }

@@ -31,6 +31,7 @@ fn table() -> ServiceTable {
             state: BackendState::Ready,
         }],
         affinity: Affinity::None,
+        no_endpoints: dataplane::service::NoEndpoints::Reject,
     };
     ServiceTable::from_specs(vec![spec], TableConfig::default())
 }

@@ -141,6 +141,7 @@ fn table(c: &Case, vip: Addr) -> ServiceTable {
         name: "default/prop:p".into(),
         backends,
         affinity: Affinity::None,
+        no_endpoints: dataplane::service::NoEndpoints::Reject,
     };
     ServiceTable::from_specs(vec![spec], TableConfig::default())
 }

@@ -111,6 +111,7 @@ fn table(v6: bool, tcp: bool, backends: u8) -> ServiceTable {
             })
             .collect(),
         affinity: Affinity::None,
+        no_endpoints: dataplane::service::NoEndpoints::Reject,
     };
     ServiceTable::from_specs(vec![spec], TableConfig::default())
 }
@@ -253,6 +254,7 @@ fn a_reject_drops_the_requests_offload_state() {
             name: "default/empty:p".into(),
             backends: vec![],
             affinity: Affinity::None,
+            no_endpoints: dataplane::service::NoEndpoints::Reject,
         }],
         TableConfig::default(),
     );

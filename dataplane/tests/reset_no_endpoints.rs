@@ -35,6 +35,7 @@ fn table() -> ServiceTable {
             name: "default/web:http".into(),
             backends: vec![],
             affinity: Affinity::None,
+            no_endpoints: dataplane::service::NoEndpoints::Reject,
         })
         .collect();
     ServiceTable::from_specs(specs, TableConfig::default())

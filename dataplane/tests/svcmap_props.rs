@@ -50,6 +50,7 @@ fn spec(key: ServiceKey, b: u8) -> ServiceSpec {
             state: BackendState::Ready,
         }],
         affinity: Affinity::None,
+        no_endpoints: dataplane::service::NoEndpoints::Reject,
     }
 }
 

@@ -219,6 +219,7 @@ pub fn specs(services: &[ServiceDef]) -> Vec<ServiceSpec> {
                         Some(timeout_s) => Affinity::ClientIp { timeout_s },
                         None => Affinity::None,
                     },
+                    no_endpoints: dataplane::service::NoEndpoints::Reject,
                 });
             }
         }

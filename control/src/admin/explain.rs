@@ -7,7 +7,7 @@ use std::net::SocketAddr;
 
 use dataplane::addr::{Addr, Proto, Tuple};
 use dataplane::explain::{endpoint, explain, Explanation};
-use dataplane::service::{Affinity, BackendState};
+use dataplane::service::{Affinity, BackendState, NoEndpoints};
 use dataplane::table::ServiceTable;
 use serde_json::{json, Value};
 
@@ -122,11 +122,21 @@ pub fn explain_json(table: &ServiceTable, q: &Question) -> Value {
                 "no Service has this address: handed to the kernel"
             },
         }),
-        Explanation::NoBackend { service, backends } => json!({
+        Explanation::NoBackend {
+            service,
+            backends,
+            no_endpoints,
+        } => json!({
             "flow": flow,
             "service": service,
-            "verdict": "rejected",
-            "why": "no backend is ready or serving: answered with a TCP RST or ICMP port unreachable (--reject-tcp)",
+            "verdict": match no_endpoints {
+                NoEndpoints::Reject => "rejected",
+                NoEndpoints::Drop => "dropped",
+            },
+            "why": match no_endpoints {
+                NoEndpoints::Reject => "no backend is ready or serving: answered with a TCP RST or ICMP port unreachable (--reject-tcp)",
+                NoEndpoints::Drop => "its Local traffic policy leaves no endpoint on this node (the Service has some elsewhere): dropped, as kube-proxy does",
+            },
             "backends": backends.iter().map(|b| json!({
                 "backend": endpoint(b.addr, b.port), "state": state_name(b.state), "weight": b.weight,
             })).collect::<Vec<_>>(),

@@ -2,7 +2,7 @@
 
 use super::*;
 use dataplane::addr::{Addr, Proto};
-use dataplane::service::{Affinity, BackendSpec, BackendState};
+use dataplane::service::{Affinity, BackendSpec, BackendState, NoEndpoints};
 use serde_json::{json, Value};
 
 fn svc(v: Value) -> Service {
@@ -467,12 +467,26 @@ fn internal_traffic_policy_local_keeps_this_nodes_endpoints() {
         vec![be("198.18.1.2", 8081, BackendState::Ready)]
     );
 
+    assert_eq!(
+        find(&m, "198.19.0.10", 80, Proto::Tcp).no_endpoints,
+        NoEndpoints::Reject
+    );
+
     // A node with no endpoints gets none: traffic is dropped, as kube-proxy does.
     let opts = ModelOptions {
         node_name: Some("node-z".into()),
     };
     let m = build(&[local_svc()], &local_slices(), &opts);
-    assert!(find(&m, "198.19.0.10", 80, Proto::Tcp).backends.is_empty());
+    let spec = find(&m, "198.19.0.10", 80, Proto::Tcp);
+    assert!(spec.backends.is_empty());
+    assert_eq!(spec.no_endpoints, NoEndpoints::Drop);
+
+    // No endpoints anywhere: rejected as any Service without endpoints.
+    let m = build(&[local_svc()], &[], &opts);
+    assert_eq!(
+        find(&m, "198.19.0.10", 80, Proto::Tcp).no_endpoints,
+        NoEndpoints::Reject
+    );
 }
 
 #[test]

@@ -202,6 +202,7 @@ mod tests {
                     name: String::new(),
                     backends: Vec::new(),
                     affinity: crate::service::Affinity::None,
+                    no_endpoints: crate::service::NoEndpoints::Reject,
                 });
             }
         }

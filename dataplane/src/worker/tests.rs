@@ -40,6 +40,7 @@ pub(super) fn tables() -> Tables {
             state: BackendState::Ready,
         }],
         affinity: Affinity::None,
+        no_endpoints: crate::service::NoEndpoints::Reject,
     };
     Tables::new(ServiceTable::from_specs(vec![spec], TableConfig::default()))
 }
