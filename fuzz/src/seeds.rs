@@ -257,18 +257,26 @@ fn pipeline_seeds() -> Vec<(&'static str, Vec<u8>)> {
         .raw(11, 0, &[0, 0xc3, 1, 0, 1, SYN, 0])
         .raw(10, 0, &[20, 0, 1, 2, 3])
         .bytes();
+    // Capacity 4: four connections made assured (SYN, SYN-ACK, ACK), then
+    // new flows that find no room (conntrack_full drops).
     let full = {
-        let mut p = Pipe::new(0).burst(0, 6, 0);
-        for port in 0..6 {
+        let mut p = Pipe::new(0).burst(0, 4, 0);
+        for port in 0..4 {
             p = p.tcp(WEB4, 0, port, SYN);
         }
-        p = p.burst(0, 2, 0).tcp_reply(0, SYN_ACK).tcp_reply(1, SYN_ACK);
-        p = p.burst(0, 2, 0).tcp(WEB4, 4, 0, ACK).tcp(WEB4, 4, 1, ACK);
-        p = p.burst(0, 3, 0);
-        for port in 0..3 {
-            p = p.udp(DNS4, 8, port);
+        p = p.burst(0, 4, 0);
+        for flow in 0..4 {
+            p = p.tcp_reply(flow, SYN_ACK);
         }
-        p.bytes()
+        p = p.burst(0, 4, 0);
+        for port in 0..4 {
+            p = p.tcp(WEB4, 0, port, ACK);
+        }
+        p.burst(0, 3, 0)
+            .tcp(WEB4, 0, 4, SYN)
+            .udp(DNS4, 8, 0)
+            .tcp(WEB4, 0, 0, PSH_ACK)
+            .bytes()
     };
     let mangled = Pipe::new(1)
         .burst(0, 4, 0)
