@@ -14,7 +14,7 @@
 use std::net::{IpAddr, SocketAddr};
 use std::time::{Duration, Instant};
 
-use bench::lab::{in_netns, LabSpec, GW_BACKEND_IF, GW_CLIENT_IF};
+use bench::lab::{in_netns, LabSpec};
 use common::lab_test::{lab_or_skip, services_yaml, summary_count, Gateway, Servers, VIP_WEB};
 
 mod common {
@@ -48,10 +48,7 @@ fn transfers_survive_a_gateway_restart() {
     let yaml = dir.path().join("services.yaml");
     std::fs::write(&yaml, services_yaml()).unwrap();
     let _servers = Servers::start(&lab);
-    let ifaces = format!("{GW_CLIENT_IF},{GW_BACKEND_IF}");
-    let yaml = yaml.to_string_lossy().to_string();
-    let args = ["--iface", &ifaces, "--io", "af-packet", "--services", &yaml];
-    let first = Gateway::spawn(&lab, &args);
+    let first = Gateway::start(&lab, "af-packet", &yaml);
 
     let to = SocketAddr::new(IpAddr::V4(VIP_WEB), 81);
     let transfers = in_netns(&lab.client, move || {
@@ -64,7 +61,7 @@ fn transfers_survive_a_gateway_restart() {
     let (ok, stdout) = first.terminate();
     assert!(ok, "{stdout}");
     let before = summary_count(&stdout, "flows created").expect("flows line");
-    let second = Gateway::spawn(&lab, &args);
+    let second = Gateway::start(&lab, "af-packet", &yaml);
     let gap = t0.elapsed();
 
     let errors = bulk::join_all(transfers);

@@ -255,7 +255,7 @@ pub struct Gateway {
 
 impl Gateway {
     /// The two-interface gateway of `lab` with `io` and a services file.
-    fn start(lab: &Lab, io: &str, services: &std::path::Path) -> Gateway {
+    pub fn start(lab: &Lab, io: &str, services: &std::path::Path) -> Gateway {
         let ifaces = format!("{GW_CLIENT_IF},{GW_BACKEND_IF}");
         let services = services.to_string_lossy();
         Gateway::spawn(
