@@ -12,10 +12,10 @@
 use std::collections::BTreeSet;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::Path;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use bench::lab::{self, in_netns, Lab, LabSpec, GW_BACKEND_IF, GW_CLIENT_IF};
-use common::lab_test::{lab_or_skip, tcp_ask_in, Gateway, Servers};
+use common::lab_test::{apply_services, lab_or_skip, tcp_ask_in, Gateway, Servers};
 use control::model::{self, ModelOptions};
 use dataplane::addr::{Addr, Proto, Tuple};
 use dataplane::table::{ServiceTable, TableConfig};
@@ -103,29 +103,6 @@ fn picks(t: &ServiceTable) -> Vec<Addr> {
         .collect()
 }
 
-/// Rewrites the services file and waits (bounded) until the gateway
-/// serves the next generation.
-fn apply(lab: &Lab, admin: SocketAddr, path: &Path, text: &str) {
-    let gen = |lab: &Lab| {
-        in_netns(&lab.gw, move || {
-            control::admin::fetch_json(admin, "/services")
-        })
-        .unwrap()
-        .expect("/services")["generation"]
-            .as_u64()
-            .unwrap()
-    };
-    let before = gen(lab);
-    let tmp = path.with_extension("new");
-    std::fs::write(&tmp, text).unwrap();
-    std::fs::rename(&tmp, path).unwrap();
-    let t0 = Instant::now();
-    while gen(lab) == before {
-        assert!(t0.elapsed() < Duration::from_secs(10), "no reload in 10 s");
-        std::thread::sleep(Duration::from_millis(50));
-    }
-}
-
 /// Which backends `n` new connections reached.
 fn reached(lab: &Lab, n: usize) -> BTreeSet<String> {
     (0..n)
@@ -177,7 +154,7 @@ fn transfers_keep_their_backends_while_the_backend_set_changes() {
         (1, State::Ready),
         (2, State::Terminating),
     ]);
-    apply(&lab, admin, &path, &terminating);
+    apply_services(&lab, admin, &path, &terminating);
     let r = reached(&lab, 30);
     assert!(
         !r.contains("b2"),
@@ -186,7 +163,7 @@ fn transfers_keep_their_backends_while_the_backend_set_changes() {
 
     // b2 gone, b3 added.
     let after = yaml(&[(0, State::Ready), (1, State::Ready), (3, State::Ready)]);
-    apply(&lab, admin, &path, &after);
+    apply_services(&lab, admin, &path, &after);
     let r = reached(&lab, 30);
     assert!(
         !r.contains("b2") && r.contains("b3"),

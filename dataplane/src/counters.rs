@@ -31,6 +31,20 @@ crate::counter_set! {
         flows: Counter "vipgate_flows_created",
         /// Bursts processed.
         bursts: Counter "vipgate_bursts",
+        /// ClientIP affinity: new flows sent to the client's remembered backend.
+        affinity_hits: Counter "vipgate_affinity_lookups" [result = "hit"],
+        /// ClientIP affinity: new flows of a client not remembered (first
+        /// contact, or displaced from the table), placed by the Maglev pick.
+        affinity_unknown: Counter "vipgate_affinity_lookups" [result = "unknown"],
+        /// ClientIP affinity: new flows of a client last seen longer ago than
+        /// the Service's timeoutSeconds, placed afresh.
+        affinity_expired: Counter "vipgate_affinity_lookups" [result = "expired"],
+        /// ClientIP affinity: new flows of a client whose remembered backend
+        /// no longer takes new flows, placed afresh.
+        affinity_moved: Counter "vipgate_affinity_lookups" [result = "backend_gone"],
+        /// ClientIP affinity: clients displaced from the full table while
+        /// still within their timeout (the table is bounded; see --affinity-entries).
+        affinity_evictions: Counter "vipgate_affinity_evictions" => "affinity evictions" if Nonzero,
     }
     extra {
         /// Dropped, by reason (index = `DropReason as usize`); exported as

@@ -89,7 +89,7 @@ pub fn explain(table: &ServiceTable, t: &Tuple) -> Explanation {
         affinity: e.spec.affinity,
         hashed: match e.spec.affinity {
             Affinity::None => "5-tuple",
-            Affinity::ClientIp { .. } => "client address (ClientIP affinity)",
+            Affinity::ClientIp { .. } => "client address (ClientIP affinity; a client seen within the timeout keeps its remembered backend)",
         },
         hash: h,
         ring_size: m,

@@ -3,6 +3,8 @@
 
 /// Addresses (16-byte, v4-mapped), protocols and 5-tuples.
 pub mod addr;
+/// ClientIP session affinity: each client's backend and last-seen time.
+pub mod affinity;
 /// Connection tracking: bounded table, TCP state machine, timeouts, eviction.
 pub mod conntrack;
 /// One declaration per counter (`counter_set!`): help, metric, kind, label.

@@ -13,12 +13,15 @@
 //! service table is fixed for the burst, the conntrack hash for the table's
 //! lifetime), so every verdict is what one-at-a-time processing gives.
 
-use crate::addr::{Proto, Tuple};
+use std::sync::Arc;
+
+use crate::addr::{Addr, Proto, Tuple};
+use crate::affinity::{backend_fingerprint, AffinityTable, Found, Stored};
 use crate::conntrack::{self, tcp, Conntrack, Direction, InsertError};
 use crate::counters::{Counted, Counters};
 use crate::io::OffloadMeta;
 use crate::io::{Batch, MAX_BURST};
-use crate::service::{NoEndpoints, ServiceKey};
+use crate::service::{Affinity, BackendSpec, NoEndpoints, ServiceKey};
 use crate::table::{ServiceEntry, ServiceTable};
 use crate::verdict::{DropReason, Verdict};
 use crate::wire::nat::{decrement_ttl, rewrite_endpoint, translate_icmp_error, End, L4Csum};
@@ -66,17 +69,20 @@ pub enum RejectTcp {
     Icmp,
 }
 
-/// How a worker's pipeline behaves.
+/// How a worker's pipeline behaves. Clones share the ClientIP affinity
+/// table: give every worker of a gateway a clone of one config.
 #[derive(Clone, Debug, Default)]
 pub struct PipelineConfig {
     pub conntrack: conntrack::Config,
     pub reject_tcp: RejectTcp,
+    pub affinity: Arc<AffinityTable>,
 }
 
 /// One worker's pipeline state.
 pub struct Pipeline {
     ct: Conntrack,
     reject_tcp: RejectTcp,
+    affinity: Arc<AffinityTable>,
     counters: Counters,
     /// What each frame of the last burst was counted as, so that the worker
     /// can move a frame it fails to send to a drop reason instead of
@@ -93,6 +99,7 @@ impl Pipeline {
         Pipeline {
             ct: Conntrack::new(cfg.conntrack),
             reject_tcp: cfg.reject_tcp,
+            affinity: cfg.affinity,
             counters: Counters::default(),
             counted: [Counted::default(); MAX_BURST],
             counted_len: 0,
@@ -445,10 +452,18 @@ impl Pipeline {
         pick_hash: Option<u64>,
         flags: u8,
         now: u32,
-    ) -> Result<(crate::addr::Addr, u16), Outcome> {
-        let h = pick_hash.unwrap_or_else(|| svc.pick_hash(t, table.config().seed));
-        debug_assert_eq!(h, svc.pick_hash(t, table.config().seed));
-        let Some(b) = svc.pick_hashed(h) else {
+    ) -> Result<(Addr, u16), Outcome> {
+        let b = match svc.spec.affinity {
+            Affinity::None => {
+                let h = pick_hash.unwrap_or_else(|| svc.pick_hash(t, table.config().seed));
+                debug_assert_eq!(h, svc.pick_hash(t, table.config().seed));
+                svc.pick_hashed(h)
+            }
+            Affinity::ClientIp { timeout_s } => {
+                self.affinity_pick(table, svc, t, pick_hash, timeout_s, now)
+            }
+        };
+        let Some(b) = b else {
             return Err(Outcome::Rejected(0));
         };
         match self.ct.insert(t, b.addr, b.port, flags, now) {
@@ -458,6 +473,50 @@ impl Pipeline {
             }
             Err(InsertError::Full) => Err(Outcome::Drop(DropReason::ConntrackFull)),
         }
+    }
+
+    /// The backend of a new flow under ClientIP affinity: the client's
+    /// remembered one while it is within `timeout_s` and still takes new
+    /// flows, else the Maglev pick of the client address (which every
+    /// gateway agrees on); either way remembered as of `now`.
+    #[inline]
+    fn affinity_pick<'s>(
+        &mut self,
+        table: &ServiceTable,
+        svc: &'s ServiceEntry,
+        t: &Tuple,
+        pick_hash: Option<u64>,
+        timeout_s: u32,
+        now: u32,
+    ) -> Option<&'s BackendSpec> {
+        let key = AffinityTable::key(&svc.spec.key, &t.src);
+        let remembered = match self.affinity.lookup(key, now, timeout_s) {
+            Found::Backend(fp) => {
+                let b = svc.active_by_fingerprint(fp);
+                match b {
+                    Some(_) => self.counters.affinity_hits += 1,
+                    None => self.counters.affinity_moved += 1,
+                }
+                b
+            }
+            Found::Expired => {
+                self.counters.affinity_expired += 1;
+                None
+            }
+            Found::Unknown => {
+                self.counters.affinity_unknown += 1;
+                None
+            }
+        };
+        let b = remembered.or_else(|| {
+            let h = pick_hash.unwrap_or_else(|| svc.pick_hash(t, table.config().seed));
+            svc.pick_hashed(h)
+        })?;
+        let fp = backend_fingerprint(&b.addr, b.port);
+        if self.affinity.remember(key, fp, now, timeout_s) == Stored::Evicted {
+            self.counters.affinity_evictions += 1;
+        }
+        Some(b)
     }
 
     /// Replaces the packet with kube-proxy's REJECT answer.

@@ -12,6 +12,7 @@ use std::sync::Arc;
 use ahash::RandomState;
 
 use crate::addr::{Addr, Proto, Tuple};
+use crate::affinity::backend_fingerprint;
 use crate::hash::{client_hash, flow_hash, DEFAULT_SEED};
 use crate::maglev::{table_size, Maglev, DEFAULT_MAX_TABLE_SIZE};
 use crate::service::{Affinity, BackendSpec, ServiceKey, ServiceSpec};
@@ -45,6 +46,9 @@ pub struct ServiceEntry {
     /// (addr, port) of `active`, sorted: membership checks for UDP flows,
     /// which re-balance when their backend leaves.
     active_sorted: Vec<(Addr, u16)>,
+    /// ([`backend_fingerprint`], index into `active`), sorted: how a
+    /// ClientIP affinity record finds its backend again.
+    active_by_fingerprint: Vec<(u32, u32)>,
 }
 
 impl ServiceEntry {
@@ -54,11 +58,18 @@ impl ServiceEntry {
         let maglev = Maglev::build(&active, m, cfg.seed);
         let mut active_sorted: Vec<(Addr, u16)> = active.iter().map(|b| (b.addr, b.port)).collect();
         active_sorted.sort_unstable();
+        let mut active_by_fingerprint: Vec<(u32, u32)> = active
+            .iter()
+            .enumerate()
+            .map(|(i, b)| (backend_fingerprint(&b.addr, b.port), i as u32))
+            .collect();
+        active_by_fingerprint.sort_unstable();
         ServiceEntry {
             spec,
             active,
             maglev,
             active_sorted,
+            active_by_fingerprint,
         }
     }
 
@@ -122,6 +133,18 @@ impl ServiceEntry {
             for i in [n / 2, n / 4, n / 2 + n / 4] {
                 crate::prefetch::read(&v[i]);
             }
+        }
+    }
+
+    /// The backend taking new flows whose [`backend_fingerprint`] is `fp`
+    /// (a ClientIP affinity record), if it still takes them.
+    #[inline]
+    pub fn active_by_fingerprint(&self, fp: u32) -> Option<&BackendSpec> {
+        let v = &self.active_by_fingerprint;
+        let i = v.partition_point(|&(f, _)| f < fp);
+        match v.get(i) {
+            Some(&(f, idx)) if f == fp => self.active.get(idx as usize),
+            _ => None,
         }
     }
 

@@ -15,6 +15,9 @@
 
 use dataplane::counters::{Counted, Counters};
 use dataplane::io::{Batch, FrameDesc, OffloadMeta};
+use std::sync::Arc;
+
+use dataplane::affinity::AffinityTable;
 use dataplane::pipeline::{Pipeline, PipelineConfig, RejectTcp};
 use dataplane::table::ServiceTable;
 use dataplane::verdict::Verdict;
@@ -57,9 +60,16 @@ pub fn run(data: &[u8]) -> Counters {
         } else {
             RejectTcp::Rst
         },
+        // A small affinity table, so that eviction is reached too.
+        affinity: Arc::new(AffinityTable::new(16)),
     };
     let mut run = Run {
-        burst: Pipeline::new(cfg.clone()),
+        // Each its own affinity table: they must decide alike from their
+        // own state, not from what the other remembered.
+        burst: Pipeline::new(PipelineConfig {
+            affinity: Arc::new(AffinityTable::new(16)),
+            ..cfg.clone()
+        }),
         single: Pipeline::new(cfg),
         region: vec![0; SLOT * MAX_FRAMES],
         learned: Vec::new(),

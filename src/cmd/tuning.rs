@@ -1,11 +1,16 @@
 //! Options that shape tables and pipelines, shared by the subcommands.
 
+use std::sync::Arc;
+
 use clap::Args;
+use dataplane::affinity::{AffinityTable, DEFAULT_ENTRIES};
 use dataplane::conntrack;
 use dataplane::hash::DEFAULT_SEED;
 use dataplane::maglev::DEFAULT_MAX_TABLE_SIZE;
 use dataplane::pipeline::{PipelineConfig, RejectTcp};
 use dataplane::table::TableConfig;
+
+const DEFAULT_AFFINITY_ENTRIES: u32 = DEFAULT_ENTRIES as u32;
 
 #[derive(Args, Debug, Clone)]
 pub struct Tuning {
@@ -31,6 +36,14 @@ pub struct Tuning {
     /// Linux clients see "connection refused" either way.
     #[arg(long, value_enum, default_value_t = RejectTcpArg::Rst)]
     pub reject_tcp: RejectTcpArg,
+    /// Clients remembered for `sessionAffinity: ClientIP` Services (one
+    /// table shared by all workers, 16 bytes a client). When it is full
+    /// the least recently seen client of a bucket is displaced (counted as
+    /// vipgate_affinity_evictions_total) and its next connection is placed
+    /// by the Maglev hash of its address.
+    #[arg(long, default_value_t = DEFAULT_AFFINITY_ENTRIES, value_name = "N",
+          value_parser = clap::value_parser!(u32).range(1..))]
+    pub affinity_entries: u32,
 }
 
 /// `--reject-tcp`.
@@ -58,6 +71,7 @@ impl Tuning {
                 RejectTcpArg::Rst => RejectTcp::Rst,
                 RejectTcpArg::Icmp => RejectTcp::Icmp,
             },
+            affinity: Arc::new(AffinityTable::new(self.affinity_entries as usize)),
         }
     }
 

@@ -246,6 +246,30 @@ impl Drop for Servers {
     }
 }
 
+/// Rewrites the services file at `path` with `text` (atomically, by
+/// rename) and waits, at most 10 s, until the gateway whose admin endpoint
+/// is `admin` serves the next table generation.
+pub fn apply_services(lab: &Lab, admin: SocketAddr, path: &std::path::Path, text: &str) {
+    let gen = |lab: &Lab| {
+        in_netns(&lab.gw, move || {
+            control::admin::fetch_json(admin, "/services")
+        })
+        .unwrap()
+        .expect("/services")["generation"]
+            .as_u64()
+            .unwrap()
+    };
+    let before = gen(lab);
+    let tmp = path.with_extension("new");
+    std::fs::write(&tmp, text).unwrap();
+    std::fs::rename(&tmp, path).unwrap();
+    let t0 = Instant::now();
+    while gen(lab) == before {
+        assert!(t0.elapsed() < Duration::from_secs(10), "no reload in 10 s");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
 /// The gateway process; killed if still running when dropped.
 pub struct Gateway {
     child: Child,
