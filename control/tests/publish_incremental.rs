@@ -57,6 +57,8 @@ fn specs_of(tables: &Tables) -> Vec<ServiceSpec> {
         .current()
         .entries()
         .into_iter()
+        // Removed ports stay a while, retired: not part of the model.
+        .filter(|e| !e.is_retired())
         .map(|e| e.spec.clone())
         .collect()
 }

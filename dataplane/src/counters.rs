@@ -31,6 +31,9 @@ crate::counter_set! {
         flows: Counter "vipgate_flows_created",
         /// Bursts processed.
         bursts: Counter "vipgate_bursts",
+        /// UDP flows of a removed Service port, flushed when their next
+        /// packet came (as kube-proxy deletes them with the Service).
+        retired_flushed: Counter "vipgate_retired_udp_flows_flushed",
         /// ClientIP affinity: new flows sent to the client's remembered backend.
         affinity_hits: Counter "vipgate_affinity_lookups" [result = "hit"],
         /// ClientIP affinity: new flows of a client not remembered (first

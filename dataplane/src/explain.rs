@@ -14,6 +14,9 @@ use crate::table::ServiceTable;
 pub enum Explanation {
     /// No Service has this VIP, port and protocol: handed to the kernel.
     NoService { vip_known: bool },
+    /// The Service port was removed: its established TCP flows still run
+    /// to their backends; a new flow is handed to the kernel.
+    Retired { service: String },
     /// The Service matches but no backend takes new flows: rejected (TCP
     /// RST or ICMP unreachable, see `--reject-tcp`), or dropped when a
     /// `Local` traffic policy left none on this node.
@@ -55,6 +58,11 @@ pub fn explain(table: &ServiceTable, t: &Tuple) -> Explanation {
             vip_known: table.is_vip(&t.dst),
         };
     };
+    if e.is_retired() {
+        return Explanation::Retired {
+            service: e.spec.name.clone(),
+        };
+    }
     let h = e.pick_hash(t, seed);
     let Some(backend) = e.pick_hashed(h).copied() else {
         return Explanation::NoBackend {

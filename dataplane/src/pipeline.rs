@@ -390,6 +390,9 @@ impl Pipeline {
         now: u32,
     ) -> Outcome {
         if let Some(svc) = known.svc {
+            if svc.is_retired() {
+                return self.retired_flow(buf, p, t, known.ct_hash, flags, l4csum, now);
+            }
             if p.ttl <= 1 {
                 return Outcome::Drop(DropReason::TtlExceeded);
             }
@@ -437,6 +440,42 @@ impl Pipeline {
             return Outcome::Reversed;
         }
         Outcome::Pass
+    }
+
+    /// A packet to a removed Service port. Its established TCP flows keep
+    /// their translation until they end or time out, as kube-proxy's
+    /// conntrack entries outlive the rules that made them; its UDP flows
+    /// are flushed (kube-proxy deletes them when the Service goes), and
+    /// everything else is no longer ours: passed to the kernel.
+    #[allow(clippy::too_many_arguments)]
+    #[inline]
+    fn retired_flow(
+        &mut self,
+        buf: &mut [u8],
+        p: &Parsed,
+        t: &Tuple,
+        ct_hash: u32,
+        flags: u8,
+        l4csum: L4Csum,
+        now: u32,
+    ) -> Outcome {
+        let Some(id) = self.ct.find_original_hashed(t, ct_hash, now) else {
+            return Outcome::Pass;
+        };
+        if t.proto != Proto::Tcp {
+            self.ct.remove(id);
+            self.counters.retired_flushed += 1;
+            return Outcome::Pass;
+        }
+        if p.ttl <= 1 {
+            return Outcome::Drop(DropReason::TtlExceeded);
+        }
+        self.ct.update(id, Direction::Original, flags, now);
+        let e = self.ct.entry(id);
+        let (backend, bport) = (e.backend, e.backend_port);
+        rewrite_endpoint(buf, p, End::Dst, &backend, bport, l4csum);
+        decrement_ttl(buf, p);
+        Outcome::Forwarded
     }
 
     /// Picks a backend for a new flow and records it. `pick_hash`: `t`'s

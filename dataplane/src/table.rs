@@ -25,6 +25,12 @@ pub struct TableConfig {
     pub max_table_size: u32,
     /// Seed of the stable hashes (flow picks and permutations).
     pub seed: u64,
+    /// How long a removed Service port stays in the table as *retired*,
+    /// in seconds: its established TCP flows keep being translated (as
+    /// kube-proxy's conntrack entries outlive their rules) until they end
+    /// or time out; it takes no new flow. The default is conntrack's
+    /// established-TCP timeout, the longest a flow can idle.
+    pub retire_for_s: u32,
 }
 
 impl Default for TableConfig {
@@ -32,6 +38,7 @@ impl Default for TableConfig {
         TableConfig {
             max_table_size: DEFAULT_MAX_TABLE_SIZE,
             seed: DEFAULT_SEED,
+            retire_for_s: crate::conntrack::Timeouts::default().tcp_established,
         }
     }
 }
@@ -49,6 +56,9 @@ pub struct ServiceEntry {
     /// ([`backend_fingerprint`], index into `active`), sorted: how a
     /// ClientIP affinity record finds its backend again.
     active_by_fingerprint: Vec<(u32, u32)>,
+    /// Set when the Service port was removed: since then it only serves the
+    /// established TCP flows it had (see [`TableConfig::retire_for_s`]).
+    retired_at: Option<std::time::Instant>,
 }
 
 impl ServiceEntry {
@@ -70,7 +80,41 @@ impl ServiceEntry {
             maglev,
             active_sorted,
             active_by_fingerprint,
+            retired_at: None,
         }
+    }
+
+    /// This entry once its Service port is removed (at `now`): same spec
+    /// (its backends' replies are still steered in and translated), no
+    /// backend for new flows.
+    fn retired(&self, now: std::time::Instant, cfg: &TableConfig) -> ServiceEntry {
+        ServiceEntry {
+            spec: self.spec.clone(),
+            active: Vec::new(),
+            maglev: Maglev::build(&[], table_size(0, cfg.max_table_size), cfg.seed),
+            active_sorted: Vec::new(),
+            active_by_fingerprint: Vec::new(),
+            retired_at: Some(now),
+        }
+    }
+
+    /// Whether the Service port was removed (it only finishes the
+    /// established TCP flows it had).
+    #[inline]
+    pub fn is_retired(&self) -> bool {
+        self.retired_at.is_some()
+    }
+
+    /// Whether a retired entry has outlived `cfg.retire_for_s` at `now`.
+    fn retirement_over(&self, now: std::time::Instant, cfg: &TableConfig) -> bool {
+        self.retired_at.is_some_and(|t| {
+            now.saturating_duration_since(t).as_secs() >= u64::from(cfg.retire_for_s)
+        })
+    }
+
+    /// An entry that a spec equal to `spec` can keep using as is.
+    fn serves(&self, spec: &ServiceSpec) -> bool {
+        !self.is_retired() && self.spec == *spec
     }
 
     /// The backend for a new flow whose original tuple is `t`, or None when
@@ -195,6 +239,20 @@ fn build_entries(specs: &[&ServiceSpec], cfg: &TableConfig) -> Vec<Arc<ServiceEn
     })
 }
 
+/// What a removed Service port's entry `old` becomes in the next
+/// generation: retired as of `now`, still retired, or gone (None) once
+/// its retirement is over.
+fn retire(
+    old: &Arc<ServiceEntry>,
+    now: std::time::Instant,
+    cfg: &TableConfig,
+) -> Option<Arc<ServiceEntry>> {
+    if !old.is_retired() {
+        return Some(Arc::new(old.retired(now, cfg)));
+    }
+    (!old.retirement_over(now, cfg)).then(|| Arc::clone(old))
+}
+
 /// What a build reused and rebuilt (for logs, metrics and the sync benchmark).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct BuildStats {
@@ -216,8 +274,10 @@ pub struct ServiceTable {
     /// The same entries, for per-packet lookups (prefetchable).
     index: index::Index,
     /// Every VIP address, for "is this addressed to us at all" checks
-    /// (fragments, ICMP to a VIP).
+    /// (fragments, ICMP to a VIP). Retired ones included.
     vips: HashSet<Addr, RandomState>,
+    /// How many of `services` are retired.
+    retired: usize,
 }
 
 impl ServiceTable {
@@ -232,6 +292,7 @@ impl ServiceTable {
             index: unsafe { index::Index::build(&services) },
             services,
             vips: HashSet::default(),
+            retired: 0,
         }
     }
 
@@ -261,7 +322,7 @@ impl ServiceTable {
             }
             vips.insert(spec.key.vip);
             match previous.services.get(&spec.key) {
-                Some(old) if old.spec == *spec => {
+                Some(old) if old.serves(spec) => {
                     stats.reused += 1;
                     services.insert(spec.key, Arc::clone(old));
                 }
@@ -275,7 +336,18 @@ impl ServiceTable {
         for entry in built {
             services.insert(entry.spec.key, entry);
         }
-        stats.services = services.len();
+        // Keys no spec names any more: retired (or kept so) for a while.
+        let now = std::time::Instant::now();
+        for (k, old) in &previous.services {
+            if !seen.contains(k) {
+                if let Some(e) = retire(old, now, &cfg) {
+                    vips.insert(k.vip);
+                    services.insert(*k, e);
+                }
+            }
+        }
+        let retired = services.values().filter(|e| e.is_retired()).count();
+        stats.services = services.len() - retired;
         let table = ServiceTable {
             generation: previous.generation + 1,
             cfg,
@@ -284,6 +356,7 @@ impl ServiceTable {
             index: unsafe { index::Index::build(&services) },
             services,
             vips,
+            retired,
         };
         (table, stats)
     }
@@ -300,13 +373,21 @@ impl ServiceTable {
         let cfg = previous.cfg;
         let mut stats = BuildStats::default();
         let mut services = previous.services.clone();
+        let now = std::time::Instant::now();
+        if previous.retired > 0 {
+            services.retain(|_, e| !e.retirement_over(now, &cfg));
+        }
         for k in removed {
-            services.remove(k);
+            if let Some(old) = services.remove(k) {
+                if let Some(e) = retire(&old, now, &cfg) {
+                    services.insert(*k, e);
+                }
+            }
         }
         let mut changed: Vec<&ServiceSpec> = Vec::new();
         for spec in upserts {
             match services.get(&spec.key) {
-                Some(old) if old.spec == *spec => stats.reused += 1,
+                Some(old) if old.serves(spec) => stats.reused += 1,
                 _ => changed.push(spec),
             }
         }
@@ -318,7 +399,8 @@ impl ServiceTable {
             services.insert(entry.spec.key, entry);
         }
         let vips = services.keys().map(|k| k.vip).collect();
-        stats.services = services.len();
+        let retired = services.values().filter(|e| e.is_retired()).count();
+        stats.services = services.len() - retired;
         let table = ServiceTable {
             generation: previous.generation + 1,
             cfg,
@@ -327,6 +409,7 @@ impl ServiceTable {
             index: unsafe { index::Index::build(&services) },
             services,
             vips,
+            retired,
         };
         (table, stats)
     }
@@ -382,15 +465,22 @@ impl ServiceTable {
         &self.cfg
     }
 
+    /// Live Service ports (retired ones not counted).
     pub fn len(&self) -> usize {
-        self.services.len()
+        self.services.len() - self.retired
     }
 
     pub fn is_empty(&self) -> bool {
-        self.services.is_empty()
+        self.len() == 0
     }
 
-    /// All entries, sorted by key (for listings and steering maps).
+    /// Removed Service ports still finishing their TCP flows.
+    pub fn retired(&self) -> usize {
+        self.retired
+    }
+
+    /// All entries, retired ones included, sorted by key (for listings and
+    /// steering maps).
     pub fn entries(&self) -> Vec<&ServiceEntry> {
         let mut v: Vec<&ServiceEntry> = self.services.values().map(|e| &**e).collect();
         v.sort_by_key(|e| e.spec.key);
@@ -518,5 +608,56 @@ mod tests {
         assert_eq!(b1, b2);
         assert!(e.is_active(&b1.addr, b1.port));
         assert!(!e.is_active(&Addr::from_v4([198, 18, 1, 99]), 8080));
+    }
+
+    /// Both build paths (full and incremental) retire a removed port,
+    /// keep it retired (steered, no new flow) while `retire_for_s` runs,
+    /// and bring it back live when it is added again.
+    #[test]
+    fn removed_ports_are_retired_by_both_build_paths() {
+        let vip = Addr::from_v4([198, 19, 0, 2]);
+        let cfg = TableConfig::default();
+        let t1 = ServiceTable::from_specs(vec![spec(1, &[1]), spec(2, &[3])], cfg);
+        let key = t1.lookup(&vip, 80, Proto::Tcp).unwrap().spec.key;
+        let (full, stats) = ServiceTable::build(vec![spec(1, &[1])], &t1);
+        let (incr, _) = ServiceTable::apply(&t1, [key].iter(), std::iter::empty());
+        for t in [&full, &incr] {
+            assert_eq!((t.len(), t.retired()), (1, 1));
+            let e = t.lookup(&vip, 80, Proto::Tcp).expect("retired entry");
+            assert!(e.is_retired());
+            assert!(e.pick_hashed(7).is_none(), "no new flows");
+            assert!(t.is_vip(&vip));
+            assert_eq!(t.entries().len(), 2, "still listed and steered");
+        }
+        assert_eq!(stats.services, 1);
+        // Still retired a generation later (same Arc), by both paths.
+        let (full2, _) = ServiceTable::build(vec![spec(1, &[1])], &full);
+        let (incr2, _) = ServiceTable::apply(&incr, std::iter::empty(), std::iter::empty());
+        for (a, b) in [(&full, &full2), (&incr, &incr2)] {
+            assert!(std::ptr::eq(
+                a.lookup(&vip, 80, Proto::Tcp).unwrap(),
+                b.lookup(&vip, 80, Proto::Tcp).unwrap()
+            ));
+        }
+        // Added again: a live entry, not the retired one.
+        let back = spec(2, &[3]);
+        let (full3, stats) = ServiceTable::build(vec![spec(1, &[1]), back.clone()], &full2);
+        let (incr3, _) = ServiceTable::apply(&incr2, std::iter::empty(), [back].iter());
+        assert_eq!(stats.rebuilt, 1);
+        for t in [&full3, &incr3] {
+            assert_eq!((t.len(), t.retired()), (2, 0));
+            assert!(!t.lookup(&vip, 80, Proto::Tcp).unwrap().is_retired());
+        }
+        // With no retirement time, gone at the next build.
+        let now_cfg = TableConfig {
+            retire_for_s: 0,
+            ..cfg
+        };
+        let t = ServiceTable::from_specs(vec![spec(2, &[3])], now_cfg);
+        let (t, _) = ServiceTable::build(vec![], &t);
+        assert_eq!(t.retired(), 1);
+        let (t, _) = ServiceTable::apply(&t, std::iter::empty(), std::iter::empty());
+        assert_eq!(t.retired(), 0);
+        assert!(!t.is_vip(&vip));
     }
 }

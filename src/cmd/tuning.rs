@@ -44,6 +44,12 @@ pub struct Tuning {
     #[arg(long, default_value_t = DEFAULT_AFFINITY_ENTRIES, value_name = "N",
           value_parser = clap::value_parser!(u32).range(1..))]
     pub affinity_entries: u32,
+    /// Seconds a removed Service port keeps translating the established
+    /// TCP flows it had (new flows to it are handed to the kernel; its UDP
+    /// flows are flushed at once), as kube-proxy's conntrack entries outlive
+    /// the Service. Default: the established-TCP conntrack timeout (5 days).
+    #[arg(long, default_value_t = TableConfig::default().retire_for_s, value_name = "SECONDS")]
+    pub retire_for: u32,
 }
 
 /// `--reject-tcp`.
@@ -58,6 +64,7 @@ impl Tuning {
         TableConfig {
             max_table_size: self.max_table_size,
             seed: self.seed,
+            retire_for_s: self.retire_for,
         }
     }
 

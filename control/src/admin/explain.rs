@@ -122,6 +122,12 @@ pub fn explain_json(table: &ServiceTable, q: &Question) -> Value {
                 "no Service has this address: handed to the kernel"
             },
         }),
+        Explanation::Retired { service } => json!({
+            "flow": flow,
+            "service": service,
+            "verdict": "passed",
+            "why": "the Service port was removed: its established TCP flows keep their backends until they end, new flows are handed to the kernel",
+        }),
         Explanation::NoBackend {
             service,
             backends,

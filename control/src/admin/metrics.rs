@@ -471,8 +471,19 @@ impl Live {
             vec![],
             table.len() as u64,
         );
+        f.add(
+            "vipgate_services_retired",
+            Kind::Gauge,
+            || {
+                "Removed Service ports still translating their established TCP flows \
+                 (kept for --retire-for, default the established-TCP conntrack timeout)"
+                    .into()
+            },
+            vec![],
+            table.retired() as u64,
+        );
         let mut states = [0u64; 3];
-        for e in table.entries() {
+        for e in table.entries().into_iter().filter(|e| !e.is_retired()) {
             for b in &e.spec.backends {
                 states[match b.state {
                     BackendState::Ready => 0,

@@ -85,8 +85,13 @@ fn service_row(svc: &Value) -> [String; 5] {
         (a, Some(t)) => format!("{a} {t}s"),
         (a, None) => a.to_string(),
     };
+    let mut name = text(svc, "name");
+    if svc.get("retired").and_then(Value::as_bool) == Some(true) {
+        // Removed, still finishing its TCP flows: say so next to the name.
+        name.push_str(" (retired)");
+    }
     [
-        text(svc, "name"),
+        name,
         format!("{}/{}", endpoint(svc, "vip"), text(svc, "protocol")),
         text(svc, "table_size"),
         counts,

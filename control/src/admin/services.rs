@@ -52,6 +52,7 @@ fn entry_json(e: &ServiceEntry) -> Value {
         "affinity": affinity,
         "affinity_timeout_s": timeout,
         "table_size": e.maglev.size(),
+        "retired": e.is_retired(),
         "backends": backends,
     })
 }
