@@ -23,7 +23,8 @@ crate::counter_set! {
         forwarded: Counter "vipgate_packets" [verdict = "forwarded"],
         /// Backend -> client, reverse-NATed (and ICMP errors towards clients).
         reversed: Counter "vipgate_packets" [verdict = "reversed"],
-        /// To a Service without endpoints: answered with RST / ICMP unreachable.
+        /// Answered by the gateway instead of forwarded: to a Service without
+        /// endpoints (RST / ICMP unreachable), or TTL run out (ICMP time exceeded).
         rejected: Counter "vipgate_packets" [verdict = "rejected"],
         /// Handed to the kernel.
         passed: Counter "vipgate_packets" [verdict = "passed"],
@@ -31,6 +32,9 @@ crate::counter_set! {
         flows: Counter "vipgate_flows_created",
         /// Bursts processed.
         bursts: Counter "vipgate_bursts",
+        /// ICMP time exceeded sent for client packets towards a VIP whose TTL
+        /// ran out here (from --node-address; within --icmp-per-second).
+        time_exceeded_sent: Counter "vipgate_icmp_time_exceeded_sent",
         /// UDP flows of a removed Service port, flushed when their next
         /// packet came (as kube-proxy deletes them with the Service).
         retired_flushed: Counter "vipgate_retired_udp_flows_flushed",

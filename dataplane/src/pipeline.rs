@@ -26,7 +26,7 @@ use crate::table::{ServiceEntry, ServiceTable};
 use crate::verdict::{DropReason, Verdict};
 use crate::wire::nat::{decrement_ttl, rewrite_endpoint, translate_icmp_error, End, L4Csum};
 use crate::wire::parse::{parse, parse_quoted, ParseError, Parsed, L4};
-use crate::wire::reject::{icmp_port_unreachable, tcp_reset};
+use crate::wire::reject::{icmp_error, icmp_port_unreachable, tcp_reset, IcmpAnswer};
 
 /// Conntrack slots examined for expiry per burst: enough to cycle a 1M
 /// table in a few seconds at 1M bursts/s, small enough to stay invisible
@@ -69,13 +69,53 @@ pub enum RejectTcp {
     Icmp,
 }
 
+/// The node's own addresses, one per family: the source of the ICMP errors
+/// the gateway sends as a router (time exceeded). Without one, such packets
+/// are dropped silently, counted as `ttl_exceeded`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct NodeAddrs {
+    pub v4: Option<Addr>,
+    pub v6: Option<Addr>,
+}
+
+impl NodeAddrs {
+    /// The address for a packet of this family.
+    pub fn for_family(&self, v6: bool) -> Option<Addr> {
+        if v6 {
+            self.v6
+        } else {
+            self.v4
+        }
+    }
+}
+
+/// ICMP errors a worker originates per second when nothing is set: Linux's
+/// `net.ipv4.icmp_msgs_per_sec` default.
+pub const DEFAULT_ICMP_PER_SECOND: u32 = 1000;
+
 /// How a worker's pipeline behaves. Clones share the ClientIP affinity
 /// table: give every worker of a gateway a clone of one config.
-#[derive(Clone, Debug, Default)]
+#[derive(Clone, Debug)]
 pub struct PipelineConfig {
     pub conntrack: conntrack::Config,
     pub reject_tcp: RejectTcp,
     pub affinity: Arc<AffinityTable>,
+    pub node_addrs: NodeAddrs,
+    /// Most ICMP time-exceeded answers per worker per second; the rest are
+    /// dropped (as `ttl_exceeded`), as the kernel rate-limits its own.
+    pub icmp_per_second: u32,
+}
+
+impl Default for PipelineConfig {
+    fn default() -> Self {
+        PipelineConfig {
+            conntrack: conntrack::Config::default(),
+            reject_tcp: RejectTcp::default(),
+            affinity: Arc::default(),
+            node_addrs: NodeAddrs::default(),
+            icmp_per_second: DEFAULT_ICMP_PER_SECOND,
+        }
+    }
 }
 
 /// One worker's pipeline state.
@@ -83,6 +123,11 @@ pub struct Pipeline {
     ct: Conntrack,
     reject_tcp: RejectTcp,
     affinity: Arc<AffinityTable>,
+    node_addrs: NodeAddrs,
+    icmp_per_second: u32,
+    /// The second the ICMP budget is counted for, and what it has used.
+    icmp_second: u32,
+    icmp_sent: u32,
     counters: Counters,
     /// What each frame of the last burst was counted as, so that the worker
     /// can move a frame it fails to send to a drop reason instead of
@@ -100,6 +145,10 @@ impl Pipeline {
             ct: Conntrack::new(cfg.conntrack),
             reject_tcp: cfg.reject_tcp,
             affinity: cfg.affinity,
+            node_addrs: cfg.node_addrs,
+            icmp_per_second: cfg.icmp_per_second,
+            icmp_second: 0,
+            icmp_sent: 0,
             counters: Counters::default(),
             counted: [Counted::default(); MAX_BURST],
             counted_len: 0,
@@ -394,7 +443,7 @@ impl Pipeline {
                 return self.retired_flow(buf, p, t, known.ct_hash, flags, l4csum, now);
             }
             if p.ttl <= 1 {
-                return Outcome::Drop(DropReason::TtlExceeded);
+                return self.ttl_expired(buf, p, now);
             }
             let tracked = match self.ct.find_original_hashed(t, known.ct_hash, now) {
                 Some(id) => {
@@ -468,7 +517,7 @@ impl Pipeline {
             return Outcome::Pass;
         }
         if p.ttl <= 1 {
-            return Outcome::Drop(DropReason::TtlExceeded);
+            return self.ttl_expired(buf, p, now);
         }
         self.ct.update(id, Direction::Original, flags, now);
         let e = self.ct.entry(id);
@@ -556,6 +605,27 @@ impl Pipeline {
             self.counters.affinity_evictions += 1;
         }
         Some(b)
+    }
+
+    /// A client's packet towards a VIP whose TTL / hop limit would run out
+    /// here: answered with ICMP time exceeded from the node's address, as
+    /// the kernel's forwarding path answers it (so traceroute through the
+    /// gateway shows it), within the per-second budget; else dropped.
+    /// Never for ICMP errors (RFC 1812 4.3.2.7: no error about an error).
+    fn ttl_expired(&mut self, buf: &mut [u8], p: &Parsed, now: u32) -> Outcome {
+        let Some(src) = self.node_addrs.for_family(p.v6) else {
+            return Outcome::Drop(DropReason::TtlExceeded);
+        };
+        if now != self.icmp_second {
+            self.icmp_second = now;
+            self.icmp_sent = 0;
+        }
+        if self.icmp_sent >= self.icmp_per_second {
+            return Outcome::Drop(DropReason::TtlExceeded);
+        }
+        self.icmp_sent += 1;
+        self.counters.time_exceeded_sent += 1;
+        Outcome::Rejected(icmp_error(buf, p, IcmpAnswer::TimeExceeded, &src))
     }
 
     /// Replaces the packet with kube-proxy's REJECT answer.

@@ -13,12 +13,13 @@
 //!   `counted()` says and stay balanced, `packets` equals frames fed;
 //! - the rest, per frame, in `verify`.
 
-use dataplane::counters::{Counted, Counters};
-use dataplane::io::{Batch, FrameDesc, OffloadMeta};
 use std::sync::Arc;
 
+use dataplane::addr::Addr;
 use dataplane::affinity::AffinityTable;
-use dataplane::pipeline::{Pipeline, PipelineConfig, RejectTcp};
+use dataplane::counters::{Counted, Counters};
+use dataplane::io::{Batch, FrameDesc, OffloadMeta};
+use dataplane::pipeline::{NodeAddrs, Pipeline, PipelineConfig, RejectTcp};
 use dataplane::table::ServiceTable;
 use dataplane::verdict::Verdict;
 
@@ -62,6 +63,13 @@ pub fn run(data: &[u8]) -> Counters {
         },
         // A small affinity table, so that eviction is reached too.
         affinity: Arc::new(AffinityTable::new(16)),
+        // Time exceeded answered (v4 only: the v6 drop is reached too), and
+        // a budget small enough to run out.
+        node_addrs: NodeAddrs {
+            v4: Some(Addr::from_v4([198, 18, 0, 1])),
+            v6: None,
+        },
+        icmp_per_second: 4,
     };
     let mut run = Run {
         // Each its own affinity table: they must decide alike from their

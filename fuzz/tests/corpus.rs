@@ -67,13 +67,19 @@ fn pipeline_seeds_reach_their_paths() {
     assert_eq!((c.forwarded, c.reversed), (4, 3), "{c:?}");
     for name in ["reject_rst", "reject_icmp"] {
         let c = seed(name);
-        assert_eq!(c.rejected, 5, "{name}: {c:?}");
+        // Five answers for the Service without endpoints, and the TTL-1
+        // frame's ICMP time exceeded (from the fuzz config's node address).
+        assert_eq!(c.rejected, 6, "{name}: {c:?}");
+        assert_eq!(c.time_exceeded_sent, 1, "{name}: {c:?}");
         assert_eq!(c.dropped(DropReason::RstNoEndpoints), 1, "{name}: {c:?}");
-        assert_eq!(c.dropped(DropReason::TtlExceeded), 1, "{name}: {c:?}");
+        assert_eq!(c.dropped(DropReason::TtlExceeded), 0, "{name}: {c:?}");
         assert_eq!(c.forwarded, 1, "{name}: {c:?}");
     }
     let c = seed("generation_change");
-    assert!(c.rejected >= 2 && c.reversed >= 2 && c.passed >= 2, "{c:?}");
+    // Established flows keep being forwarded across generations (also when
+    // their Service port is removed: retired), beyond the flows created.
+    assert!(c.rejected >= 2 && c.reversed >= 2 && c.passed >= 1, "{c:?}");
+    assert!(c.forwarded > c.flows, "{c:?}");
     let c = seed("fragments_non_ip_echo");
     assert_eq!(c.dropped(DropReason::Fragment), 2, "{c:?}");
     assert_eq!(c.dropped(DropReason::Malformed), 1, "{c:?}");

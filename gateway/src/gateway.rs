@@ -16,6 +16,7 @@ use dataplane::generation::Tables;
 use dataplane::io::af_packet::interface_exists;
 use dataplane::io::af_xdp::{XdpLink, XdpSteering};
 use dataplane::neigh::Neighbours;
+use dataplane::pipeline::NodeAddrs;
 use dataplane::table::TableConfig;
 use dataplane::worker::{WorkerConfig, WorkerCounters};
 
@@ -94,7 +95,7 @@ pub struct Gateway {
 
 impl Gateway {
     /// Starts everything; the workers run until `stop` is set.
-    pub fn start(cfg: GatewayConfig, stop: &'static AtomicBool) -> Result<Gateway, String> {
+    pub fn start(mut cfg: GatewayConfig, stop: &'static AtomicBool) -> Result<Gateway, String> {
         let workers = cfg.workers.max(1);
         let tables = Tables::empty(cfg.table);
         let health = Arc::new(Health::new());
@@ -105,6 +106,15 @@ impl Gateway {
         ));
         let source = source::start(&cfg.source, cfg.model, &tables, &health, &metrics)?;
         let neigh = Arc::new(Neighbours::open(&cfg.ifaces)?);
+        let node = &mut cfg.worker.pipeline.node_addrs;
+        *node = node_addrs(*node, neigh.load().ifaces());
+        tracing::info!(
+            "ICMP time exceeded is sent from {} / {}",
+            node.v4
+                .map_or("(no IPv4 address: dropped)".into(), |a| a.to_string()),
+            node.v6
+                .map_or("(no IPv6 address: dropped)".into(), |a| a.to_string()),
+        );
         let opened = ports::open(cfg.io, &cfg.ifaces, workers, cfg.ring)?;
         let facts = opened.facts(&cfg.ifaces);
         let mut sync = SteerSync::default();
@@ -305,6 +315,24 @@ impl Drop for Gateway {
         if !self.running.is_empty() || self.admin.is_some() || self.source.is_some() {
             self.finish();
         }
+    }
+}
+
+/// The node addresses the pipeline answers from: the configured ones, and
+/// for a family without one the first address of that family on the
+/// interfaces in order (IPv6 link-local skipped: it cannot reach a client
+/// off the link).
+fn node_addrs(set: NodeAddrs, ifaces: &[dataplane::neigh::Iface]) -> NodeAddrs {
+    let first = |v6: bool| {
+        ifaces
+            .iter()
+            .flat_map(|i| &i.nets)
+            .map(|&(a, _)| a)
+            .find(|a| a.is_v4() != v6 && !(v6 && a.0[0] == 0xfe && a.0[1] & 0xc0 == 0x80))
+    };
+    NodeAddrs {
+        v4: set.v4.or_else(|| first(false)),
+        v6: set.v6.or_else(|| first(true)),
     }
 }
 

@@ -7,7 +7,7 @@ use dataplane::affinity::{AffinityTable, DEFAULT_ENTRIES};
 use dataplane::conntrack;
 use dataplane::hash::DEFAULT_SEED;
 use dataplane::maglev::DEFAULT_MAX_TABLE_SIZE;
-use dataplane::pipeline::{PipelineConfig, RejectTcp};
+use dataplane::pipeline::{NodeAddrs, PipelineConfig, RejectTcp, DEFAULT_ICMP_PER_SECOND};
 use dataplane::table::TableConfig;
 
 const DEFAULT_AFFINITY_ENTRIES: u32 = DEFAULT_ENTRIES as u32;
@@ -50,6 +50,18 @@ pub struct Tuning {
     /// the Service. Default: the established-TCP conntrack timeout (5 days).
     #[arg(long, default_value_t = TableConfig::default().retire_for_s, value_name = "SECONDS")]
     pub retire_for: u32,
+    /// This node's addresses (comma-separated or repeated; one IPv4 and
+    /// one IPv6 are used): the source of the ICMP time exceeded vipgate
+    /// sends, as a router does, for a client packet towards a VIP whose
+    /// TTL runs out here. `vipgate run` defaults to the first addresses of
+    /// its interfaces; without one, such packets are dropped silently.
+    #[arg(long, value_name = "ADDR", value_delimiter = ',')]
+    pub node_address: Vec<std::net::IpAddr>,
+    /// Most ICMP time-exceeded answers each worker sends per second (the
+    /// rest are dropped, counted as ttl_exceeded), as the kernel's
+    /// net.ipv4.icmp_msgs_per_sec limits its own.
+    #[arg(long, default_value_t = DEFAULT_ICMP_PER_SECOND, value_name = "N")]
+    pub icmp_per_second: u32,
 }
 
 /// `--reject-tcp`.
@@ -79,6 +91,19 @@ impl Tuning {
                 RejectTcpArg::Icmp => RejectTcp::Icmp,
             },
             affinity: Arc::new(AffinityTable::new(self.affinity_entries as usize)),
+            node_addrs: NodeAddrs {
+                v4: self
+                    .node_address
+                    .iter()
+                    .find(|a| a.is_ipv4())
+                    .map(|&a| a.into()),
+                v6: self
+                    .node_address
+                    .iter()
+                    .find(|a| a.is_ipv6())
+                    .map(|&a| a.into()),
+            },
+            icmp_per_second: self.icmp_per_second,
         }
     }
 

@@ -1,10 +1,14 @@
-//! Answers generated in place of a packet to a Service with no endpoints,
-//! as kube-proxy's REJECT rules give them: TCP gets a RST, everything else an
-//! ICMP / ICMPv6 port unreachable. The answer overwrites the frame buffer.
+//! Answers generated in place of a packet: to a Service with no endpoints,
+//! as kube-proxy's REJECT rules give them (TCP gets a RST, everything else
+//! an ICMP / ICMPv6 port unreachable), and the ICMP time exceeded a router
+//! sends for a packet whose TTL runs out on it. The answer overwrites the
+//! frame buffer.
 //!
 //! These are new packets, so their (small) headers are summed in full; the
 //! quoted bytes of an ICMP error are summed once too. This runs only for
 //! rejected packets, never per forwarded packet.
+
+use crate::addr::Addr;
 
 use super::checksum::{finish, pseudo_header_sum, put_u16, sum_bytes};
 use super::parse::{Parsed, IPPROTO_ICMP, IPPROTO_ICMPV6, IPPROTO_TCP, L4};
@@ -126,11 +130,31 @@ pub fn tcp_reset(frame: &mut [u8], p: &Parsed) -> usize {
     l4 + 20
 }
 
+/// Which ICMP error answers a packet.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum IcmpAnswer {
+    /// Port unreachable (ICMPv4 3/3, ICMPv6 1/4), from the VIP: what
+    /// kube-proxy's REJECT rules send.
+    PortUnreachable,
+    /// Time exceeded in transit (ICMPv4 11/0, ICMPv6 3/0), from a node
+    /// address: what a router sends when a packet's TTL runs out on it.
+    TimeExceeded,
+}
+
 /// Replaces a packet with the ICMP / ICMPv6 port unreachable that answers
-/// it, quoting as much of it as RFC 1812 / RFC 4443 allow and the buffer
-/// holds. Returns the new frame length. `frame` is the whole buffer.
+/// it, from the address it was sent to, quoting as much of it as RFC 1812
+/// / RFC 4443 allow and the buffer holds. Returns the new frame length.
+/// `frame` is the whole buffer.
 pub fn icmp_port_unreachable(frame: &mut [u8], p: &Parsed) -> usize {
-    let (src, dst) = (p.dst, p.src);
+    icmp_error(frame, p, IcmpAnswer::PortUnreachable, &p.dst)
+}
+
+/// Replaces a packet with the ICMP / ICMPv6 error `answer` about it, sent
+/// from `src` (an address of the packet's family) to its source, quoting as
+/// much of it as RFC 1812 / RFC 4443 allow and the buffer holds. Returns the
+/// new frame length. `frame` is the whole buffer.
+pub fn icmp_error(frame: &mut [u8], p: &Parsed, answer: IcmpAnswer, src: &Addr) -> usize {
+    let (src, dst) = (*src, p.src);
     let ip_hdr = if p.v6 { 40 } else { 20 };
     let max_quote = if p.v6 {
         ICMPV6_MAX_QUOTE
@@ -154,7 +178,12 @@ pub fn icmp_port_unreachable(frame: &mut [u8], p: &Parsed) -> usize {
         dont_fragment: false,
     };
     let l4 = write_ip_header(frame, p.l3_off, p.v6, hdr);
-    let (kind, code) = if p.v6 { (1, 4) } else { (3, 3) };
+    let (kind, code) = match (answer, p.v6) {
+        (IcmpAnswer::PortUnreachable, true) => (1, 4),
+        (IcmpAnswer::PortUnreachable, false) => (3, 3),
+        (IcmpAnswer::TimeExceeded, true) => (3, 0),
+        (IcmpAnswer::TimeExceeded, false) => (11, 0),
+    };
     frame[l4..l4 + 8].copy_from_slice(&[kind, code, 0, 0, 0, 0, 0, 0]);
     let start = if p.v6 {
         pseudo_header_sum(
