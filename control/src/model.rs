@@ -38,6 +38,26 @@ pub struct Model {
     pub warnings: Vec<String>,
 }
 
+/// The `loadBalancerSourceRanges` a load-balancer IP enforces: all of the
+/// Service's (a client matches only ranges of its own family). Ranges
+/// but none of the IP's family lets no client in: said in a warning.
+fn lb_source_ranges(
+    view: &ServiceView,
+    vip: &service::Vip,
+    warnings: &mut Vec<String>,
+) -> Vec<dataplane::service::SourceRange> {
+    let r = &view.source_ranges;
+    if !r.is_empty() && !r.iter().any(|x| x.net.is_v4() == vip.addr.is_v4()) {
+        warnings.push(format!(
+            "Service {}: no loadBalancerSourceRanges entry of {}'s address family; \
+             no client can reach it",
+            view.id(),
+            vip.addr
+        ));
+    }
+    r.clone()
+}
+
 /// Builds the desired services from Services and EndpointSlices.
 pub fn build(services: &[Service], slices: &[EndpointSlice], opts: &ModelOptions) -> Model {
     let mut warnings = Vec::new();
@@ -108,6 +128,11 @@ pub fn build(services: &[Service], slices: &[EndpointSlice], opts: &ModelOptions
                     backends,
                     affinity: view.affinity,
                     no_endpoints,
+                    source_ranges: if vip.load_balancer {
+                        lb_source_ranges(&view, vip, &mut warnings)
+                    } else {
+                        Vec::new()
+                    },
                 };
                 match by_key.entry(spec.key) {
                     Entry::Vacant(e) => {

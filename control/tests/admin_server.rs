@@ -36,6 +36,7 @@ fn web() -> ServiceSpec {
         ],
         affinity: Affinity::None,
         no_endpoints: dataplane::service::NoEndpoints::Reject,
+        source_ranges: Vec::new(),
     }
 }
 
@@ -55,6 +56,7 @@ fn dns_v6() -> ServiceSpec {
         }],
         affinity: Affinity::ClientIp { timeout_s: 10800 },
         no_endpoints: dataplane::service::NoEndpoints::Reject,
+        source_ranges: Vec::new(),
     }
 }
 
@@ -73,6 +75,7 @@ fn web_admin() -> ServiceSpec {
         ],
         affinity: Affinity::None,
         no_endpoints: dataplane::service::NoEndpoints::Reject,
+        source_ranges: Vec::new(),
     }
 }
 

@@ -52,6 +52,7 @@ fn tables(services: u32) -> Tables {
                     .collect(),
                 affinity: Affinity::None,
                 no_endpoints: dataplane::service::NoEndpoints::Reject,
+                source_ranges: Vec::new(),
             });
         }
     }

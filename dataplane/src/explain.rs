@@ -25,6 +25,9 @@ pub enum Explanation {
         backends: Vec<BackendSpec>,
         no_endpoints: NoEndpoints,
     },
+    /// The client is outside the `loadBalancerSourceRanges` of this
+    /// load-balancer IP: a new flow is dropped.
+    OutsideSourceRanges { service: String },
     /// Picked by the Maglev ring.
     Picked(Pick),
 }
@@ -60,6 +63,11 @@ pub fn explain(table: &ServiceTable, t: &Tuple) -> Explanation {
     };
     if e.is_retired() {
         return Explanation::Retired {
+            service: e.spec.name.clone(),
+        };
+    }
+    if !e.spec.admits(&t.src) {
+        return Explanation::OutsideSourceRanges {
             service: e.spec.name.clone(),
         };
     }
@@ -152,6 +160,7 @@ mod tests {
                 backends,
                 affinity: Affinity::None,
                 no_endpoints: crate::service::NoEndpoints::Reject,
+                source_ranges: Vec::new(),
             }],
             TableConfig::default(),
         )

@@ -464,6 +464,10 @@ impl Pipeline {
             // Service without endpoints now, and is answered as such.
             let (backend, bport) = match tracked {
                 Some(b) => b,
+                // loadBalancerSourceRanges: checked when a flow starts, as
+                // kube-proxy's firewall rules see only a connection's first
+                // packet.
+                None if !svc.spec.admits(&t.src) => return Outcome::Drop(DropReason::SourceRange),
                 None => match self.new_flow(table, svc, t, known.pick_hash, flags, now) {
                     Ok(b) => b,
                     Err(Outcome::Rejected(_)) if svc.spec.no_endpoints == NoEndpoints::Drop => {
@@ -866,6 +870,7 @@ mod tests {
                             None => Affinity::None,
                         },
                         no_endpoints: crate::service::NoEndpoints::Reject,
+                        source_ranges: Vec::new(),
                     });
                 }
             }

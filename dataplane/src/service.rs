@@ -67,6 +67,50 @@ pub enum NoEndpoints {
     Drop,
 }
 
+/// A client network allowed to open flows (`loadBalancerSourceRanges`).
+#[derive(Clone, Copy, PartialEq, Eq, Hash, Debug)]
+pub struct SourceRange {
+    /// The network address (host bits zero).
+    pub net: Addr,
+    /// Prefix length in `Addr`'s 128 bits (an IPv4 /24 is 96 + 24 = 120).
+    pub bits: u8,
+}
+
+impl SourceRange {
+    /// `addr/prefix` in the address's own family's bits (IPv4 0..=32, IPv6
+    /// 0..=128), host bits cleared; None for a prefix too long.
+    pub fn new(addr: Addr, prefix: u8) -> Option<SourceRange> {
+        let bits = if addr.is_v4() {
+            (prefix <= 32).then_some(96 + prefix)?
+        } else {
+            (prefix <= 128).then_some(prefix)?
+        };
+        Some(SourceRange {
+            net: Addr(mask(addr.0, bits)),
+            bits,
+        })
+    }
+
+    /// Whether `a` is in this network (of the same family: `::/0` holds
+    /// no IPv4 address).
+    #[inline]
+    pub fn contains(&self, a: &Addr) -> bool {
+        a.is_v4() == self.net.is_v4() && mask(a.0, self.bits) == self.net.0
+    }
+}
+
+#[inline]
+fn mask(mut a: [u8; 16], bits: u8) -> [u8; 16] {
+    let v = u128::from_be_bytes(a);
+    let m = if bits == 0 {
+        0
+    } else {
+        u128::MAX << (128 - u32::from(bits))
+    };
+    a = (v & m).to_be_bytes();
+    a
+}
+
 /// One Service port with its backends.
 #[derive(Clone, PartialEq, Eq, Debug)]
 pub struct ServiceSpec {
@@ -77,6 +121,18 @@ pub struct ServiceSpec {
     pub affinity: Affinity,
     /// What a new flow gets when none of `backends` takes new flows.
     pub no_endpoints: NoEndpoints,
+    /// Client networks allowed to open flows; empty: any client. Set from
+    /// `loadBalancerSourceRanges` on load-balancer IPs only, as kube-proxy
+    /// applies it.
+    pub source_ranges: Vec<SourceRange>,
+}
+
+impl ServiceSpec {
+    /// Whether a new flow from `client` is allowed by `source_ranges`.
+    #[inline]
+    pub fn admits(&self, client: &Addr) -> bool {
+        self.source_ranges.is_empty() || self.source_ranges.iter().any(|r| r.contains(client))
+    }
 }
 
 impl ServiceSpec {
@@ -124,6 +180,7 @@ mod tests {
             backends,
             affinity: Affinity::None,
             no_endpoints: crate::service::NoEndpoints::Reject,
+            source_ranges: Vec::new(),
         }
     }
 
@@ -147,6 +204,32 @@ mod tests {
             s.active_backends(),
             vec![be(2, BackendState::ServingTerminating)]
         );
+    }
+
+    #[test]
+    fn source_ranges_match_their_family_and_prefix() {
+        let r = SourceRange::new(Addr::from_v4([198, 18, 7, 99]), 24).unwrap();
+        assert_eq!(r.net, Addr::from_v4([198, 18, 7, 0]));
+        assert!(r.contains(&Addr::from_v4([198, 18, 7, 1])));
+        assert!(!r.contains(&Addr::from_v4([198, 18, 8, 1])));
+        let all4 = SourceRange::new(Addr::from_v4([0, 0, 0, 0]), 0).unwrap();
+        assert!(all4.contains(&Addr::from_v4([203, 0, 113, 1])));
+        // 0.0.0.0/0 is every IPv4 address, not every address.
+        let mut v6 = [0u8; 16];
+        v6[0] = 0xfd;
+        assert!(!all4.contains(&Addr::from_v6(v6)));
+        let all6 = SourceRange::new(Addr::from_v6([0; 16]), 0).unwrap();
+        assert!(all6.contains(&Addr::from_v6(v6)));
+        assert!(!all6.contains(&Addr::from_v4([1, 2, 3, 4])));
+        let r6 = SourceRange::new(Addr::from_v6(v6), 8).unwrap();
+        v6[15] = 7;
+        assert!(r6.contains(&Addr::from_v6(v6)));
+        assert!(SourceRange::new(Addr::from_v4([1, 2, 3, 4]), 33).is_none());
+        let mut s = spec(vec![]);
+        assert!(s.admits(&Addr::from_v4([1, 2, 3, 4])), "empty: everyone");
+        s.source_ranges = vec![r];
+        assert!(s.admits(&Addr::from_v4([198, 18, 7, 200])));
+        assert!(!s.admits(&Addr::from_v4([1, 2, 3, 4])));
     }
 
     #[test]

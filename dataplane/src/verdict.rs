@@ -43,10 +43,13 @@ pub enum DropReason {
     /// endpoint on this node while it has some elsewhere: kube-proxy drops
     /// it (a reject would tell the client the Service is down).
     NoLocalEndpoints,
+    /// A new flow to a load-balancer IP from a client outside the Service's
+    /// `loadBalancerSourceRanges`: kube-proxy drops it.
+    SourceRange,
 }
 
 impl DropReason {
-    pub const COUNT: usize = 10;
+    pub const COUNT: usize = 11;
     pub const ALL: [DropReason; DropReason::COUNT] = [
         DropReason::Malformed,
         DropReason::TtlExceeded,
@@ -58,6 +61,7 @@ impl DropReason {
         DropReason::BadChecksumOffload,
         DropReason::RstNoEndpoints,
         DropReason::NoLocalEndpoints,
+        DropReason::SourceRange,
     ];
 
     /// The name used in counters, JSON and reports.
@@ -73,6 +77,7 @@ impl DropReason {
             DropReason::BadChecksumOffload => "bad_checksum_offload",
             DropReason::RstNoEndpoints => "rst_no_endpoints",
             DropReason::NoLocalEndpoints => "no_local_endpoints",
+            DropReason::SourceRange => "source_range",
         }
     }
 }

@@ -36,6 +36,7 @@ fn table() -> ServiceTable {
             backends: vec![],
             affinity: Affinity::None,
             no_endpoints: dataplane::service::NoEndpoints::Reject,
+            source_ranges: Vec::new(),
         })
         .collect();
     ServiceTable::from_specs(specs, TableConfig::default())

@@ -220,6 +220,7 @@ pub fn specs(services: &[ServiceDef]) -> Vec<ServiceSpec> {
                         None => Affinity::None,
                     },
                     no_endpoints: dataplane::service::NoEndpoints::Reject,
+                    source_ranges: Vec::new(),
                 });
             }
         }

@@ -122,6 +122,12 @@ pub fn explain_json(table: &ServiceTable, q: &Question) -> Value {
                 "no Service has this address: handed to the kernel"
             },
         }),
+        Explanation::OutsideSourceRanges { service } => json!({
+            "flow": flow,
+            "service": service,
+            "verdict": "dropped",
+            "why": "the client is outside the Service's loadBalancerSourceRanges for this load-balancer IP: new flows are dropped (counted as source_range)",
+        }),
         Explanation::Retired { service } => json!({
             "flow": flow,
             "service": service,

@@ -53,6 +53,14 @@ fn entry_json(e: &ServiceEntry) -> Value {
         "affinity_timeout_s": timeout,
         "table_size": e.maglev.size(),
         "retired": e.is_retired(),
+        "source_ranges": spec
+            .source_ranges
+            .iter()
+            .map(|r| {
+                let bits = if r.net.is_v4() { r.bits - 96 } else { r.bits };
+                format!("{}/{bits}", r.net)
+            })
+            .collect::<Vec<_>>(),
         "backends": backends,
     })
 }

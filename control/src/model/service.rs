@@ -4,10 +4,17 @@
 use std::net::IpAddr;
 
 use dataplane::addr::{Addr, Proto};
-use dataplane::service::Affinity;
+use dataplane::service::{Affinity, SourceRange};
 use k8s_openapi::api::core::v1::Service;
 
 use super::ModelOptions;
+
+/// How a load-balancer ingress IP is named in warnings (and told apart).
+const LB_FIELD: &str = "load-balancer ingress IP";
+
+/// The annotation older Services carry instead of `loadBalancerSourceRanges`
+/// (kube-proxy reads it when the field is empty).
+const SOURCE_RANGES_ANNOTATION: &str = "service.beta.kubernetes.io/load-balancer-source-ranges";
 
 /// kube-proxy's default for `sessionAffinityConfig.clientIP.timeoutSeconds`.
 const DEFAULT_AFFINITY_TIMEOUT_S: u32 = 10_800;
@@ -26,6 +33,8 @@ pub(super) enum VipKind {
 pub(super) struct Vip {
     pub addr: Addr,
     pub kind: VipKind,
+    /// A load-balancer ingress IP: `loadBalancerSourceRanges` applies.
+    pub load_balancer: bool,
 }
 
 #[derive(Clone, Debug)]
@@ -58,6 +67,8 @@ pub(super) struct ServiceView {
     pub internal_local_node: Option<String>,
     /// `Some(node)` when `externalTrafficPolicy: Local` applies here.
     pub external_local_node: Option<String>,
+    /// `loadBalancerSourceRanges` (or its annotation), valid entries only.
+    pub source_ranges: Vec<SourceRange>,
 }
 
 /// Namespace and name, as the model orders Services. Objects without a
@@ -123,7 +134,7 @@ impl ServiceView {
             .into_iter()
             .map(|ip| (ip, VipKind::Cluster, "clusterIP"))
             .chain(external_ips.map(|ip| (ip, VipKind::External, "externalIP")))
-            .chain(lb_ips.map(|ip| (ip, VipKind::External, "load-balancer ingress IP")));
+            .chain(lb_ips.map(|ip| (ip, VipKind::External, LB_FIELD)));
         for (text, kind, field) in candidates {
             // An unallocated ClusterIP (hand-written objects) is absence, not an error.
             if text.is_empty() {
@@ -136,9 +147,17 @@ impl ServiceView {
                 return None;
             };
             let addr = Addr::from(ip);
-            // The same address may be listed twice (an LB IP also in externalIPs).
-            if !vips.iter().any(|v| v.addr == addr) {
-                vips.push(Vip { addr, kind });
+            let load_balancer = field == LB_FIELD;
+            // The same address may be listed twice (an LB IP also in
+            // externalIPs): once, restricted by the source ranges if any
+            // listing makes it a load-balancer IP.
+            match vips.iter_mut().find(|v| v.addr == addr) {
+                Some(v) => v.load_balancer |= load_balancer,
+                None => vips.push(Vip {
+                    addr,
+                    kind,
+                    load_balancer,
+                }),
             }
         }
         if vips.is_empty() {
@@ -222,12 +241,15 @@ impl ServiceView {
             None
         };
 
+        let source_ranges = source_ranges(&id, svc, warnings);
+
         Some(ServiceView {
             namespace,
             name,
             vips,
             ports,
             affinity,
+            source_ranges,
             internal_local_node,
             external_local_node,
         })
@@ -280,6 +302,52 @@ fn parse_ports(
         });
     }
     out
+}
+
+/// `loadBalancerSourceRanges`, else the older annotation (comma-separated),
+/// as CIDRs; an entry that is not one is skipped with a warning.
+fn source_ranges(id: &str, svc: &Service, warnings: &mut Vec<String>) -> Vec<SourceRange> {
+    let field: Vec<String> = svc
+        .spec
+        .as_ref()
+        .and_then(|s| s.load_balancer_source_ranges.clone())
+        .unwrap_or_default();
+    let texts: Vec<String> = if field.is_empty() {
+        svc.metadata
+            .annotations
+            .as_ref()
+            .and_then(|a| a.get(SOURCE_RANGES_ANNOTATION))
+            .map(|v| {
+                v.split(',')
+                    .map(|s| s.trim().to_string())
+                    .filter(|s| !s.is_empty())
+                    .collect()
+            })
+            .unwrap_or_default()
+    } else {
+        field
+    };
+    texts
+        .iter()
+        .filter_map(|t| {
+            let r = parse_cidr(t);
+            if r.is_none() {
+                warnings.push(format!(
+                    "Service {id}: load-balancer source range {t:?} is not a CIDR; ignored"
+                ));
+            }
+            r
+        })
+        .collect()
+}
+
+/// "198.18.0.0/16", "fd00::/8" (a bare address is a host route).
+fn parse_cidr(text: &str) -> Option<SourceRange> {
+    let (ip, prefix) = match text.trim().split_once('/') {
+        Some((ip, p)) => (ip, p.parse::<u8>().ok()?),
+        None => (text.trim(), if text.contains(':') { 128 } else { 32 }),
+    };
+    SourceRange::new(Addr::from(ip.parse::<IpAddr>().ok()?), prefix)
 }
 
 /// The node a `Local` policy restricts endpoints to, if it applies.

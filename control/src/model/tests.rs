@@ -536,6 +536,71 @@ fn external_ips_and_lb_ingress_are_vips() {
     }
 }
 
+/// loadBalancerSourceRanges restrict the load-balancer IPs only (an
+/// address that is also an externalIP included), not the ClusterIP or the
+/// other externalIPs; the annotation stands in when the field is empty;
+/// a bad entry is skipped with a warning.
+#[test]
+fn load_balancer_source_ranges_apply_to_lb_ips_only() {
+    let lb = |extra: serde_json::Value, annotations: serde_json::Value| {
+        let mut spec = json!({"type": "LoadBalancer", "clusterIP": "198.19.0.10",
+            "externalIPs": ["198.19.5.1", "198.19.5.2"],
+            "ports": [{"name": "http", "port": 80, "targetPort": 8080}]});
+        for (k, v) in extra.as_object().unwrap() {
+            spec[k] = v.clone();
+        }
+        svc(json!({"apiVersion": "v1", "kind": "Service",
+            "metadata": {"name": "web", "namespace": "shop", "annotations": annotations},
+            "spec": spec,
+            "status": {"loadBalancer": {"ingress": [{"ip": "198.19.6.1"}, {"ip": "198.19.5.2"}]}}}))
+    };
+    let ranges = |m: &Model, vip: &str| -> Vec<String> {
+        find(m, vip, 80, Proto::Tcp)
+            .source_ranges
+            .iter()
+            .map(|r| format!("{}/{}", r.net, r.bits))
+            .collect()
+    };
+    let s = lb(
+        json!({"loadBalancerSourceRanges": ["198.18.7.9/24", "fd00::/8", "not-a-cidr"]}),
+        json!({}),
+    );
+    let m = build(&[s], &local_slices_named("web"), &ModelOptions::default());
+    assert_eq!(m.warnings.len(), 1, "{:?}", m.warnings);
+    assert!(m.warnings[0].contains("\"not-a-cidr\" is not a CIDR"));
+    let want = ["198.18.7.0/120", "fd00::/8"];
+    assert_eq!(ranges(&m, "198.19.6.1"), want);
+    assert_eq!(
+        ranges(&m, "198.19.5.2"),
+        want,
+        "LB IP also listed as externalIP"
+    );
+    assert!(ranges(&m, "198.19.0.10").is_empty(), "ClusterIP");
+    assert!(ranges(&m, "198.19.5.1").is_empty(), "plain externalIP");
+
+    let s = lb(
+        json!({}),
+        json!({"service.beta.kubernetes.io/load-balancer-source-ranges": "203.0.113.0/24, 198.18.0.0/15"}),
+    );
+    let m = build(&[s], &local_slices_named("web"), &ModelOptions::default());
+    assert_eq!(
+        ranges(&m, "198.19.6.1"),
+        ["203.0.113.0/120", "198.18.0.0/111"]
+    );
+
+    // Only IPv6 ranges on an IPv4 LB IP: nobody gets in, and it is said.
+    let s = lb(json!({"loadBalancerSourceRanges": ["fd00::/8"]}), json!({}));
+    let m = build(&[s], &local_slices_named("web"), &ModelOptions::default());
+    assert!(
+        m.warnings
+            .iter()
+            .any(|w| w.contains("no client can reach it")),
+        "{:?}",
+        m.warnings
+    );
+    assert!(!find(&m, "198.19.6.1", 80, Proto::Tcp).admits(&Addr::from_v4([198, 18, 7, 1])));
+}
+
 fn local_slices_named(service: &str) -> Vec<EndpointSlice> {
     vec![eps(
         "web-1",
