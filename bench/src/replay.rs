@@ -9,7 +9,7 @@ use dataplane::generation::Tables;
 use dataplane::io::memory::{Capture, MemoryIo, TxCapture};
 use dataplane::io::{Batch, PacketIo, MAX_BURST};
 use dataplane::pipeline::{Pipeline, PipelineConfig};
-use dataplane::steer::owner;
+use dataplane::steer::FragmentOwners;
 
 /// How to replay.
 #[derive(Clone, Debug)]
@@ -99,9 +99,10 @@ impl ReplayResult {
 pub fn partition(capture: &Capture, tables: &Tables, workers: usize) -> Vec<Vec<u32>> {
     let table = tables.load();
     let mut parts = vec![Vec::with_capacity(capture.len() / workers.max(1) + 1); workers.max(1)];
+    let mut owners = FragmentOwners::default();
     for i in 0..capture.len() {
         let (frame, _) = capture.packet(i);
-        parts[owner(frame, &table, workers.max(1))].push(i as u32);
+        parts[owners.owner(frame, &table, workers.max(1))].push(i as u32);
     }
     parts
 }

@@ -35,6 +35,12 @@ crate::counter_set! {
         /// ICMP time exceeded sent for client packets towards a VIP whose TTL
         /// ran out here (from --node-address; within --icmp-per-second).
         time_exceeded_sent: Counter "vipgate_icmp_time_exceeded_sent",
+        /// IP fragments past the first translated as their datagram's first
+        /// fragment was (to its backend, or back to its VIP).
+        fragments_followed: Counter "vipgate_fragments_followed",
+        /// Fragmented datagrams displaced from the worker's bounded fragment
+        /// table while their fragments could still come (those are dropped).
+        fragment_evictions: Counter "vipgate_fragment_evictions" => "fragment table evictions" if Nonzero,
         /// UDP flows of a removed Service port, flushed when their next
         /// packet came (as kube-proxy deletes them with the Service).
         retired_flushed: Counter "vipgate_retired_udp_flows_flushed",

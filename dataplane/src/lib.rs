@@ -13,6 +13,8 @@ pub mod counter_decl;
 pub mod counters;
 /// What the pipeline would do with a new flow, and why (`vipgate explain`).
 pub mod explain;
+/// IP fragments: later fragments follow their first one's owner and NAT.
+pub mod fragments;
 /// The published table generation: atomically swapped, loaded per burst.
 pub mod generation;
 /// Stable, seeded hashes shared by every gateway (Maglev, flow picks).

@@ -19,12 +19,15 @@ use crate::addr::{Addr, Proto, Tuple};
 use crate::affinity::{backend_fingerprint, AffinityTable, Found, Stored};
 use crate::conntrack::{self, tcp, Conntrack, Direction, InsertError};
 use crate::counters::{Counted, Counters};
+use crate::fragments::{FragKey, FragTable, Inserted, FRAGMENT_TIMEOUT_S};
 use crate::io::OffloadMeta;
 use crate::io::{Batch, MAX_BURST};
 use crate::service::{Affinity, BackendSpec, NoEndpoints, ServiceKey};
 use crate::table::{ServiceEntry, ServiceTable};
 use crate::verdict::{DropReason, Verdict};
-use crate::wire::nat::{decrement_ttl, rewrite_endpoint, translate_icmp_error, End, L4Csum};
+use crate::wire::nat::{
+    decrement_ttl, rewrite_address, rewrite_endpoint, translate_icmp_error, End, L4Csum,
+};
 use crate::wire::parse::{parse, parse_quoted, ParseError, Parsed, L4};
 use crate::wire::reject::{icmp_error, icmp_port_unreachable, tcp_reset, IcmpAnswer};
 
@@ -32,6 +35,18 @@ use crate::wire::reject::{icmp_error, icmp_port_unreachable, tcp_reset, IcmpAnsw
 /// table in a few seconds at 1M bursts/s, small enough to stay invisible
 /// in a burst's cost.
 pub const EXPIRE_BUDGET_PER_BURST: usize = 64;
+
+/// Fragmented datagrams a worker remembers the translation of.
+pub const FRAGMENT_ENTRIES: usize = 1024;
+
+/// How a datagram's first fragment was translated: which end became
+/// which address (later fragments get the same).
+#[derive(Clone, Copy, Debug, Default)]
+struct FragNat {
+    /// The source was rewritten (a reply); else the destination.
+    src: bool,
+    addr: Addr,
+}
 
 /// Frames per look-ahead round: enough misses in flight to cover the memory
 /// latency, few enough that the prefetched lines (about four per frame) are
@@ -128,6 +143,7 @@ pub struct Pipeline {
     /// The second the ICMP budget is counted for, and what it has used.
     icmp_second: u32,
     icmp_sent: u32,
+    frags: FragTable<FragNat>,
     counters: Counters,
     /// What each frame of the last burst was counted as, so that the worker
     /// can move a frame it fails to send to a drop reason instead of
@@ -149,6 +165,7 @@ impl Pipeline {
             icmp_per_second: cfg.icmp_per_second,
             icmp_second: 0,
             icmp_sent: 0,
+            frags: FragTable::new(FRAGMENT_ENTRIES, FRAGMENT_TIMEOUT_S),
             counters: Counters::default(),
             counted: [Counted::default(); MAX_BURST],
             counted_len: 0,
@@ -393,12 +410,8 @@ impl Pipeline {
             Err(ParseError::NotIp | ParseError::V4Mapped) => return Outcome::Pass,
             Err(ParseError::Malformed) => return Outcome::Drop(DropReason::Malformed),
         };
-        if p.fragment {
-            return if table.is_vip(&p.dst) {
-                Outcome::Drop(DropReason::Fragment)
-            } else {
-                Outcome::Pass
-            };
+        if p.fragment && (!p.frag_first || !matches!(p.l4, L4::Tcp { .. } | L4::Udp { .. })) {
+            return self.later_fragment(table, buf, &p, now);
         }
         if p.in_transit {
             // Source-routed through this address, not ending here.
@@ -477,6 +490,7 @@ impl Pipeline {
                     Err(o) => return o,
                 },
             };
+            self.remember_fragment(p, false, backend, now);
             rewrite_endpoint(buf, p, End::Dst, &backend, bport, l4csum);
             decrement_ttl(buf, p);
             return Outcome::Forwarded;
@@ -488,6 +502,7 @@ impl Pipeline {
             self.ct.update(id, Direction::Reply, flags, now);
             let e = self.ct.entry(id);
             let (vip, vport) = (e.original.dst, e.original.dport);
+            self.remember_fragment(p, true, vip, now);
             rewrite_endpoint(buf, p, End::Src, &vip, vport, l4csum);
             decrement_ttl(buf, p);
             return Outcome::Reversed;
@@ -526,6 +541,7 @@ impl Pipeline {
         self.ct.update(id, Direction::Original, flags, now);
         let e = self.ct.entry(id);
         let (backend, bport) = (e.backend, e.backend_port);
+        self.remember_fragment(p, false, backend, now);
         rewrite_endpoint(buf, p, End::Dst, &backend, bport, l4csum);
         decrement_ttl(buf, p);
         Outcome::Forwarded
@@ -609,6 +625,54 @@ impl Pipeline {
             self.counters.affinity_evictions += 1;
         }
         Some(b)
+    }
+
+    /// After translating a first fragment: how, for its later fragments.
+    #[inline]
+    fn remember_fragment(&mut self, p: &Parsed, src: bool, addr: Addr, now: u32) {
+        if p.fragment
+            && self
+                .frags
+                .insert(FragKey::of(p), FragNat { src, addr }, now)
+                == Inserted::Evicted
+        {
+            self.counters.fragment_evictions += 1;
+        }
+    }
+
+    /// A fragment that does not carry its datagram's ports (past the first,
+    /// or a first one too short): translated as its first fragment was, if
+    /// this worker translated it; else dropped if addressed to a VIP (it
+    /// cannot be translated) and passed otherwise (not ours).
+    fn later_fragment(
+        &mut self,
+        table: &ServiceTable,
+        buf: &mut [u8],
+        p: &Parsed,
+        now: u32,
+    ) -> Outcome {
+        let Some(nat) = (!p.frag_first)
+            .then(|| self.frags.get(&FragKey::of(p), now))
+            .flatten()
+        else {
+            return if table.is_vip(&p.dst) {
+                Outcome::Drop(DropReason::Fragment)
+            } else {
+                Outcome::Pass
+            };
+        };
+        if p.ttl <= 1 {
+            return Outcome::Drop(DropReason::TtlExceeded);
+        }
+        let end = if nat.src { End::Src } else { End::Dst };
+        rewrite_address(buf, p, end, &nat.addr);
+        decrement_ttl(buf, p);
+        self.counters.fragments_followed += 1;
+        if nat.src {
+            Outcome::Reversed
+        } else {
+            Outcome::Forwarded
+        }
     }
 
     /// A client's packet towards a VIP whose TTL / hop limit would run out
@@ -717,11 +781,12 @@ impl Pipeline {
     }
 }
 
-/// The tuple of a TCP segment or UDP datagram that has ports (not a
-/// fragment): what conntrack and the service table are keyed on.
+/// The tuple of a TCP segment or UDP datagram that has ports (a whole
+/// packet or a first fragment): what conntrack and the service table are
+/// keyed on.
 #[inline]
 fn flow_tuple(p: &Parsed) -> Option<Tuple> {
-    if p.fragment || p.in_transit {
+    if (p.fragment && !p.frag_first) || p.in_transit {
         return None;
     }
     let (sport, dport, proto) = match p.l4 {

@@ -25,7 +25,9 @@ pub enum DropReason {
     TtlExceeded,
     /// New flow refused: conntrack full of live established flows.
     ConntrackFull,
-    /// IP fragment to a VIP: cannot be NATed without reassembly.
+    /// IP fragment to a VIP that cannot be translated: a later fragment
+    /// whose first fragment was not seen (or not translated, or came after
+    /// it), or a first fragment too short to hold its ports.
     Fragment,
     /// ICMP error about a flow we do not track.
     IcmpUntracked,

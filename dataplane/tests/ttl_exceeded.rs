@@ -15,6 +15,11 @@ use dataplane::verdict::{DropReason, Verdict};
 use fixtures::packet::{Eth, Icmp, Ip, Ipv4, Ipv6, Packet, Tcp, Udp, L4, TCP_SYN};
 use fixtures::verify::check_frame;
 
+mod common {
+    pub mod frames;
+}
+use common::frames::run_at;
+
 const CLIENT4: [u8; 4] = [198, 18, 0, 9];
 const VIP4: [u8; 4] = [198, 19, 0, 10];
 const NODE4: [u8; 4] = [198, 18, 0, 1];
@@ -110,14 +115,6 @@ fn time_exceeded(v6: bool, p: &Packet) -> Vec<u8> {
     .frame()
 }
 
-fn run(p: &mut Pipeline, t: &ServiceTable, frame: &[u8], now: u32) -> (Verdict, Vec<u8>) {
-    let mut buf = vec![0u8; 2048];
-    buf[..frame.len()].copy_from_slice(frame);
-    let (v, n) = p.process_frame(t, &mut buf, frame.len(), now);
-    buf.truncate(n);
-    (v, buf)
-}
-
 #[test]
 fn ttl_one_towards_a_vip_is_answered_with_time_exceeded() {
     let t = table();
@@ -129,7 +126,7 @@ fn ttl_one_towards_a_vip_is_answered_with_time_exceeded() {
     ];
     for (v6, l4) in cases {
         let pkt = to_vip(v6, l4, 1);
-        let (v, out) = run(&mut p, &t, &pkt.frame(), 1);
+        let (v, out) = run_at(&mut p, &t, &pkt.frame(), 1);
         assert_eq!(v, Verdict::Tx(0), "v6={v6}");
         assert_eq!(out, time_exceeded(v6, &pkt), "v6={v6}");
         check_frame(&out).unwrap();
@@ -139,7 +136,7 @@ fn ttl_one_towards_a_vip_is_answered_with_time_exceeded() {
     assert_eq!(c.dropped(DropReason::TtlExceeded), 0);
     assert_eq!(p.conntrack().len(), 0, "no flow made for an expired packet");
     // TTL 2 goes through (leaving with 1).
-    let (v, _) = run(&mut p, &t, &to_vip(false, syn(), 2).frame(), 1);
+    let (v, _) = run_at(&mut p, &t, &to_vip(false, syn(), 2).frame(), 1);
     assert_eq!(v, Verdict::Tx(0));
     assert_eq!(p.counters().forwarded, 1);
 }
@@ -149,7 +146,7 @@ fn time_exceeded_is_rate_limited_per_second() {
     let t = table();
     let mut p = pipeline(both(), 2);
     let frame = to_vip(false, syn(), 1).frame();
-    let verdicts: Vec<Verdict> = (0..4).map(|_| run(&mut p, &t, &frame, 7).0).collect();
+    let verdicts: Vec<Verdict> = (0..4).map(|_| run_at(&mut p, &t, &frame, 7).0).collect();
     assert_eq!(
         verdicts,
         [
@@ -160,7 +157,7 @@ fn time_exceeded_is_rate_limited_per_second() {
         ]
     );
     // A new second, a new budget.
-    assert_eq!(run(&mut p, &t, &frame, 8).0, Verdict::Tx(0));
+    assert_eq!(run_at(&mut p, &t, &frame, 8).0, Verdict::Tx(0));
     let c = p.counters();
     assert_eq!(c.time_exceeded_sent, 3);
     assert_eq!(c.dropped(DropReason::TtlExceeded), 2);
@@ -175,13 +172,13 @@ fn without_a_node_address_of_the_family_it_is_dropped_unchanged() {
     };
     let mut p = pipeline(only_v4, 100);
     let frame = to_vip(true, syn(), 1).frame();
-    let (v, out) = run(&mut p, &t, &frame, 1);
+    let (v, out) = run_at(&mut p, &t, &frame, 1);
     assert_eq!(v, Verdict::Drop(DropReason::TtlExceeded));
     assert_eq!(out, frame);
     let mut none = pipeline(NodeAddrs::default(), 100);
     let frame = to_vip(false, syn(), 1).frame();
     assert_eq!(
-        run(&mut none, &t, &frame, 1).0,
+        run_at(&mut none, &t, &frame, 1).0,
         Verdict::Drop(DropReason::TtlExceeded)
     );
     assert_eq!(none.counters().time_exceeded_sent, 0);

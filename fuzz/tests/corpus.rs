@@ -80,8 +80,11 @@ fn pipeline_seeds_reach_their_paths() {
     // their Service port is removed: retired), beyond the flows created.
     assert!(c.rejected >= 2 && c.reversed >= 2 && c.passed >= 1, "{c:?}");
     assert!(c.forwarded > c.flows, "{c:?}");
+    // The IPv4 first fragment (ports whole) is translated; the IPv6 later
+    // fragment, whose first one never came, is dropped.
     let c = seed("fragments_non_ip_echo");
-    assert_eq!(c.dropped(DropReason::Fragment), 2, "{c:?}");
+    assert_eq!(c.dropped(DropReason::Fragment), 1, "{c:?}");
+    assert_eq!(c.forwarded, 1, "{c:?}");
     assert_eq!(c.dropped(DropReason::Malformed), 1, "{c:?}");
     assert_eq!(c.passed, 5, "{c:?}");
     let c = seed("conntrack_full");

@@ -120,7 +120,9 @@ pub fn rewrite_endpoint(
                 IPPROTO_UDP => Some(p.l4_off + 6),
                 _ => None,
             };
-            if let Some(off) = field.filter(|&o| o + 2 <= p.ip_end) {
+            // A fragment's checksum covers the whole datagram: never a
+            // pseudo-header-only one (senders fragment after checksumming).
+            if let Some(off) = field.filter(|&o| o + 2 <= p.ip_end && !p.fragment) {
                 if holds_pseudo_sum(frame, p, off) {
                     complete_pseudo_only(frame, p, off);
                 }
@@ -167,6 +169,17 @@ fn end_offsets(p: &Parsed, end: End) -> (usize, usize) {
         End::Src => (p.src_off(), p.l4_off),
         End::Dst => (p.dst_off(), p.l4_off + 2),
     }
+}
+
+/// Rewrites one address of a fragment past the first: it has no L4 header,
+/// so only the IPv4 header checksum covers the address (the first
+/// fragment's L4 checksum, updated there, covers it for the datagram).
+#[inline]
+pub fn rewrite_address(frame: &mut [u8], p: &Parsed, end: End, addr: &Addr) {
+    let (addr_off, _) = end_offsets(p, end);
+    let csum = [CsumField::At(p.l3_off + 10)];
+    let csums: &[CsumField] = if p.v6 { &[] } else { &csum };
+    rewrite(frame, addr_off, addr.wire(p.v6), csums);
 }
 
 /// Decrements the TTL / hop limit. The caller has checked it is > 1.

@@ -88,8 +88,15 @@ pub struct Parsed {
     pub proto: u8,
     pub src: Addr,
     pub dst: Addr,
-    /// Part of a fragmented datagram: no reliable ports.
+    /// Part of a fragmented datagram.
     pub fragment: bool,
+    /// A fragment at offset 0: it carries the L4 header (ports), which
+    /// `l4` holds when it is whole in this fragment.
+    pub frag_first: bool,
+    /// The datagram's identification (IPv4: 16 bits; IPv6: the fragment
+    /// header's 32 bits): with source, destination and protocol it names
+    /// the datagram its fragments belong to. 0 when not a fragment.
+    pub frag_id: u32,
     /// IPv6 with a routing header that still has segments left: `dst` is
     /// the next waypoint, not where the packet ends, and its L4 checksum
     /// covers the final destination (RFC 8200 8.1), so it is not ours to
@@ -156,6 +163,8 @@ pub fn parse(frame: &[u8]) -> Result<Parsed, ParseError> {
     };
     if !p.fragment {
         p.l4 = parse_l4(&frame[p.l4_off..p.ip_end], p.proto)?;
+    } else if p.frag_first {
+        p.l4 = first_fragment_l4(&frame[p.l4_off..p.ip_end], p.proto);
     }
     Ok(p)
 }
@@ -176,6 +185,12 @@ fn parse_ipv4(frame: &[u8], l3_off: usize) -> Result<Parsed, ParseError> {
         src: Addr::from_v4(ip.src_addr().octets()),
         dst: Addr::from_v4(ip.dst_addr().octets()),
         fragment: ip.more_frags() || ip.frag_offset() != 0,
+        frag_first: ip.more_frags() && ip.frag_offset() == 0,
+        frag_id: if ip.more_frags() || ip.frag_offset() != 0 {
+            u32::from(ip.ident())
+        } else {
+            0
+        },
         in_transit: false,
         ttl: ip.hop_limit(),
         l4: L4::Other,
@@ -199,6 +214,8 @@ fn parse_ipv6(frame: &[u8], l3_off: usize) -> Result<Parsed, ParseError> {
         src,
         dst,
         fragment: ext.fragment,
+        frag_first: ext.frag_first,
+        frag_id: ext.frag_id,
         in_transit: ext.in_transit,
         ttl: ip.hop_limit(),
         l4: L4::Other,
@@ -221,6 +238,8 @@ struct Ipv6Ext {
     proto: u8,
     l4_off: usize,
     fragment: bool,
+    frag_first: bool,
+    frag_id: u32,
     in_transit: bool,
 }
 
@@ -238,6 +257,8 @@ fn walk_ipv6_ext(
         proto: next,
         l4_off: off,
         fragment: false,
+        frag_first: false,
+        frag_id: 0,
         in_transit: false,
     };
     for _ in 0..MAX_IPV6_EXT_HEADERS {
@@ -261,6 +282,16 @@ fn walk_ipv6_ext(
                 let fo = u16::from_be_bytes([buf[off + 2], buf[off + 3]]);
                 if fo & 0xfff9 != 0 {
                     ext.fragment = true;
+                    // Offset 0 with more to come: the first fragment. A
+                    // second fragment header would make it a fragment of
+                    // a fragment: not first in any usable sense.
+                    ext.frag_first = fo & 0xfff8 == 0 && !ext.frag_first && ext.frag_id == 0;
+                    ext.frag_id = u32::from_be_bytes([
+                        buf[off + 4],
+                        buf[off + 5],
+                        buf[off + 6],
+                        buf[off + 7],
+                    ]);
                 }
                 8
             }
@@ -287,7 +318,37 @@ fn walk_ipv6_ext(
     ext.proto = next;
     ext.l4_off = off;
     ext.fragment = true;
+    ext.frag_first = false;
     Ok(ext)
+}
+
+/// The ports (and TCP header fields) of a first fragment, whose L4 length
+/// fields describe the whole datagram rather than `seg`. `L4::Other` when
+/// the header is not whole in the fragment (RFC 1858's tiny fragments):
+/// such a datagram cannot be steered or translated by its ports.
+#[inline]
+fn first_fragment_l4(seg: &[u8], proto: u8) -> L4 {
+    match proto {
+        IPPROTO_TCP if seg.len() >= 20 && usize::from(seg[12] >> 4) * 4 <= seg.len() => {
+            let hdr_len = seg[12] >> 4;
+            if hdr_len < 5 {
+                return L4::Other;
+            }
+            L4::Tcp {
+                sport: u16::from_be_bytes([seg[0], seg[1]]),
+                dport: u16::from_be_bytes([seg[2], seg[3]]),
+                flags: seg[13],
+                seq: u32::from_be_bytes([seg[4], seg[5], seg[6], seg[7]]),
+                ack: u32::from_be_bytes([seg[8], seg[9], seg[10], seg[11]]),
+                hdr_len: hdr_len * 4,
+            }
+        }
+        IPPROTO_UDP if seg.len() >= 8 => L4::Udp {
+            sport: u16::from_be_bytes([seg[0], seg[1]]),
+            dport: u16::from_be_bytes([seg[2], seg[3]]),
+        },
+        _ => L4::Other,
+    }
 }
 
 /// Parses the L4 header of `seg` (L4 header plus payload, up to the IP end).

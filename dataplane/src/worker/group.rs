@@ -11,7 +11,7 @@ use std::sync::Arc;
 
 use super::handoff::{Handoff, HandoffError, HandoffRx, HandoffTx};
 use crate::io::{Batch, FrameDesc, MAX_BURST};
-use crate::steer;
+use crate::steer::FragmentOwners;
 use crate::table::ServiceTable;
 
 /// What steering a burst did, added to the worker's counters.
@@ -33,6 +33,8 @@ pub struct Group {
     kept: Box<[FrameDesc; MAX_BURST]>,
     away: Box<[FrameDesc; MAX_BURST]>,
     n_away: usize,
+    /// Where this worker sent recent first fragments.
+    fragments: FragmentOwners,
 }
 
 impl Group {
@@ -46,6 +48,7 @@ impl Group {
             kept: Box::new([FrameDesc::default(); MAX_BURST]),
             away: Box::new([FrameDesc::default(); MAX_BURST]),
             n_away: 0,
+            fragments: FragmentOwners::default(),
         }
     }
 
@@ -64,7 +67,7 @@ impl Group {
         for i in 0..batch.len() {
             let d = batch.descs()[i];
             let frame = batch.frame(i);
-            let owner = steer::owner(frame, table, self.workers);
+            let owner = self.fragments.owner(frame, table, self.workers);
             if owner == self.me {
                 self.kept[keep] = d;
                 keep += 1;

@@ -11,9 +11,19 @@ use dataplane::verdict::Verdict;
 /// answer may be longer) at dataplane second 1; returns the verdict and
 /// the frame as it leaves.
 pub fn run(p: &mut Pipeline, table: &ServiceTable, frame: &[u8]) -> (Verdict, Vec<u8>) {
+    run_at(p, table, frame, 1)
+}
+
+/// [`run`] at dataplane second `now`.
+pub fn run_at(
+    p: &mut Pipeline,
+    table: &ServiceTable,
+    frame: &[u8],
+    now: u32,
+) -> (Verdict, Vec<u8>) {
     let mut buf = vec![0u8; 2048];
     buf[..frame.len()].copy_from_slice(frame);
-    let (v, n) = p.process_frame(table, &mut buf, frame.len(), 1);
+    let (v, n) = p.process_frame(table, &mut buf, frame.len(), now);
     buf.truncate(n);
     (v, buf)
 }
