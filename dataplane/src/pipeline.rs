@@ -14,7 +14,7 @@
 //! lifetime), so every verdict is what one-at-a-time processing gives.
 
 use crate::addr::{Proto, Tuple};
-use crate::conntrack::{self, tcp, Conntrack, Direction, InsertError};
+use crate::conntrack::{self, sctp, tcp, Conntrack, Direction, InsertError};
 use crate::counters::{Counted, Counters};
 use crate::io::OffloadMeta;
 use crate::io::{Batch, MAX_BURST};
@@ -23,7 +23,7 @@ use crate::table::{ServiceEntry, ServiceTable};
 use crate::verdict::{DropReason, Verdict};
 use crate::wire::nat::{decrement_ttl, rewrite_endpoint, translate_icmp_error, End, L4Csum};
 use crate::wire::parse::{parse, parse_quoted, ParseError, Parsed, L4};
-use crate::wire::reject::{icmp_port_unreachable, tcp_reset};
+use crate::wire::reject::{icmp_port_unreachable, sctp_abort, sctp_is_answered, tcp_reset};
 
 /// Conntrack slots examined for expiry per burst: enough to cycle a 1M
 /// table in a few seconds at 1M bursts/s, small enough to stay invisible
@@ -351,6 +351,7 @@ impl Pipeline {
         if let Some(t) = flow_tuple(&p) {
             let flags = match p.l4 {
                 L4::Tcp { flags, .. } => flags,
+                L4::Sctp { chunks, .. } => chunks.0,
                 _ => 0,
             };
             let known = known.unwrap_or_else(|| Known {
@@ -405,6 +406,9 @@ impl Pipeline {
             // Service without endpoints now, and is answered as such.
             let (backend, bport) = match tracked {
                 Some(b) => b,
+                None if t.proto == Proto::Sctp && !sctp::opens(flags) => {
+                    return self.sctp_untracked(table, svc, buf, p, t);
+                }
                 None => match self.new_flow(table, svc, t, known.pick_hash, flags, now) {
                     Ok(b) => b,
                     Err(Outcome::Rejected(_)) if svc.spec.no_endpoints == NoEndpoints::Drop => {
@@ -460,6 +464,28 @@ impl Pipeline {
         }
     }
 
+    /// An SCTP packet to a VIP port that is not an INIT and matches no
+    /// association: dropped, unless the Service has no endpoints, which is
+    /// answered as an INIT would be (RFC 9260 8.4 answers any
+    /// out-of-the-blue packet, see [`Pipeline::reject`]).
+    #[cold]
+    fn sctp_untracked(
+        &mut self,
+        table: &ServiceTable,
+        svc: &ServiceEntry,
+        buf: &mut [u8],
+        p: &Parsed,
+        t: &Tuple,
+    ) -> Outcome {
+        if svc.pick(t, table.config().seed).is_some() {
+            Outcome::Drop(DropReason::SctpNoAssociation)
+        } else if svc.spec.no_endpoints == NoEndpoints::Drop {
+            Outcome::Drop(DropReason::NoLocalEndpoints)
+        } else {
+            self.reject(buf, p)
+        }
+    }
+
     /// Replaces the packet with kube-proxy's REJECT answer.
     ///
     /// Except a RST, which is never answered: RFC 9293 3.10.7.1 discards a
@@ -474,6 +500,11 @@ impl Pipeline {
                 return Outcome::Drop(DropReason::RstNoEndpoints)
             }
             L4::Tcp { .. } if self.reject_tcp == RejectTcp::Rst => tcp_reset(buf, p),
+            // Likewise an ABORT or SHUTDOWN COMPLETE (RFC 9260 8.4).
+            L4::Sctp { chunk, chunks, .. } if !sctp_is_answered(chunk, chunks) => {
+                return Outcome::Drop(DropReason::SctpNoEndpointsUnanswered)
+            }
+            L4::Sctp { .. } => sctp_abort(buf, p),
             _ => icmp_port_unreachable(buf, p),
         };
         Outcome::Rejected(n)
@@ -498,7 +529,7 @@ impl Pipeline {
             return untracked;
         };
         let proto = match Proto::from_number(q.proto) {
-            Some(pr @ (Proto::Tcp | Proto::Udp)) => pr,
+            Some(pr @ (Proto::Tcp | Proto::Udp | Proto::Sctp)) => pr,
             _ => return untracked,
         };
         // The quoted packet travelled the other way: reverse it.
@@ -545,8 +576,8 @@ impl Pipeline {
     }
 }
 
-/// The tuple of a TCP segment or UDP datagram that has ports (not a
-/// fragment): what conntrack and the service table are keyed on.
+/// The tuple of a TCP segment, UDP datagram or SCTP packet that has ports
+/// (not a fragment): what conntrack and the service table are keyed on.
 #[inline]
 fn flow_tuple(p: &Parsed) -> Option<Tuple> {
     if p.fragment || p.in_transit {
@@ -555,6 +586,7 @@ fn flow_tuple(p: &Parsed) -> Option<Tuple> {
     let (sport, dport, proto) = match p.l4 {
         L4::Tcp { sport, dport, .. } => (sport, dport, Proto::Tcp),
         L4::Udp { sport, dport } => (sport, dport, Proto::Udp),
+        L4::Sctp { sport, dport, .. } => (sport, dport, Proto::Sctp),
         _ => return None,
     };
     Some(Tuple {

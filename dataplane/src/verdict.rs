@@ -43,10 +43,17 @@ pub enum DropReason {
     /// endpoint on this node while it has some elsewhere: kube-proxy drops
     /// it (a reject would tell the client the Service is down).
     NoLocalEndpoints,
+    /// An SCTP packet other than an INIT to a VIP port, matching no tracked
+    /// association: only an INIT opens one (as only a SYN would for TCP
+    /// without loose pickup), and a backend would not know the rest.
+    SctpNoAssociation,
+    /// An SCTP ABORT, SHUTDOWN COMPLETE or (COOKIE) ERROR to a Service
+    /// without endpoints: never answered (RFC 9260 8.4), so it ends here.
+    SctpNoEndpointsUnanswered,
 }
 
 impl DropReason {
-    pub const COUNT: usize = 10;
+    pub const COUNT: usize = 12;
     pub const ALL: [DropReason; DropReason::COUNT] = [
         DropReason::Malformed,
         DropReason::TtlExceeded,
@@ -58,6 +65,8 @@ impl DropReason {
         DropReason::BadChecksumOffload,
         DropReason::RstNoEndpoints,
         DropReason::NoLocalEndpoints,
+        DropReason::SctpNoAssociation,
+        DropReason::SctpNoEndpointsUnanswered,
     ];
 
     /// The name used in counters, JSON and reports.
@@ -73,6 +82,8 @@ impl DropReason {
             DropReason::BadChecksumOffload => "bad_checksum_offload",
             DropReason::RstNoEndpoints => "rst_no_endpoints",
             DropReason::NoLocalEndpoints => "no_local_endpoints",
+            DropReason::SctpNoAssociation => "sctp_no_association",
+            DropReason::SctpNoEndpointsUnanswered => "sctp_no_endpoints_unanswered",
         }
     }
 }
