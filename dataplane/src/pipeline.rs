@@ -721,6 +721,7 @@ mod tests {
                             proto: match p.proto {
                                 L4Proto::Tcp => Proto::Tcp,
                                 L4Proto::Udp => Proto::Udp,
+                                L4Proto::Sctp => Proto::Sctp,
                             },
                         },
                         name: format!("{}/{}:{}", svc.namespace, svc.name, p.port),
