@@ -777,4 +777,11 @@ mod tests {
             .any(|e| matches!(e.spec.affinity, crate::service::Affinity::ClientIp { .. })));
         assert_same(&cap, &table, 1 << 16, 2);
     }
+
+    /// SCTP: associations, packets outside one, ABORT answers.
+    #[test]
+    fn look_ahead_agrees_on_sctp() {
+        let (cap, table) = fixture("sctp", &fixtures::scenario_sctp::services());
+        assert_same(&cap, &table, 1 << 16, 2);
+    }
 }
