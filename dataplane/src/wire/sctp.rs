@@ -8,6 +8,13 @@
 //! recomputed over the whole SCTP packet ([`set_checksum`]). That is one
 //! pass over the payload per NATed packet, the price of SCTP.
 //!
+//! The CRC32c a packet arrives with is not verified first: a local sender
+//! with CRC offload leaves the field unfinished (Linux writes 0), and an
+//! AF_XDP frame carries no flag saying so, so checking would drop such
+//! senders' traffic. The cost: a packet corrupted before the gateway (past
+//! the link's own CRC, which catches corruption on the wire) leaves with a
+//! valid CRC32c, as it would through netfilter's NAT of an offloaded skb.
+//!
 //! The pipeline needs little of a packet: ports, the verification tag and
 //! which control chunks it carries ([`Chunks`]), for the association state
 //! machine (`conntrack::sctp`) and the reply to a Service without endpoints
