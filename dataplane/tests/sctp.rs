@@ -451,6 +451,59 @@ fn icmp_errors_quoting_sctp_are_translated() {
     }
 }
 
+/// An INIT flood churns through its own embryonic entries and never
+/// pushes out an established association (assured once COOKIE ACK came
+/// back), as a SYN flood never pushes out an established TCP flow.
+#[test]
+fn an_init_flood_does_not_evict_established_associations() {
+    let t = table();
+    let mut p = Pipeline::new(dataplane::pipeline::PipelineConfig {
+        conntrack: dataplane::conntrack::Config {
+            capacity: 8,
+            ..Default::default()
+        },
+        ..Default::default()
+    });
+    let est: Vec<Nat> = (0..4).map(|k| nat(k % 2 == 1, 41000 + k)).collect();
+    for n in &est {
+        for (fwd, l4) in [
+            (true, init(11)),
+            (
+                false,
+                sctp(11, vec![SctpChunk::init(SCTP_INIT_ACK, 22, 5, &[])]),
+            ),
+            (
+                true,
+                sctp(22, vec![SctpChunk::new(SCTP_COOKIE_ECHO, 0, vec![1; 4])]),
+            ),
+            (false, sctp(11, vec![SctpChunk::bare(SCTP_COOKIE_ACK, 0)])),
+        ] {
+            let (input, want) = if fwd { n.forward(l4) } else { n.reply(l4) };
+            assert_eq!(at(&mut p, &t, &input, 1), (Verdict::Tx(0), want));
+        }
+    }
+    for k in 0..200u16 {
+        let (input, want) = nat(k % 2 == 1, 50000 + k).forward(init(u32::from(k) + 1));
+        assert_eq!(
+            at(&mut p, &t, &input, 2),
+            (Verdict::Tx(0), want),
+            "INIT {k}"
+        );
+    }
+    let st = p.conntrack().stats();
+    assert!(st.evicted_unreplied >= 190, "{st:?}");
+    for n in &est {
+        let (input, want) = n.forward(sctp(22, vec![SctpChunk::data(1, b"still here")]));
+        assert_eq!(at(&mut p, &t, &input, 3), (Verdict::Tx(0), want));
+    }
+    let assured = p
+        .conntrack()
+        .iter()
+        .filter(|e| e.assured() && e.sctp == Some(SctpState::Established))
+        .count();
+    assert_eq!(assured, 4);
+}
+
 /// Both directions of an SCTP flow belong to one worker, as TCP's do.
 #[test]
 fn both_directions_have_one_owner() {
