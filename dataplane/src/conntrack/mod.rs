@@ -37,7 +37,7 @@ mod list;
 pub mod sctp;
 /// The TCP state machine (netfilter-like, no window tracking).
 pub mod tcp;
-/// Idle timeouts by protocol and TCP state.
+/// Idle timeouts by protocol and TCP / SCTP state.
 pub mod timeouts;
 
 #[cfg(test)]
