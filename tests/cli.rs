@@ -175,3 +175,31 @@ fn explain_answers_from_a_services_file() {
     assert_eq!(e.lines().count(), 1, "{e}");
     assert!(e.contains("not address:port"), "{e}");
 }
+
+/// `vipgate explain` of SCTP Services from the `sctp` fixture's file: a
+/// flow to the Service with an endpoint gets it (the SCTP port, not a TCP
+/// one of the same number), the one without endpoints says ABORT.
+#[test]
+fn explain_answers_for_sctp_services() {
+    let svc = fixture("pcap-fixtures/sctp-services.yaml");
+    let ask = |vip: &str| {
+        let o = vipgate(&[
+            "explain",
+            "--json",
+            "--services",
+            &svc,
+            "198.18.0.30:40000",
+            vip,
+        ]);
+        assert!(o.status.success(), "{}", stderr(&o));
+        serde_json::from_slice::<serde_json::Value>(&o.stdout).unwrap()
+    };
+    let v = ask("198.19.3.10:3868/sctp");
+    assert_eq!(v["verdict"], "forwarded", "{v}");
+    assert_eq!(v["service"], "telecom/hss:diameter", "{v}");
+    assert_eq!(v["backend"], "198.18.1.130:3869", "{v}");
+    assert_eq!(ask("198.19.3.10:3868/tcp")["verdict"], "passed");
+    let v = ask("198.19.3.11:3868/sctp");
+    assert_eq!(v["verdict"], "rejected", "{v}");
+    assert!(v["why"].as_str().unwrap().contains("SCTP ABORT"), "{v}");
+}

@@ -1,6 +1,9 @@
 //! Per-core cost of the pipeline over in-memory bursts (rx copy, classify,
 //! conntrack, Maglev, NAT, tx), for established TCP flows, new TCP flows
-//! (a SYN flood of distinct clients) and UDP flows, against 100 services
+//! (a SYN flood of distinct clients), UDP flows and SCTP associations (DATA
+//! of 32 and of 1,400 bytes, against UDP of the same sizes: the CRC32c is
+//! recomputed over the whole SCTP packet, so its cost grows with the
+//! payload), against 100 services
 //! with 10 backends each; then the same against 1 and 10,000 services, whose
 //! ratio shows what a large table (Maglev rings beyond L3) costs per packet.
 //!
@@ -16,7 +19,9 @@ use dataplane::io::{Batch, PacketIo};
 use dataplane::pipeline::{Pipeline, PipelineConfig};
 use dataplane::service::{Affinity, BackendSpec, BackendState, ServiceKey, ServiceSpec};
 use dataplane::table::{ServiceTable, TableConfig};
-use fixtures::packet::{Eth, Ip, Ipv4, Packet, Tcp, Udp, L4, TCP_ACK, TCP_SYN};
+use fixtures::packet::{
+    Eth, Ip, Ipv4, Packet, Sctp, SctpChunk, Tcp, Udp, L4, SCTP_INIT, TCP_ACK, TCP_SYN,
+};
 
 const BURST: usize = 64;
 const SERVICES: u32 = 100;
@@ -26,12 +31,12 @@ fn vip(s: u32) -> [u8; 4] {
     [198, 19, (s >> 8) as u8, s as u8]
 }
 
-/// `services` services (TCP and UDP port 80) of 10 backends each; backends
+/// `services` services (TCP, UDP and SCTP port 80) of 10 backends each; backends
 /// live in 198.18.128.0/17 and repeat once it is used up.
 fn tables(services: u32) -> Tables {
     let mut specs = Vec::new();
     for s in 0..services {
-        for proto in [Proto::Tcp, Proto::Udp] {
+        for proto in [Proto::Tcp, Proto::Udp, Proto::Sctp] {
             specs.push(ServiceSpec {
                 key: ServiceKey {
                     vip: Addr::from_v4(vip(s)),
@@ -59,31 +64,50 @@ fn tables(services: u32) -> Tables {
     Tables::new(ServiceTable::from_specs(specs, TableConfig::default()))
 }
 
-fn frame(client: u32, cport: u16, svc: u32, tcp_flags: Option<u8>) -> Vec<u8> {
+/// What a capture's packets carry.
+#[derive(Clone, Copy)]
+enum Kind {
+    Tcp(u8),
+    /// UDP with this many bytes of payload.
+    Udp(usize),
+    /// An SCTP INIT (opens the association).
+    SctpInit,
+    /// An SCTP DATA chunk of this many bytes.
+    SctpData(usize),
+}
+
+fn frame(client: u32, cport: u16, svc: u32, kind: Kind) -> Vec<u8> {
     let c = client.to_be_bytes();
     let eth = Eth::new([2, 0, 0, 0, 0, 1], [2, 0, 0, 0, 0, 2]);
     let ip = Ip::V4(Ipv4::new([198, 18, c[2], c[3]], vip(svc), 64));
-    let l4 = match tcp_flags {
-        Some(f) => {
+    let l4 = match kind {
+        Kind::Tcp(f) => {
             let mut t = Tcp::new(cport, 80, 1, 1, f);
             t.payload = vec![0x55; 32];
             L4::Tcp(t)
         }
-        None => L4::Udp(Udp::new(cport, 80, vec![0x55; 32])),
+        Kind::Udp(n) => L4::Udp(Udp::new(cport, 80, vec![0x55; n])),
+        Kind::SctpInit => L4::Sctp(Sctp::new(
+            cport,
+            80,
+            0,
+            vec![SctpChunk::init(SCTP_INIT, 7, 1, &[])],
+        )),
+        Kind::SctpData(n) => L4::Sctp(Sctp::new(
+            cport,
+            80,
+            7,
+            vec![SctpChunk::data(1, &vec![0x55; n])],
+        )),
     };
     Packet::new(eth, ip, l4).frame()
 }
 
 /// A capture of `n` packets of distinct flows, spread over `services`.
-fn capture(n: u32, services: u32, tcp_flags: Option<u8>) -> Capture {
+fn capture(n: u32, services: u32, kind: Kind) -> Capture {
     let mut cap = Capture::new();
     for i in 0..n {
-        let f = frame(
-            i / 50_000,
-            1024 + (i % 50_000) as u16,
-            i % services,
-            tcp_flags,
-        );
+        let f = frame(i / 50_000, 1024 + (i % 50_000) as u16, i % services, kind);
         cap.push(1_000_000_000, &f);
     }
     cap
@@ -127,7 +151,7 @@ fn bench_table(c: &mut Criterion, services: u32, suffix: &str) {
     g.throughput(Throughput::Elements(BURST as u64));
 
     // Established: 64k TCP flows, every packet hits conntrack.
-    let est = capture(65_536, services, Some(TCP_ACK));
+    let est = capture(65_536, services, Kind::Tcp(TCP_ACK));
     let order: Vec<u32> = (0..est.len() as u32).collect();
     let mut p = pipeline(1 << 18);
     run_bursts(
@@ -143,27 +167,50 @@ fn bench_table(c: &mut Criterion, services: u32, suffix: &str) {
 
     // New flows: SYNs of 1M distinct (client, port); conntrack evicts the
     // oldest unreplied entries once full, as under a SYN flood.
-    let syn = capture(1 << 20, services, Some(TCP_SYN));
+    let syn = capture(1 << 20, services, Kind::Tcp(TCP_SYN));
     let order: Vec<u32> = (0..syn.len() as u32).collect();
     let mut p = pipeline(1 << 18);
     g.bench_function(format!("tcp_syn_new_flow{suffix}"), |b| {
         b.iter_custom(|iters| run_bursts(&syn, &order, &tables, &mut p, iters))
     });
 
-    // UDP: 64k established flows.
-    let udp = capture(65_536, services, None);
-    let order: Vec<u32> = (0..udp.len() as u32).collect();
-    let mut p = pipeline(1 << 18);
-    run_bursts(
-        &udp,
-        &order,
-        &tables,
-        &mut p,
-        (udp.len() / BURST) as u64 + 1,
-    );
-    g.bench_function(format!("udp{suffix}"), |b| {
-        b.iter_custom(|iters| run_bursts(&udp, &order, &tables, &mut p, iters))
-    });
+    // UDP: 64k established flows; 32-byte payloads, and 1,400 bytes to
+    // compare with SCTP's (the frame copies grow, the NAT does not).
+    for (payload, name) in [(32, "udp"), (1400, "udp_1400")] {
+        let udp = capture(65_536, services, Kind::Udp(payload));
+        let order: Vec<u32> = (0..udp.len() as u32).collect();
+        let mut p = pipeline(1 << 18);
+        run_bursts(
+            &udp,
+            &order,
+            &tables,
+            &mut p,
+            (udp.len() / BURST) as u64 + 1,
+        );
+        g.bench_function(format!("{name}{suffix}"), |b| {
+            b.iter_custom(|iters| run_bursts(&udp, &order, &tables, &mut p, iters))
+        });
+    }
+
+    // SCTP: 64k associations opened by an INIT each, then their DATA.
+    let inits = capture(65_536, services, Kind::SctpInit);
+    for payload in [32, 1400] {
+        let data = capture(65_536, services, Kind::SctpData(payload));
+        let order: Vec<u32> = (0..data.len() as u32).collect();
+        let mut p = pipeline(1 << 18);
+        let once = (inits.len() / BURST) as u64 + 1;
+        run_bursts(&inits, &order, &tables, &mut p, once);
+        let before = p.counters().forwarded;
+        run_bursts(&data, &order, &tables, &mut p, 16);
+        assert_eq!(
+            p.counters().forwarded - before,
+            16 * BURST as u64,
+            "SCTP DATA of open associations is forwarded"
+        );
+        g.bench_function(format!("sctp_data_{payload}{suffix}"), |b| {
+            b.iter_custom(|iters| run_bursts(&data, &order, &tables, &mut p, iters))
+        });
+    }
     g.finish();
 }
 

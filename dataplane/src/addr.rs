@@ -110,6 +110,7 @@ pub enum Proto {
     Tcp = 6,
     Udp = 17,
     Icmpv6 = 58,
+    Sctp = 132,
 }
 
 impl Proto {
@@ -120,6 +121,7 @@ impl Proto {
             6 => Some(Proto::Tcp),
             17 => Some(Proto::Udp),
             58 => Some(Proto::Icmpv6),
+            132 => Some(Proto::Sctp),
             _ => None,
         }
     }
@@ -130,6 +132,7 @@ impl Proto {
             Proto::Tcp => "TCP",
             Proto::Udp => "UDP",
             Proto::Icmpv6 => "ICMPv6",
+            Proto::Sctp => "SCTP",
         }
     }
 }

@@ -17,7 +17,7 @@ use std::sync::Arc;
 
 use crate::addr::{Addr, Proto, Tuple};
 use crate::affinity::{backend_fingerprint, AffinityTable, Found, Stored};
-use crate::conntrack::{self, tcp, Conntrack, Direction, InsertError};
+use crate::conntrack::{self, sctp, tcp, Conntrack, Direction, InsertError};
 use crate::counters::{Counted, Counters};
 use crate::fragments::{FragKey, FragTable, Inserted, FRAGMENT_TIMEOUT_S};
 use crate::io::OffloadMeta;
@@ -29,7 +29,9 @@ use crate::wire::nat::{
     decrement_ttl, rewrite_address, rewrite_endpoint, translate_icmp_error, End, L4Csum,
 };
 use crate::wire::parse::{parse, parse_quoted, ParseError, Parsed, L4};
-use crate::wire::reject::{icmp_error, icmp_port_unreachable, tcp_reset, IcmpAnswer};
+use crate::wire::reject::{
+    icmp_error, icmp_port_unreachable, sctp_abort, sctp_is_answered, tcp_reset, IcmpAnswer,
+};
 
 /// Conntrack slots examined for expiry per burst: enough to cycle a 1M
 /// table in a few seconds at 1M bursts/s, small enough to stay invisible
@@ -420,6 +422,7 @@ impl Pipeline {
         if let Some(t) = flow_tuple(&p) {
             let flags = match p.l4 {
                 L4::Tcp { flags, .. } => flags,
+                L4::Sctp { chunks, .. } => chunks.0,
                 _ => 0,
             };
             let known = known.unwrap_or_else(|| Known {
@@ -481,6 +484,9 @@ impl Pipeline {
                 // kube-proxy's firewall rules see only a connection's first
                 // packet.
                 None if !svc.spec.admits(&t.src) => return Outcome::Drop(DropReason::SourceRange),
+                None if t.proto == Proto::Sctp && !sctp::opens(flags) => {
+                    return self.sctp_untracked(table, svc, buf, p, t);
+                }
                 None => match self.new_flow(table, svc, t, known.pick_hash, flags, now) {
                     Ok(b) => b,
                     Err(Outcome::Rejected(_)) if svc.spec.no_endpoints == NoEndpoints::Drop => {
@@ -510,8 +516,8 @@ impl Pipeline {
         Outcome::Pass
     }
 
-    /// A packet to a removed Service port. Its established TCP flows keep
-    /// their translation until they end or time out, as kube-proxy's
+    /// A packet to a removed Service port. Its established TCP (and SCTP)
+    /// flows keep their translation until they end or time out, as kube-proxy's
     /// conntrack entries outlive the rules that made them; its UDP flows
     /// are flushed (kube-proxy deletes them when the Service goes), and
     /// everything else is no longer ours: passed to the kernel.
@@ -530,7 +536,9 @@ impl Pipeline {
         let Some(id) = self.ct.find_original_hashed(t, ct_hash, now) else {
             return Outcome::Pass;
         };
-        if t.proto != Proto::Tcp {
+        // kube-proxy's conntrack cleanup flushes UDP entries only: TCP and
+        // SCTP associations run on.
+        if t.proto == Proto::Udp {
             self.ct.remove(id);
             self.counters.retired_flushed += 1;
             return Outcome::Pass;
@@ -696,6 +704,28 @@ impl Pipeline {
         Outcome::Rejected(icmp_error(buf, p, IcmpAnswer::TimeExceeded, &src))
     }
 
+    /// An SCTP packet to a VIP port that is not an INIT and matches no
+    /// association: dropped, unless the Service has no endpoints, which is
+    /// answered as an INIT would be (RFC 9260 8.4 answers any
+    /// out-of-the-blue packet, see [`Pipeline::reject`]).
+    #[cold]
+    fn sctp_untracked(
+        &mut self,
+        table: &ServiceTable,
+        svc: &ServiceEntry,
+        buf: &mut [u8],
+        p: &Parsed,
+        t: &Tuple,
+    ) -> Outcome {
+        if svc.pick(t, table.config().seed).is_some() {
+            Outcome::Drop(DropReason::SctpNoAssociation)
+        } else if svc.spec.no_endpoints == NoEndpoints::Drop {
+            Outcome::Drop(DropReason::NoLocalEndpoints)
+        } else {
+            self.reject(buf, p)
+        }
+    }
+
     /// Replaces the packet with kube-proxy's REJECT answer.
     ///
     /// Except a RST, which is never answered: RFC 9293 3.10.7.1 discards a
@@ -710,6 +740,11 @@ impl Pipeline {
                 return Outcome::Drop(DropReason::RstNoEndpoints)
             }
             L4::Tcp { .. } if self.reject_tcp == RejectTcp::Rst => tcp_reset(buf, p),
+            // Likewise an ABORT or SHUTDOWN COMPLETE (RFC 9260 8.4).
+            L4::Sctp { chunk, chunks, .. } if !sctp_is_answered(chunk, chunks) => {
+                return Outcome::Drop(DropReason::SctpNoEndpointsUnanswered)
+            }
+            L4::Sctp { .. } => sctp_abort(buf, p),
             _ => icmp_port_unreachable(buf, p),
         };
         Outcome::Rejected(n)
@@ -734,7 +769,7 @@ impl Pipeline {
             return untracked;
         };
         let proto = match Proto::from_number(q.proto) {
-            Some(pr @ (Proto::Tcp | Proto::Udp)) => pr,
+            Some(pr @ (Proto::Tcp | Proto::Udp | Proto::Sctp)) => pr,
             _ => return untracked,
         };
         // The quoted packet travelled the other way: reverse it.
@@ -781,9 +816,9 @@ impl Pipeline {
     }
 }
 
-/// The tuple of a TCP segment or UDP datagram that has ports (a whole
-/// packet or a first fragment): what conntrack and the service table are
-/// keyed on.
+/// The tuple of a TCP segment, UDP datagram or SCTP packet that has ports
+/// (a whole packet or a first fragment): what conntrack and the service
+/// table are keyed on.
 #[inline]
 fn flow_tuple(p: &Parsed) -> Option<Tuple> {
     if (p.fragment && !p.frag_first) || p.in_transit {
@@ -792,6 +827,7 @@ fn flow_tuple(p: &Parsed) -> Option<Tuple> {
     let (sport, dport, proto) = match p.l4 {
         L4::Tcp { sport, dport, .. } => (sport, dport, Proto::Tcp),
         L4::Udp { sport, dport } => (sport, dport, Proto::Udp),
+        L4::Sctp { sport, dport, .. } => (sport, dport, Proto::Sctp),
         _ => return None,
     };
     Some(Tuple {
@@ -926,6 +962,7 @@ mod tests {
                             proto: match p.proto {
                                 L4Proto::Tcp => Proto::Tcp,
                                 L4Proto::Udp => Proto::Udp,
+                                L4Proto::Sctp => Proto::Sctp,
                             },
                         },
                         name: format!("{}/{}:{}", svc.namespace, svc.name, p.port),
@@ -980,6 +1017,13 @@ mod tests {
             .entries()
             .iter()
             .any(|e| matches!(e.spec.affinity, crate::service::Affinity::ClientIp { .. })));
+        assert_same(&cap, &table, 1 << 16, 2);
+    }
+
+    /// SCTP: associations, packets outside one, ABORT answers.
+    #[test]
+    fn look_ahead_agrees_on_sctp() {
+        let (cap, table) = fixture("sctp", &fixtures::scenario_sctp::services());
         assert_same(&cap, &table, 1 << 16, 2);
     }
 }

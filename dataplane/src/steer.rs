@@ -36,11 +36,11 @@ pub fn owner(frame: &[u8], table: &ServiceTable, workers: usize) -> usize {
 #[inline]
 fn owner_of(frame: &[u8], p: &Parsed, table: &ServiceTable, workers: usize) -> usize {
     let h = match p.l4 {
-        L4::Tcp { sport, dport, .. } | L4::Udp { sport, dport } => {
-            let proto = if matches!(p.l4, L4::Tcp { .. }) {
-                Proto::Tcp
-            } else {
-                Proto::Udp
+        L4::Tcp { sport, dport, .. } | L4::Udp { sport, dport } | L4::Sctp { sport, dport, .. } => {
+            let proto = match p.l4 {
+                L4::Tcp { .. } => Proto::Tcp,
+                L4::Udp { .. } => Proto::Udp,
+                _ => Proto::Sctp,
             };
             if table.lookup(&p.dst, dport, proto).is_some() {
                 endpoint_hash(&p.src, sport)

@@ -48,10 +48,17 @@ pub enum DropReason {
     /// A new flow to a load-balancer IP from a client outside the Service's
     /// `loadBalancerSourceRanges`: kube-proxy drops it.
     SourceRange,
+    /// An SCTP packet other than an INIT to a VIP port, matching no tracked
+    /// association: only an INIT opens one (as only a SYN would for TCP
+    /// without loose pickup), and a backend would not know the rest.
+    SctpNoAssociation,
+    /// An SCTP ABORT, SHUTDOWN COMPLETE or (COOKIE) ERROR to a Service
+    /// without endpoints: never answered (RFC 9260 8.4), so it ends here.
+    SctpNoEndpointsUnanswered,
 }
 
 impl DropReason {
-    pub const COUNT: usize = 11;
+    pub const COUNT: usize = 13;
     pub const ALL: [DropReason; DropReason::COUNT] = [
         DropReason::Malformed,
         DropReason::TtlExceeded,
@@ -64,6 +71,8 @@ impl DropReason {
         DropReason::RstNoEndpoints,
         DropReason::NoLocalEndpoints,
         DropReason::SourceRange,
+        DropReason::SctpNoAssociation,
+        DropReason::SctpNoEndpointsUnanswered,
     ];
 
     /// The name used in counters, JSON and reports.
@@ -80,6 +89,8 @@ impl DropReason {
             DropReason::RstNoEndpoints => "rst_no_endpoints",
             DropReason::NoLocalEndpoints => "no_local_endpoints",
             DropReason::SourceRange => "source_range",
+            DropReason::SctpNoAssociation => "sctp_no_association",
+            DropReason::SctpNoEndpointsUnanswered => "sctp_no_endpoints_unanswered",
         }
     }
 }

@@ -7,8 +7,8 @@ use dataplane::addr::{Addr, Proto, Tuple};
 use dataplane::conntrack::{Config, Conntrack, Direction, Timeouts};
 use proptest::prelude::*;
 
-/// Every TCP state gets the same timeout so the model needs no state
-/// machine; UDP and ICMP keep distinct values so `replied` matters.
+/// Every TCP and SCTP state gets the same timeout so the model needs no
+/// state machine; UDP and ICMP keep distinct values so `replied` matters.
 const TCP_SECS: u32 = 50;
 const UDP_UNREPLIED: u32 = 30;
 const UDP_ASSURED: u32 = 70;
@@ -27,12 +27,19 @@ fn timeouts() -> Timeouts {
         udp_unreplied: UDP_UNREPLIED,
         udp_assured: UDP_ASSURED,
         icmp: ICMP_SECS,
+        sctp_cookie_wait: TCP_SECS,
+        sctp_cookie_echoed: TCP_SECS,
+        sctp_established: TCP_SECS,
+        sctp_shutdown_sent: TCP_SECS,
+        sctp_shutdown_recd: TCP_SECS,
+        sctp_shutdown_ack_sent: TCP_SECS,
+        sctp_closed: TCP_SECS,
     }
 }
 
 fn model_timeout(proto: Proto, replied: bool) -> u32 {
     match proto {
-        Proto::Tcp => TCP_SECS,
+        Proto::Tcp | Proto::Sctp => TCP_SECS,
         Proto::Udp if replied => UDP_ASSURED,
         Proto::Udp => UDP_UNREPLIED,
         Proto::Icmp | Proto::Icmpv6 => ICMP_SECS,
@@ -65,7 +72,8 @@ fn pool() -> Vec<Flow> {
     (0..POOL)
         .map(|k| {
             let v6 = k % 2 == 1;
-            let proto = [Proto::Tcp, Proto::Udp, Proto::Icmp][k % 3];
+            // Each protocol in both families (v6 = odd k).
+            let proto = [Proto::Tcp, Proto::Udp, Proto::Icmp, Proto::Sctp][(k / 2) % 4];
             let proto = if v6 && proto == Proto::Icmp {
                 Proto::Icmpv6
             } else {
@@ -208,8 +216,8 @@ proptest! {
                     m.deadline = now + model_timeout(flows[k].original.proto, m.replied);
                     let e = ct.entry(id);
                     prop_assert_eq!(e.deadline(), m.deadline);
-                    if flows[k].original.proto != Proto::Tcp {
-                        // TCP may legitimately forget replies on port reuse.
+                    if !matches!(flows[k].original.proto, Proto::Tcp | Proto::Sctp) {
+                        // TCP and SCTP may legitimately forget replies on port reuse.
                         prop_assert_eq!(e.replied, m.replied);
                     }
                 }

@@ -99,7 +99,7 @@ impl Run {
     fn timeout(&self, proto: Proto, replied: bool) -> u32 {
         let t = &self.timeouts;
         match proto {
-            Proto::Tcp => t.tcp_established,
+            Proto::Tcp | Proto::Sctp => t.tcp_established,
             Proto::Udp if replied => t.udp_assured,
             Proto::Udp => t.udp_unreplied,
             Proto::Icmp | Proto::Icmpv6 => t.icmp,
@@ -142,6 +142,14 @@ pub fn run(data: &[u8]) {
         udp_unreplied: 1 + u32::from(inp.u8()),
         udp_assured: 1 + u32::from(inp.u8()),
         icmp: 1 + u32::from(inp.u8()),
+        // No SCTP flows in the pool (yet): the same as TCP, as the model has it.
+        sctp_cookie_wait: tcp,
+        sctp_cookie_echoed: tcp,
+        sctp_established: tcp,
+        sctp_shutdown_sent: tcp,
+        sctp_shutdown_recd: tcp,
+        sctp_shutdown_ack_sent: tcp,
+        sctp_closed: tcp,
     };
     let mut r = Run {
         ct: Conntrack::new(Config { capacity, timeouts }),

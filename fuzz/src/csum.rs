@@ -2,6 +2,11 @@
 //! what the dataplane updated incrementally (RFC 1624) and to give built
 //! inputs correct checksums to start from.
 //!
+//! SCTP's CRC32c (RFC 9260 appendix B), which pnet lacks, comes from the
+//! `crc` crate. A quoted SCTP packet's CRC32c is not judged: a NAT cannot
+//! fix it (it covers the whole packet, of which a quote is a part), and no
+//! receiver checks it.
+//!
 //! A field is accepted the way a receiver verifies it: ones'-complement
 //! +0 and -0 (0x0000 and 0xffff) are the same value, except that a UDP
 //! field of 0 means "no checksum", which IPv4 allows and IPv6 does not
@@ -23,7 +28,8 @@ use crate::walk::{self, Ip};
 pub struct Checks {
     /// The IPv4 header checksum.
     pub ip: Option<bool>,
-    /// The TCP / UDP / ICMP / ICMPv6 checksum over the whole segment.
+    /// The TCP / UDP / ICMP / ICMPv6 checksum or SCTP CRC32c over the
+    /// whole segment.
     pub l4: Option<bool>,
     /// In an ICMP error: the quoted IPv4 header's checksum.
     pub quoted_ip: Option<bool>,
@@ -55,7 +61,9 @@ pub fn checks(frame: &[u8]) -> Checks {
     };
     if let Some(q) = walk::quoted(frame, &outer) {
         c.quoted_ip = ip_ok(frame, &q);
-        c.quoted_l4 = l4_ok(frame, &q);
+        if q.proto != PROTO_SCTP {
+            c.quoted_l4 = l4_ok(frame, &q);
+        }
     }
     c
 }
@@ -64,6 +72,10 @@ pub fn checks(frame: &[u8]) -> Checks {
 /// (the L4 first: the IPv4 header checksum does not cover it, but a quoted
 /// packet's fields are covered by the outer ICMP checksum).
 pub fn fix(buf: &mut [u8], ip: &Ip) {
+    if let Some(want) = sctp_expected(buf, ip) {
+        let at = ip.l4.start + 8;
+        buf[at..at + 4].copy_from_slice(&want.to_le_bytes());
+    }
     if let Some((off, want, udp)) = l4_expected(buf, ip) {
         let v = if udp && want == 0 { 0xffff } else { want };
         buf[off..off + 2].copy_from_slice(&v.to_be_bytes());
@@ -84,7 +96,29 @@ fn ip_ok(buf: &[u8], ip: &Ip) -> Option<bool> {
     Some(same(p.get_checksum(), ipv4::checksum(&p)))
 }
 
+const PROTO_SCTP: u8 = 132;
+
+/// The CRC32c of a whole SCTP packet of `ip` (field taken as zero; written
+/// least significant byte first). None when it is not whole.
+fn sctp_expected(buf: &[u8], ip: &Ip) -> Option<u32> {
+    if ip.proto != PROTO_SCTP || !ip.complete || ip.fragment || ip.l4.len() < 12 {
+        return None;
+    }
+    const CRC32C: crc::Crc<u32> = crc::Crc::<u32>::new(&crc::CRC_32_ISCSI);
+    let seg = &buf[ip.l4.clone()];
+    let mut d = CRC32C.digest();
+    d.update(&seg[..8]);
+    d.update(&[0; 4]);
+    d.update(&seg[12..]);
+    Some(d.finalize())
+}
+
 fn l4_ok(buf: &[u8], ip: &Ip) -> Option<bool> {
+    if ip.proto == PROTO_SCTP {
+        let want = sctp_expected(buf, ip)?;
+        let at = ip.l4.start + 8;
+        return Some(buf[at..at + 4] == want.to_le_bytes());
+    }
     let (off, want, udp) = l4_expected(buf, ip)?;
     let field = u16::from_be_bytes([buf[off], buf[off + 1]]);
     Some(if udp {
@@ -198,6 +232,29 @@ mod tests {
             let last = f.len() - 1;
             f[last] ^= 0x40;
             assert_eq!(checks(&f).l4, Some(false), "{ip:?} {l4:?}");
+        }
+    }
+
+    /// SCTP (built raw: the frame builder knows no SCTP) gets its CRC32c
+    /// from `fix`, and a flipped byte anywhere in the packet fails it.
+    #[test]
+    fn sctp_crc32c_is_checked() {
+        let ip = IpSpec::new(
+            "198.18.0.1".parse().unwrap(),
+            "198.19.0.10".parse().unwrap(),
+            64,
+        );
+        // Common header (ports, tag, checksum 0), then a DATA chunk.
+        let mut sctp = vec![0x9c, 0x40, 0x0f, 0x1c, 1, 2, 3, 4, 0, 0, 0, 0];
+        sctp.extend_from_slice(&[0, 3, 0, 17, 0, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0x42]);
+        sctp.extend_from_slice(&[0, 0, 0]);
+        let f = frame_of(&ip, &L4::Raw(132), &sctp);
+        assert_eq!(checks(&f).l4, Some(true));
+        let l4 = f.len() - sctp.len();
+        for i in l4..f.len() {
+            let mut bad = f.clone();
+            bad[i] ^= 0x10;
+            assert_eq!(checks(&bad).l4, Some(false), "byte {i}");
         }
     }
 

@@ -1,5 +1,5 @@
 //! Frame templates: Ethernet (+ 802.1Q), IPv4 (+ options, fragments) or IPv6
-//! (+ extension headers), TCP / UDP / ICMP / ICMPv6 and payload, serialised
+//! (+ extension headers), TCP / UDP / ICMP / ICMPv6 / SCTP and payload, serialised
 //! with correct lengths and checksums (recomputed with pnet, see `csum`).
 //!
 //! The fuzz inputs pick the fields; anything broken is broken on purpose,
@@ -15,6 +15,7 @@ pub const PEER_MAC: [u8; 6] = [2, 0, 0, 0, 0, 2];
 
 pub const TCP: u8 = 6;
 pub const UDP: u8 = 17;
+pub const SCTP: u8 = 132;
 
 /// One IPv6 extension header.
 #[derive(Clone, Copy, Debug)]
@@ -75,6 +76,14 @@ pub enum L4 {
         /// Send "no checksum" (0), legal over IPv4 only.
         no_csum: bool,
     },
+    /// SCTP: the common header, then `chunks` (whole chunks, as the input
+    /// made them); the payload follows them.
+    Sctp {
+        sport: u16,
+        dport: u16,
+        vtag: u32,
+        chunks: Vec<u8>,
+    },
     /// ICMP or ICMPv6 (by the IP version): type, code, rest of header.
     Icmp { kind: u8, code: u8, rest: [u8; 4] },
     /// Any other protocol number: the payload is all there is.
@@ -86,6 +95,7 @@ impl L4 {
         match self {
             L4::Tcp { .. } => TCP,
             L4::Udp { .. } => UDP,
+            L4::Sctp { .. } => SCTP,
             L4::Icmp { .. } if v6 => 58,
             L4::Icmp { .. } => 1,
             L4::Raw(p) => *p,
@@ -118,6 +128,18 @@ impl L4 {
                 out.extend_from_slice(&dport.to_be_bytes());
                 out.extend_from_slice(&((8 + payload.len()) as u16).to_be_bytes());
                 out.extend_from_slice(&[0, 0]);
+            }
+            L4::Sctp {
+                sport,
+                dport,
+                vtag,
+                chunks,
+            } => {
+                out.extend_from_slice(&sport.to_be_bytes());
+                out.extend_from_slice(&dport.to_be_bytes());
+                out.extend_from_slice(&vtag.to_be_bytes());
+                out.extend_from_slice(&[0; 4]);
+                out.extend_from_slice(chunks);
             }
             L4::Icmp { kind, code, rest } => {
                 out.extend_from_slice(&[*kind, *code, 0, 0]);

@@ -9,6 +9,8 @@
 
 use std::net::IpAddr;
 
+use dataplane::addr::Proto;
+
 use crate::frame::{self, Ext, IpSpec, L4};
 use crate::input::Input;
 use crate::scenario::{self, BACKEND_HOSTS, CLIENT_HOSTS, ROUTER_HOST, VIP_HOSTS};
@@ -26,7 +28,7 @@ pub struct Flow {
     pub vport: u16,
     pub backend: IpAddr,
     pub bport: u16,
-    pub tcp: bool,
+    pub proto: Proto,
 }
 
 /// Template modifiers (the second byte of every frame).
@@ -54,7 +56,7 @@ pub fn frame(inp: &mut Input, learned: &[Flow]) -> Vec<u8> {
         3 | 4 => {
             let fl = flow(inp, learned);
             let ip = ip_spec(inp, mods, fl.backend, fl.client);
-            let l4 = ports_l4(inp, mods, fl.tcp, fl.bport, fl.cport);
+            let l4 = ports_l4(inp, mods, fl.proto, fl.bport, fl.cport);
             build(inp, mods, &ip, &l4)
         }
         5 => icmp_error(inp, mods, learned, true),
@@ -77,7 +79,7 @@ pub fn frame(inp: &mut Input, learned: &[Flow]) -> Vec<u8> {
 
 /// A TCP segment or UDP datagram to a Service port (or a fragment of one).
 fn to_vip(inp: &mut Input, mods: u8, fragment: bool) -> Vec<u8> {
-    let (vip, vport, tcp) = scenario::target(usize::from(inp.u8()));
+    let (vip, vport, proto) = scenario::target(usize::from(inp.u8()));
     let six = vip.is_ipv6();
     let who = inp.u8();
     // Now and then a backend is the client (hairpin).
@@ -109,7 +111,7 @@ fn to_vip(inp: &mut Input, mods: u8, fragment: bool) -> Vec<u8> {
             ip.v4_frag = offset | if more { 0x2000 } else { 0 };
         }
     }
-    let l4 = ports_l4(inp, mods, tcp, cport, vport);
+    let l4 = ports_l4(inp, mods, proto, cport, vport);
     build(inp, mods, &ip, &l4)
 }
 
@@ -119,7 +121,7 @@ fn flow(inp: &mut Input, learned: &[Flow]) -> Flow {
     if !learned.is_empty() && b < 224 {
         return learned[usize::from(b) % learned.len()];
     }
-    let (vip, vport, tcp) = scenario::target(usize::from(b));
+    let (vip, vport, proto) = scenario::target(usize::from(b));
     let six = vip.is_ipv6();
     let host = inp.u8();
     Flow {
@@ -133,7 +135,7 @@ fn flow(inp: &mut Input, learned: &[Flow]) -> Flow {
             BACKEND_HOSTS[usize::from(host >> 3) % BACKEND_HOSTS.len()],
         ),
         bport: inp.pick(&[8080, 5353, 80, 8443]),
-        tcp,
+        proto,
     }
 }
 
@@ -160,7 +162,7 @@ fn icmp_error(inp: &mut Input, mods: u8, learned: &[Flow], to_vip: bool) -> Vec<
         (src, fl.client, fl.client, fl.backend, fl.cport, fl.bport)
     };
     let q_ip = IpSpec::new(q_src, q_dst, 63);
-    let q_l4 = ports_l4(inp, mods, fl.tcp, sport, dport);
+    let q_l4 = ports_l4(inp, mods, fl.proto, sport, dport);
     let payload = payload(inp, mods);
     let mut quoted = frame::ip_packet(&q_ip, &q_l4, &payload);
     // Routers quote the header and 8 bytes; hosts often quote all of it.
@@ -249,7 +251,12 @@ fn not_ours(inp: &mut Input, mods: u8) -> Vec<u8> {
     let ip = ip_spec(inp, mods, src, dst);
     let l4 = if inp.bool() {
         let (sport, dport) = (port(inp), port(inp));
-        ports_l4(inp, mods, b & 0x40 != 0, sport, dport)
+        let proto = if b & 0x40 != 0 {
+            Proto::Tcp
+        } else {
+            Proto::Udp
+        };
+        ports_l4(inp, mods, proto, sport, dport)
     } else {
         L4::Raw(inp.pick(&[47, 50, 132, 0, 255]))
     };
@@ -289,9 +296,13 @@ fn ip_spec(inp: &mut Input, mods: u8, src: IpAddr, dst: IpAddr) -> IpSpec {
     ip
 }
 
-/// A TCP or UDP header between two ports, with flags and options.
-fn ports_l4(inp: &mut Input, mods: u8, tcp: bool, sport: u16, dport: u16) -> L4 {
-    if !tcp {
+/// A TCP, UDP or SCTP header between two ports, with flags and options
+/// (for SCTP: chunks).
+fn ports_l4(inp: &mut Input, mods: u8, proto: Proto, sport: u16, dport: u16) -> L4 {
+    if proto == Proto::Sctp {
+        return sctp_l4(inp, mods, sport, dport);
+    }
+    if proto != Proto::Tcp {
         return L4::Udp {
             sport,
             dport,
@@ -328,6 +339,60 @@ fn ports_l4(inp: &mut Input, mods: u8, tcp: bool, sport: u16, dport: u16) -> L4 
         ack,
         flags,
         opts,
+    }
+}
+
+/// SCTP chunk types a packet starts with (RFC 9260 3.2): the handshake,
+/// DATA and SACK, the shutdown, ABORT, HEARTBEAT, ERROR.
+pub const SCTP_FIRST: [u8; 12] = [1, 2, 10, 11, 0, 3, 7, 8, 14, 6, 4, 9];
+/// Chunk types bundled behind the first: DATA, SACK, ABORT (last, as RFC
+/// 9260 6.10 wants it), and an INIT (which may not be bundled: malformed).
+pub const SCTP_BUNDLED: [u8; 4] = [0, 3, 6, 1];
+
+/// Value bytes of a generated chunk of type `kind`: the fixed part of
+/// INIT / INIT ACK, DATA's header and 4 bytes of data, and so on.
+pub fn sctp_value_len(kind: u8) -> usize {
+    match kind {
+        0..=2 => 16,
+        3 => 12,
+        10 | 4 | 5 => 8,
+        7 | 9 => 4,
+        _ => 0,
+    }
+}
+
+/// One chunk: type, flags, length, value, padding.
+fn sctp_chunk(out: &mut Vec<u8>, kind: u8, flags: u8, value: &[u8]) {
+    out.extend_from_slice(&[kind, flags]);
+    out.extend_from_slice(&((4 + value.len()) as u16).to_be_bytes());
+    out.extend_from_slice(value);
+    out.resize(out.len().next_multiple_of(4), 0);
+}
+
+/// An SCTP packet between two ports: the first chunk's type (byte 1), bits
+/// (byte 2: T flag, bundle a second chunk, which one), the verification
+/// tag (byte 3, or 4 bytes with `M_ODD`), then each chunk's value bytes.
+fn sctp_l4(inp: &mut Input, mods: u8, sport: u16, dport: u16) -> L4 {
+    let kind = inp.pick(&SCTP_FIRST);
+    let bits = inp.u8();
+    let vtag = if mods & M_ODD != 0 {
+        inp.u32()
+    } else {
+        u32::from(inp.u8())
+    };
+    let mut chunks = Vec::new();
+    let value = inp.bytes(sctp_value_len(kind)).to_vec();
+    sctp_chunk(&mut chunks, kind, bits & 1, &value);
+    if bits & 2 != 0 {
+        let second = SCTP_BUNDLED[usize::from(bits >> 2) % SCTP_BUNDLED.len()];
+        let value = inp.bytes(sctp_value_len(second)).to_vec();
+        sctp_chunk(&mut chunks, second, 0, &value);
+    }
+    L4::Sctp {
+        sport,
+        dport,
+        vtag,
+        chunks,
     }
 }
 

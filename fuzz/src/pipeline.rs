@@ -192,7 +192,7 @@ impl Run {
             .collect()
     }
 
-    /// Flows the burst forwarded (TCP/UDP to a VIP), for later replies.
+    /// Flows the burst forwarded (TCP/UDP/SCTP to a VIP), for later replies.
     fn learn(&mut self, frames: &[(Vec<u8>, usize)], got: &[Out], counted: &[Counted]) {
         for (((f, _), out), c) in frames.iter().zip(got).zip(counted) {
             if *c != Counted::Forwarded {
@@ -211,11 +211,14 @@ impl Run {
                 vport,
                 backend: b.dst,
                 bport,
-                tcp: a.proto == 6,
+                proto: match dataplane::addr::Proto::from_number(a.proto) {
+                    Some(p @ (dataplane::addr::Proto::Tcp | dataplane::addr::Proto::Sctp)) => p,
+                    _ => dataplane::addr::Proto::Udp,
+                },
             };
             let same = |l: &Flow| {
-                (l.client, l.cport, l.vip, l.vport, l.tcp)
-                    == (flow.client, flow.cport, flow.vip, flow.vport, flow.tcp)
+                (l.client, l.cport, l.vip, l.vport, l.proto)
+                    == (flow.client, flow.cport, flow.vip, flow.vport, flow.proto)
             };
             match self.learned.iter_mut().find(|l| same(l)) {
                 Some(l) => *l = flow,

@@ -171,6 +171,15 @@ const GEN1: &[Svc] = &[
         &[(10, 5353, Ready), (12, 5353, Ready)],
     ),
     svc(12, true, 80, Proto::Tcp, &[]),
+    // SCTP: with endpoints (IPv6), and without (IPv4: ABORT answers).
+    svc(
+        13,
+        true,
+        3868,
+        Proto::Sctp,
+        &[(10, 3869, Ready), (11, 3869, Ready)],
+    ),
+    svc(13, false, 3868, Proto::Sctp, &[]),
 ];
 
 /// Generation 2: backends leave and arrive, a UDP Service loses all its
@@ -199,6 +208,9 @@ const GEN2: &[Svc] = &[
         &[(12, 5353, Ready), (13, 5353, Ready)],
     ),
     svc(12, true, 80, Proto::Tcp, &[(20, 8080, Ready)]),
+    // The SCTP backends change; the IPv4 SCTP Service gains one.
+    svc(13, true, 3868, Proto::Sctp, &[(11, 3869, Ready)]),
+    svc(13, false, 3868, Proto::Sctp, &[(12, 3869, Ready)]),
 ];
 
 /// Every table generation a run can switch to.
@@ -241,13 +253,13 @@ fn specs(svcs: &[Svc]) -> Vec<ServiceSpec> {
     svcs.iter().map(Svc::spec).collect()
 }
 
-/// A Service port a frame may be sent to: (VIP, port, TCP?), from any
+/// A Service port a frame may be sent to: (VIP, port, protocol), from any
 /// generation, plus ports no generation serves.
-pub fn target(i: usize) -> (IpAddr, u16, bool) {
+pub fn target(i: usize) -> (IpAddr, u16, Proto) {
     let i = i % (GEN1.len() + GEN2.len() + 2);
     match GEN1.iter().chain(GEN2).nth(i) {
-        Some(s) => (addr(s.six, 0x13, s.vip), s.port, s.proto == Proto::Tcp),
-        None if i.is_multiple_of(2) => (v4(0x13, 10), 8080, true),
-        None => (v6(0x13, 99), 53, false),
+        Some(s) => (addr(s.six, 0x13, s.vip), s.port, s.proto),
+        None if i.is_multiple_of(2) => (v4(0x13, 10), 8080, Proto::Tcp),
+        None => (v6(0x13, 99), 53, Proto::Udp),
     }
 }

@@ -39,10 +39,10 @@ pub struct Ip {
 }
 
 impl Ip {
-    /// The L4 ports (TCP/UDP), when the L4 header is there.
+    /// The L4 ports (TCP/UDP/SCTP), when the L4 header is there.
     pub fn ports(&self, buf: &[u8]) -> Option<(u16, u16)> {
         let l4 = &buf[self.l4.clone()];
-        if !matches!(self.proto, 6 | 17) || self.fragment || l4.len() < 4 {
+        if !matches!(self.proto, 6 | 17 | 132) || self.fragment || l4.len() < 4 {
             return None;
         }
         Some((

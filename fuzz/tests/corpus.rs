@@ -90,6 +90,11 @@ fn pipeline_seeds_reach_their_paths() {
     let c = seed("conntrack_full");
     assert_eq!((c.forwarded, c.reversed), (9, 4), "{c:?}");
     assert_eq!(c.dropped(DropReason::ConntrackFull), 2, "{c:?}");
+    let c = seed("sctp_association");
+    assert_eq!((c.forwarded, c.reversed, c.rejected), (4, 3, 1), "{c:?}");
+    assert_eq!(c.dropped(DropReason::SctpNoAssociation), 1, "{c:?}");
+    assert_eq!(c.dropped(DropReason::SctpNoEndpointsUnanswered), 1, "{c:?}");
+    assert_eq!(c.flows, 1, "{c:?}");
     let c = seed("mangled");
     assert_eq!(c.packets, 4, "{c:?}");
 }

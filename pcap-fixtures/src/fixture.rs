@@ -13,6 +13,10 @@ use pcap_file::{DataLink, Endianness, TsResolution};
 pub enum Drop {
     Malformed,
     TtlExceeded,
+    /// An SCTP packet other than an INIT outside any association.
+    SctpNoAssociation,
+    /// An SCTP ABORT / SHUTDOWN COMPLETE to a Service without endpoints.
+    SctpNoEndpointsUnanswered,
 }
 
 /// What the pipeline does with one input frame; the names are the keys of
@@ -50,6 +54,8 @@ pub struct Counts {
     pub passed: u64,
     pub malformed: u64,
     pub ttl_exceeded: u64,
+    pub sctp_no_association: u64,
+    pub sctp_no_endpoints_unanswered: u64,
 }
 
 impl Counts {
@@ -64,16 +70,33 @@ impl Counts {
                 Verdict::Passed => c.passed += 1,
                 Verdict::Dropped(Drop::Malformed) => c.malformed += 1,
                 Verdict::Dropped(Drop::TtlExceeded) => c.ttl_exceeded += 1,
+                Verdict::Dropped(Drop::SctpNoAssociation) => c.sctp_no_association += 1,
+                Verdict::Dropped(Drop::SctpNoEndpointsUnanswered) => {
+                    c.sctp_no_endpoints_unanswered += 1
+                }
             }
         }
         c
     }
 
     /// Written by hand with a fixed key order so the bytes never depend on
-    /// how a JSON library orders maps.
+    /// how a JSON library orders maps. The SCTP reasons are listed only
+    /// when some frame has them.
     pub fn to_json(&self) -> String {
+        let mut sctp = String::new();
+        for (key, n) in [
+            ("sctp_no_association", self.sctp_no_association),
+            (
+                "sctp_no_endpoints_unanswered",
+                self.sctp_no_endpoints_unanswered,
+            ),
+        ] {
+            if n > 0 {
+                sctp.push_str(&format!(",\n    \"{key}\": {n}"));
+            }
+        }
         format!(
-            "{{\n  \"packets\": {},\n  \"forwarded\": {},\n  \"reversed\": {},\n  \"rejected\": {},\n  \"passed\": {},\n  \"dropped\": {{\n    \"malformed\": {},\n    \"ttl_exceeded\": {}\n  }}\n}}\n",
+            "{{\n  \"packets\": {},\n  \"forwarded\": {},\n  \"reversed\": {},\n  \"rejected\": {},\n  \"passed\": {},\n  \"dropped\": {{\n    \"malformed\": {},\n    \"ttl_exceeded\": {}{sctp}\n  }}\n}}\n",
             self.packets,
             self.forwarded,
             self.reversed,
@@ -207,7 +230,9 @@ mod tests {
                 rejected: 1,
                 passed: 1,
                 malformed: 2,
-                ttl_exceeded: 0
+                ttl_exceeded: 0,
+                sctp_no_association: 0,
+                sctp_no_endpoints_unanswered: 0,
             }
         );
         assert!(c.to_json().contains("\"malformed\": 2"));

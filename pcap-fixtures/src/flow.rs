@@ -270,6 +270,30 @@ pub fn port_unreachable_for(input: &Packet) -> Vec<u8> {
     Packet::new(input.eth.reversed(), ip, icmp).frame()
 }
 
+/// The pipeline's answer to an SCTP packet for a service without endpoints
+/// (RFC 9260 8.4): a SHUTDOWN ACK gets a SHUTDOWN COMPLETE, anything else
+/// an ABORT; an INIT's answer carries its Initiate Tag with the T bit
+/// clear, the others the packet's own tag with the T bit set.
+pub fn sctp_abort_for(input: &Packet) -> Vec<u8> {
+    let L4::Sctp(s) = &input.l4 else {
+        panic!("sctp_abort_for needs an SCTP packet")
+    };
+    let first = &s.chunks[0];
+    let (vtag, flags) = if first.kind == SCTP_INIT {
+        let v = &first.value;
+        (u32::from_be_bytes([v[0], v[1], v[2], v[3]]), 0)
+    } else {
+        (s.vtag, SCTP_FLAG_T)
+    };
+    let kind = if s.chunks.iter().any(|c| c.kind == SCTP_SHUTDOWN_ACK) {
+        SCTP_SHUTDOWN_COMPLETE
+    } else {
+        SCTP_ABORT
+    };
+    let answer = Sctp::new(s.dport, s.sport, vtag, vec![SctpChunk::bare(kind, flags)]);
+    Packet::new(input.eth.reversed(), answer_ip(&input.ip), L4::Sctp(answer)).frame()
+}
+
 /// IP header of a generated answer: from the VIP back to the sender, TTL 64,
 /// ident 0, DF, nothing else set.
 fn answer_ip(incoming: &Ip) -> Ip {

@@ -26,6 +26,8 @@ pub mod scenario_affinity;
 pub mod scenario_basic;
 /// The `demo` fixture: thousands of interleaved flows, Maglev-picked backends.
 pub mod scenario_demo;
+/// The `sctp` fixture: SCTP associations, dual-stack, and ABORT answers.
+pub mod scenario_sctp;
 /// Independent full-recompute checksum verification.
 pub mod verify;
 /// Service and EndpointSlice YAML as kubectl prints it.
@@ -51,5 +53,8 @@ pub fn generate_all(dir: &Path) -> io::Result<()> {
     let affinity = scenario_affinity::steps();
     let yaml = yaml::services_yaml(&scenario_affinity::services(), 0xa);
     fixture::write_fixture(dir, "affinity", &affinity, &yaml, true)?;
+    let sctp = scenario_sctp::steps();
+    let yaml = yaml::services_yaml(&scenario_sctp::services(), 0x5c);
+    fixture::write_fixture(dir, "sctp", &sctp, &yaml, true)?;
     Ok(())
 }

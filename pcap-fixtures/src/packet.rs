@@ -1,12 +1,12 @@
 //! Frame builders: Ethernet (+ optional 802.1Q tag), IPv4 (+ options) or
-//! IPv6 (+ extension headers), TCP/UDP/ICMP/ICMPv6 and payload.
+//! IPv6 (+ extension headers), TCP/UDP/ICMP/ICMPv6/SCTP and payload.
 //!
 //! A packet is described as plain data and serialised in one go, with every
 //! length and checksum computed in full over the finished bytes. Fixtures
 //! need both well-formed packets and deliberately broken ones; the broken
 //! ones are made by editing the bytes this module returns.
 
-use crate::verify::internet_checksum;
+use crate::verify::{internet_checksum, sctp_crc32c};
 
 pub const ETHERTYPE_IPV4: u16 = 0x0800;
 pub const ETHERTYPE_IPV6: u16 = 0x86dd;
@@ -17,6 +17,7 @@ pub const PROTO_ICMP: u8 = 1;
 pub const PROTO_TCP: u8 = 6;
 pub const PROTO_UDP: u8 = 17;
 pub const PROTO_ICMPV6: u8 = 58;
+pub const PROTO_SCTP: u8 = 132;
 /// IPv6 Destination Options extension header.
 pub const PROTO_DSTOPTS: u8 = 60;
 
@@ -223,6 +224,92 @@ impl Udp {
     }
 }
 
+/// SCTP chunk types (RFC 9260 3.2).
+pub const SCTP_DATA: u8 = 0;
+pub const SCTP_INIT: u8 = 1;
+pub const SCTP_INIT_ACK: u8 = 2;
+pub const SCTP_SACK: u8 = 3;
+pub const SCTP_HEARTBEAT: u8 = 4;
+pub const SCTP_ABORT: u8 = 6;
+pub const SCTP_SHUTDOWN: u8 = 7;
+pub const SCTP_SHUTDOWN_ACK: u8 = 8;
+pub const SCTP_COOKIE_ECHO: u8 = 10;
+pub const SCTP_COOKIE_ACK: u8 = 11;
+pub const SCTP_SHUTDOWN_COMPLETE: u8 = 14;
+/// The T bit of ABORT and SHUTDOWN COMPLETE (tag reflected).
+pub const SCTP_FLAG_T: u8 = 0x01;
+
+/// One SCTP chunk: its length is computed, its value padded to 4 bytes.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SctpChunk {
+    pub kind: u8,
+    pub flags: u8,
+    pub value: Vec<u8>,
+}
+
+impl SctpChunk {
+    pub fn new(kind: u8, flags: u8, value: Vec<u8>) -> SctpChunk {
+        SctpChunk { kind, flags, value }
+    }
+
+    /// INIT or INIT ACK (`kind`) with the fixed fields of RFC 9260 3.3.2
+    /// and `params` (whole TLVs) after them.
+    pub fn init(kind: u8, initiate_tag: u32, tsn: u32, params: &[u8]) -> SctpChunk {
+        let mut v = initiate_tag.to_be_bytes().to_vec();
+        v.extend_from_slice(&106_496u32.to_be_bytes()); // a_rwnd
+        v.extend_from_slice(&[0, 10, 0, 10]); // outbound / inbound streams
+        v.extend_from_slice(&tsn.to_be_bytes());
+        v.extend_from_slice(params);
+        SctpChunk::new(kind, 0, v)
+    }
+
+    /// DATA (B and E bits: an unfragmented message) on stream 0.
+    pub fn data(tsn: u32, payload: &[u8]) -> SctpChunk {
+        let mut v = tsn.to_be_bytes().to_vec();
+        v.extend_from_slice(&[0, 0, 0, 0, 0, 0, 0, 0]); // stream, ssn, ppid
+        v.extend_from_slice(payload);
+        SctpChunk::new(SCTP_DATA, 0x03, v)
+    }
+
+    /// SACK of everything up to `cum_tsn`, no gaps.
+    pub fn sack(cum_tsn: u32) -> SctpChunk {
+        let mut v = cum_tsn.to_be_bytes().to_vec();
+        v.extend_from_slice(&106_496u32.to_be_bytes());
+        v.extend_from_slice(&[0, 0, 0, 0]);
+        SctpChunk::new(SCTP_SACK, 0, v)
+    }
+
+    /// SHUTDOWN acknowledging up to `cum_tsn`.
+    pub fn shutdown(cum_tsn: u32) -> SctpChunk {
+        SctpChunk::new(SCTP_SHUTDOWN, 0, cum_tsn.to_be_bytes().to_vec())
+    }
+
+    /// A chunk that is only its header (COOKIE ACK, SHUTDOWN ACK, ...).
+    pub fn bare(kind: u8, flags: u8) -> SctpChunk {
+        SctpChunk::new(kind, flags, Vec::new())
+    }
+}
+
+/// An SCTP packet: common header and chunks; the CRC32c is computed.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Sctp {
+    pub sport: u16,
+    pub dport: u16,
+    pub vtag: u32,
+    pub chunks: Vec<SctpChunk>,
+}
+
+impl Sctp {
+    pub fn new(sport: u16, dport: u16, vtag: u32, chunks: Vec<SctpChunk>) -> Sctp {
+        Sctp {
+            sport,
+            dport,
+            vtag,
+            chunks,
+        }
+    }
+}
+
 /// ICMP or ICMPv6 message (which one follows from the IP version).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Icmp {
@@ -238,6 +325,7 @@ pub enum L4 {
     Tcp(Tcp),
     Udp(Udp),
     Icmp(Icmp),
+    Sctp(Sctp),
 }
 
 impl L4 {
@@ -252,6 +340,10 @@ impl L4 {
                 u.sport = sport;
                 u.dport = dport;
             }
+            L4::Sctp(s) => {
+                s.sport = sport;
+                s.dport = dport;
+            }
             L4::Icmp(_) => {}
         }
         self
@@ -263,6 +355,7 @@ impl L4 {
             L4::Udp(_) => PROTO_UDP,
             L4::Icmp(_) if v6 => PROTO_ICMPV6,
             L4::Icmp(_) => PROTO_ICMP,
+            L4::Sctp(_) => PROTO_SCTP,
         }
     }
 }
@@ -305,7 +398,13 @@ pub fn ip_packet(ip: &Ip, l4: &L4) -> Vec<u8> {
     let proto = l4.proto(v6);
     let (src, dst) = ip.addrs();
     let mut seg = l4_bytes(l4);
+    if let L4::Sctp(_) = l4 {
+        // No pseudo-header: the CRC32c of the SCTP packet alone.
+        let c = sctp_crc32c(&seg);
+        seg[8..12].copy_from_slice(&c.to_le_bytes());
+    }
     let sum = match l4 {
+        L4::Sctp(_) => 0,
         L4::Udp(u) if u.zero_checksum && !v6 => 0,
         L4::Icmp(_) if !v6 => internet_checksum(&[&seg]),
         _ => {
@@ -320,11 +419,14 @@ pub fn ip_packet(ip: &Ip, l4: &L4) -> Vec<u8> {
         }
     };
     let at = match l4 {
-        L4::Tcp(_) => 16,
-        L4::Udp(_) => 6,
-        L4::Icmp(_) => 2,
+        L4::Tcp(_) => Some(16),
+        L4::Udp(_) => Some(6),
+        L4::Icmp(_) => Some(2),
+        L4::Sctp(_) => None,
     };
-    seg[at..at + 2].copy_from_slice(&sum.to_be_bytes());
+    if let Some(at) = at {
+        seg[at..at + 2].copy_from_slice(&sum.to_be_bytes());
+    }
     match ip {
         Ip::V4(h) => {
             let mut out = ipv4_header(h, proto, seg.len());
@@ -430,6 +532,19 @@ fn l4_bytes(l4: &L4) -> Vec<u8> {
             out.extend_from_slice(&[0, 0]);
             out.extend_from_slice(&i.rest);
             out.extend_from_slice(&i.body);
+        }
+        L4::Sctp(sc) => {
+            out.extend_from_slice(&sc.sport.to_be_bytes());
+            out.extend_from_slice(&sc.dport.to_be_bytes());
+            out.extend_from_slice(&sc.vtag.to_be_bytes());
+            out.extend_from_slice(&[0; 4]);
+            for c in &sc.chunks {
+                out.push(c.kind);
+                out.push(c.flags);
+                out.extend_from_slice(&((4 + c.value.len()) as u16).to_be_bytes());
+                out.extend_from_slice(&c.value);
+                out.resize(out.len().next_multiple_of(4), 0);
+            }
         }
     }
     out

@@ -155,34 +155,42 @@ pub fn services() -> Vec<ServiceDef> {
 }
 
 /// Records steps with a clock that moves a little between packets.
-struct Script {
-    rec: Recorder,
+pub(crate) struct Script {
+    pub(crate) rec: Recorder,
     now: Duration,
     rng: Rng,
 }
 
 impl Script {
+    pub(crate) fn new(start: Duration, seed: u64) -> Script {
+        Script {
+            rec: Recorder::default(),
+            now: start,
+            rng: Rng::new(seed),
+        }
+    }
+
     fn tick(&mut self) -> Duration {
         self.now += Duration::from_micros(self.rng.range(40, 900));
         self.now
     }
 
-    fn fwd(&mut self, (input, output): (Vec<u8>, Vec<u8>)) {
+    pub(crate) fn fwd(&mut self, (input, output): (Vec<u8>, Vec<u8>)) {
         let t = self.tick();
         self.rec.answered(t, input, Verdict::Forwarded, output);
     }
 
-    fn rev(&mut self, (input, output): (Vec<u8>, Vec<u8>)) {
+    pub(crate) fn rev(&mut self, (input, output): (Vec<u8>, Vec<u8>)) {
         let t = self.tick();
         self.rec.answered(t, input, Verdict::Reversed, output);
     }
 
-    fn reject(&mut self, input: Vec<u8>, output: Vec<u8>) {
+    pub(crate) fn reject(&mut self, input: Vec<u8>, output: Vec<u8>) {
         let t = self.tick();
         self.rec.answered(t, input, Verdict::Rejected, output);
     }
 
-    fn silent(&mut self, input: Vec<u8>, verdict: Verdict) {
+    pub(crate) fn silent(&mut self, input: Vec<u8>, verdict: Verdict) {
         let t = self.tick();
         self.rec.silent(t, input, verdict);
     }
@@ -235,11 +243,7 @@ fn icmp(kind: u8, code: u8, rest: [u8; 4], body: Vec<u8>) -> L4 {
 
 /// All steps of `basic`, in capture order.
 pub fn steps() -> Vec<Step> {
-    let mut s = Script {
-        rec: Recorder::default(),
-        now: Duration::from_secs(START_S),
-        rng: Rng::new(SEED),
-    };
+    let mut s = Script::new(Duration::from_secs(START_S), SEED);
     tcp_flows(&mut s);
     udp_flows(&mut s);
     v6_flows(&mut s);

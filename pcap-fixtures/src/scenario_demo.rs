@@ -211,6 +211,7 @@ pub fn specs(services: &[ServiceDef]) -> Vec<ServiceSpec> {
                         proto: match p.proto {
                             L4Proto::Tcp => Proto::Tcp,
                             L4Proto::Udp => Proto::Udp,
+                            L4Proto::Sctp => Proto::Sctp,
                         },
                     },
                     name: format!("{}/{}:{}", svc.namespace, svc.name, port_name),

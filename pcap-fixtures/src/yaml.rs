@@ -65,6 +65,7 @@ fn map<const N: usize>(entries: [(&str, Y); N]) -> Y {
 pub enum L4Proto {
     Tcp,
     Udp,
+    Sctp,
 }
 
 impl L4Proto {
@@ -72,6 +73,7 @@ impl L4Proto {
         match self {
             L4Proto::Tcp => "TCP",
             L4Proto::Udp => "UDP",
+            L4Proto::Sctp => "SCTP",
         }
     }
 }

@@ -19,7 +19,7 @@ pub struct ExplainArgs {
     /// The client's address:port.
     #[arg(value_name = "CLIENT")]
     client: String,
-    /// The Service's address:port, optionally /tcp (default) or /udp.
+    /// The Service's address:port, optionally /tcp (default), /udp or /sctp.
     #[arg(value_name = "VIP:PORT[/PROTO]")]
     vip: String,
     /// Answer from this services file (`kubectl get svc,endpointslices -A

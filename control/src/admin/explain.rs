@@ -12,7 +12,7 @@ use dataplane::table::ServiceTable;
 use serde_json::{json, Value};
 
 /// A new flow to explain: `client` (addr:port) to `vip` (addr:port) over
-/// `proto` (tcp or udp).
+/// `proto` (tcp, udp or sctp).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Question {
     pub client: SocketAddr,
@@ -21,8 +21,8 @@ pub struct Question {
 }
 
 impl Question {
-    /// `client` as `addr:port`; `vip` as `addr:port` or `addr:port/tcp|udp`
-    /// (default tcp).
+    /// `client` as `addr:port`; `vip` as `addr:port` or
+    /// `addr:port/tcp|udp|sctp` (default tcp).
     pub fn parse(client: &str, vip: &str) -> Result<Question, String> {
         let client: SocketAddr = client
             .parse()
@@ -31,11 +31,12 @@ impl Question {
         let proto = match p.to_ascii_lowercase().as_str() {
             "tcp" => Proto::Tcp,
             "udp" => Proto::Udp,
-            _ => return Err(format!("protocol '{p}' is not tcp or udp")),
+            "sctp" => Proto::Sctp,
+            _ => return Err(format!("protocol '{p}' is not tcp, udp or sctp")),
         };
         let vip: SocketAddr = v
             .parse()
-            .map_err(|_| format!("VIP '{v}' is not address:port[/tcp|udp]"))?;
+            .map_err(|_| format!("VIP '{v}' is not address:port[/tcp|udp|sctp]"))?;
         if client.is_ipv4() != vip.is_ipv4() {
             return Err("the client and the VIP must be of one address family".into());
         }
@@ -146,7 +147,11 @@ pub fn explain_json(table: &ServiceTable, q: &Question) -> Value {
                 NoEndpoints::Drop => "dropped",
             },
             "why": match no_endpoints {
-                NoEndpoints::Reject => "no backend is ready or serving: answered with a TCP RST or ICMP port unreachable (--reject-tcp)",
+                NoEndpoints::Reject => match q.proto {
+                    Proto::Tcp => "no backend is ready or serving: answered with a TCP RST or ICMP port unreachable (--reject-tcp)",
+                    Proto::Sctp => "no backend is ready or serving: answered with an SCTP ABORT (RFC 9260 8.4)",
+                    _ => "no backend is ready or serving: answered with ICMP port unreachable",
+                },
                 NoEndpoints::Drop => "its Local traffic policy leaves no endpoint on this node (the Service has some elsewhere): dropped, as kube-proxy does",
             },
             "backends": backends.iter().map(|b| json!({
@@ -248,6 +253,9 @@ mod tests {
         let q = Question::parse("198.18.0.1:40000", "198.19.0.10:53/udp").unwrap();
         assert_eq!(q.proto, Proto::Udp);
         assert_eq!(Question::from_query(Some(&q.to_query())).unwrap(), q);
+        let q = Question::parse("198.18.0.1:40000", "198.19.0.10:3868/SCTP").unwrap();
+        assert_eq!(q.proto, Proto::Sctp);
+        assert_eq!(Question::from_query(Some(&q.to_query())).unwrap(), q);
         assert_eq!(
             Question::parse("198.18.0.1:1", "198.19.0.10:80")
                 .unwrap()
@@ -257,9 +265,9 @@ mod tests {
         assert!(Question::parse("198.18.0.1", "198.19.0.10:80")
             .unwrap_err()
             .contains("client"));
-        assert!(Question::parse("198.18.0.1:1", "198.19.0.10:80/sctp")
+        assert!(Question::parse("198.18.0.1:1", "198.19.0.10:80/dccp")
             .unwrap_err()
-            .contains("sctp"));
+            .contains("not tcp, udp or sctp"));
         assert!(Question::parse("198.18.0.1:1", "[fd00::1]:80")
             .unwrap_err()
             .contains("family"));

@@ -165,7 +165,12 @@ fn record_json(worker: usize, r: &FlowRecord) -> Value {
         "client": endpoint(o.src, o.sport),
         "vip": endpoint(o.dst, o.dport),
         "backend": endpoint(r.backend, r.backend_port),
-        "state": r.tcp.map_or(if r.replied { "REPLIED" } else { "UNREPLIED" }, |t| t.name()),
+        "state": match (r.tcp, r.sctp) {
+            (Some(t), _) => t.name(),
+            (_, Some(s)) => s.name(),
+            _ if r.replied => "REPLIED",
+            _ => "UNREPLIED",
+        },
         "replied": r.replied,
         "assured": r.assured,
         "expires_in_seconds": r.expires_in,

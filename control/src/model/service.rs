@@ -272,12 +272,7 @@ fn parse_ports(
         let proto = match p.protocol.as_deref() {
             None | Some("TCP") => Proto::Tcp,
             Some("UDP") => Proto::Udp,
-            Some("SCTP") => {
-                warnings.push(format!(
-                    "Service {id}: port {shown} is SCTP, which vipgate does not balance; skipped"
-                ));
-                continue;
-            }
+            Some("SCTP") => Proto::Sctp,
             Some(other) => {
                 warnings.push(format!(
                     "Service {id}: port {shown} has unknown protocol {other:?}; skipped"

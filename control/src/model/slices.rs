@@ -188,7 +188,8 @@ fn slice_ports(id: &str, es: &EndpointSlice, warnings: &mut Vec<String>) -> Vec<
         let proto = match p.protocol.as_deref() {
             None | Some("TCP") => Some(Proto::Tcp),
             Some("UDP") => Some(Proto::Udp),
-            // SCTP and others: the Service port was already reported.
+            Some("SCTP") => Some(Proto::Sctp),
+            // Others: the Service port was already reported.
             Some(_) => None,
         };
         let number = match p.port.map(u16::try_from) {

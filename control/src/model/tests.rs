@@ -629,14 +629,52 @@ fn udp_and_sctp() {
             json!([ready_ep("198.18.3.1", "n1")]),
         )],
     );
-    assert_eq!(m.services.len(), 1);
+    assert_eq!(m.services.len(), 2);
     let s = find(&m, "198.19.0.40", 5004, Proto::Udp);
     assert_eq!(
         s.backends,
         vec![be("198.18.3.1", 5004, BackendState::Ready)]
     );
-    assert_eq!(m.warnings.len(), 1, "{:?}", m.warnings);
-    assert!(m.warnings[0].contains("SCTP") && m.warnings[0].contains("shop/media"));
+    let s = find(&m, "198.19.0.40", 3868, Proto::Sctp);
+    assert_eq!(
+        s.backends,
+        vec![be("198.18.3.1", 3868, BackendState::Ready)]
+    );
+    assert!(m.warnings.is_empty(), "{:?}", m.warnings);
+}
+
+/// An SCTP Service port is matched with the SCTP EndpointSlice port only:
+/// a TCP port of the same name and number elsewhere is not its endpoint.
+#[test]
+fn sctp_ports_match_sctp_endpoint_ports_only() {
+    let m = run(
+        vec![cluster_svc(
+            "diameter",
+            "198.19.0.41",
+            json!([{"name": "dia", "port": 3868, "protocol": "SCTP", "targetPort": "dia"}]),
+        )],
+        vec![
+            eps(
+                "diameter-1",
+                "diameter",
+                "IPv4",
+                json!([{"name": "dia", "port": 3869, "protocol": "SCTP"}]),
+                json!([ready_ep("198.18.3.2", "n1")]),
+            ),
+            eps(
+                "diameter-2",
+                "diameter",
+                "IPv4",
+                json!([{"name": "dia", "port": 3870, "protocol": "TCP"}]),
+                json!([ready_ep("198.18.3.3", "n1")]),
+            ),
+        ],
+    );
+    let s = find(&m, "198.19.0.41", 3868, Proto::Sctp);
+    assert_eq!(
+        s.backends,
+        vec![be("198.18.3.2", 3869, BackendState::Ready)]
+    );
 }
 
 #[test]

@@ -33,9 +33,11 @@
 mod index;
 /// Intrusive lists over entry indices (free slots, eviction order).
 mod list;
+/// The SCTP association state machine (netfilter-like, no tag tracking).
+pub mod sctp;
 /// The TCP state machine (netfilter-like, no window tracking).
 pub mod tcp;
-/// Idle timeouts by protocol and TCP state.
+/// Idle timeouts by protocol and TCP / SCTP state.
 pub mod timeouts;
 
 #[cfg(test)]
@@ -107,6 +109,49 @@ impl TcpState {
     }
 }
 
+/// SCTP association states, as netfilter's `nf_conntrack_proto_sctp`.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub enum SctpState {
+    /// INIT seen from the client.
+    CookieWait,
+    /// COOKIE ECHO seen from the client.
+    CookieEchoed,
+    /// COOKIE ACK seen from the backend.
+    Established,
+    /// SHUTDOWN from the client.
+    ShutdownSent,
+    /// SHUTDOWN from the backend.
+    ShutdownRecd,
+    ShutdownAckSent,
+    /// SHUTDOWN COMPLETE or ABORT seen.
+    Closed,
+}
+
+impl SctpState {
+    pub const ALL: [SctpState; 7] = [
+        SctpState::CookieWait,
+        SctpState::CookieEchoed,
+        SctpState::Established,
+        SctpState::ShutdownSent,
+        SctpState::ShutdownRecd,
+        SctpState::ShutdownAckSent,
+        SctpState::Closed,
+    ];
+
+    /// The name `conntrack -L` shows for the same state.
+    pub fn name(self) -> &'static str {
+        match self {
+            SctpState::CookieWait => "COOKIE_WAIT",
+            SctpState::CookieEchoed => "COOKIE_ECHOED",
+            SctpState::Established => "ESTABLISHED",
+            SctpState::ShutdownSent => "SHUTDOWN_SENT",
+            SctpState::ShutdownRecd => "SHUTDOWN_RECD",
+            SctpState::ShutdownAckSent => "SHUTDOWN_ACK_SENT",
+            SctpState::Closed => "CLOSED",
+        }
+    }
+}
+
 /// A tracked flow's slot in the table.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 pub struct FlowId(u32);
@@ -140,8 +185,10 @@ pub struct Entry {
     pub backend_port: u16,
     /// A reply-direction packet has been seen.
     pub replied: bool,
-    /// `None` for UDP and ICMP.
+    /// `None` but for TCP.
     pub tcp: Option<TcpState>,
+    /// `None` but for SCTP.
+    pub sctp: Option<SctpState>,
     pub(crate) flags: u8,
     /// Dataplane-clock second at which the flow is gone unless refreshed.
     pub(crate) deadline: u32,
@@ -162,6 +209,7 @@ impl Entry {
         backend_port: 0,
         replied: false,
         tcp: None,
+        sctp: None,
         flags: 0,
         deadline: 0,
     };
@@ -213,7 +261,19 @@ impl Entry {
     /// Whether the flow has earned protection from eviction.
     #[inline]
     fn earns_assured(&self) -> bool {
-        self.replied && matches!(self.tcp, None | Some(TcpState::Established))
+        self.replied
+            && matches!(self.tcp, None | Some(TcpState::Established))
+            && matches!(self.sctp, None | Some(SctpState::Established))
+    }
+
+    /// The idle timeout for the flow as it stands.
+    #[inline]
+    fn timeout(&self, t: &Timeouts) -> u32 {
+        match (self.tcp, self.sctp) {
+            (Some(s), _) => t.for_tcp(s),
+            (_, Some(s)) => t.for_sctp(s),
+            _ => t.for_flow(self.original.proto, None, self.replied),
+        }
     }
 }
 
@@ -382,7 +442,9 @@ impl Conntrack {
         &self.entries[id.0 as usize]
     }
 
-    /// New flow. `tcp_flags` is the first packet's flags (ignored for UDP/ICMP).
+    /// New flow. `tcp_flags` is the first packet's flags: for TCP the flags
+    /// byte, for SCTP its control chunks (`wire::sctp::Chunks`); ignored
+    /// for UDP/ICMP.
     ///
     /// If a live flow with this original tuple exists already, no second one
     /// is made: the packet is applied to it as an update and its id returned,
@@ -408,16 +470,21 @@ impl Conntrack {
             }
             _ => (None, 0),
         };
-        let timeout = self.timeouts.for_flow(original.proto, state, false);
-        let e = Entry {
+        let sctp_state = match original.proto {
+            crate::addr::Proto::Sctp => Some(sctp::initial(tcp_flags).state),
+            _ => None,
+        };
+        let mut e = Entry {
             original: *original,
             backend,
             backend_port,
             replied: false,
             tcp: state,
+            sctp: sctp_state,
             flags: FLAG_USED | bits,
-            deadline: now.saturating_add(timeout),
+            deadline: 0,
         };
+        e.deadline = now.saturating_add(e.timeout(&self.timeouts));
         self.entries[i as usize] = e;
         self.evictable.push_back(&mut self.links, i);
         let (ho, hr) = (self.hash(original), self.hash(&e.reply_tuple()));
@@ -475,7 +542,8 @@ impl Conntrack {
         i
     }
 
-    /// A packet of an existing flow: advance TCP state, set replied, refresh the deadline.
+    /// A packet of an existing flow: advance TCP or SCTP state, set replied,
+    /// refresh the deadline. `tcp_flags` as for [`Conntrack::insert`].
     #[inline]
     pub fn update(&mut self, id: FlowId, dir: Direction, tcp_flags: u8, now: u32) {
         self.tick(now);
@@ -501,12 +569,20 @@ impl Conntrack {
             // A finished or reopened connection is no longer worth protecting.
             demote = s.reopened || matches!(s.state, TcpState::TimeWait | TcpState::Close);
         }
+        if let Some(state) = e.sctp {
+            let s = sctp::step(state, dir, tcp_flags);
+            e.sctp = Some(s.state);
+            if s.reopened {
+                e.replied = false;
+            }
+            demote = s.reopened || s.state == SctpState::Closed;
+        }
         let assured = if was_assured {
             !demote
         } else {
             !demote && e.earns_assured()
         };
-        e.deadline = now.saturating_add(self.timeouts.for_flow(e.original.proto, e.tcp, e.replied));
+        e.deadline = now.saturating_add(e.timeout(&self.timeouts));
         match (was_assured, assured) {
             (false, false) => self.evictable.touch(&mut self.links, i),
             (false, true) => {

@@ -1,10 +1,10 @@
-//! How long an idle flow is kept, by protocol and TCP state.
+//! How long an idle flow is kept, by protocol and TCP / SCTP state.
 //!
 //! Defaults follow netfilter's `nf_conntrack_*_timeout*` sysctls, so a flow
 //! behaves the same whether the kernel or vipgate tracks it: an operator who
 //! tuned those sysctls can carry the numbers over one for one.
 
-use super::TcpState;
+use super::{SctpState, TcpState};
 use crate::addr::Proto;
 
 /// Idle timeouts in seconds. Every packet of a flow restarts its timer with the
@@ -27,6 +27,20 @@ pub struct Timeouts {
     pub udp_assured: u32,
     /// ICMP / ICMPv6 echo, keyed by identifier.
     pub icmp: u32,
+    /// SCTP, netfilter's `nf_conntrack_sctp_timeout_*` (Linux 6.3 and
+    /// later). The handshake states are short: an INIT that gets no
+    /// COOKIE ECHO within seconds is a lost or spoofed one.
+    pub sctp_cookie_wait: u32,
+    pub sctp_cookie_echoed: u32,
+    /// 210 s, as netfilter since 6.3 (it was five days): an association
+    /// sends HEARTBEATs every 30 s by default (RFC 9260 `HB.interval`), so
+    /// an idle but live one refreshes its flow long before this; one that
+    /// went silent is gone (30 s x `Path.Max.Retrans` 5 + `RTO.max` 60).
+    pub sctp_established: u32,
+    pub sctp_shutdown_sent: u32,
+    pub sctp_shutdown_recd: u32,
+    pub sctp_shutdown_ack_sent: u32,
+    pub sctp_closed: u32,
 }
 
 impl Default for Timeouts {
@@ -43,13 +57,21 @@ impl Default for Timeouts {
             udp_unreplied: 30,
             udp_assured: 120,
             icmp: 30,
+            sctp_cookie_wait: 3,
+            sctp_cookie_echoed: 3,
+            sctp_established: 210,
+            sctp_shutdown_sent: 3,
+            sctp_shutdown_recd: 3,
+            sctp_shutdown_ack_sent: 3,
+            sctp_closed: 10,
         }
     }
 }
 
 impl Timeouts {
     /// The timeout for a flow of `proto` in TCP state `tcp` (None for UDP and
-    /// ICMP) that has (`replied`) or has not yet seen a reply.
+    /// ICMP) that has (`replied`) or has not yet seen a reply. SCTP flows
+    /// have their own state: see [`Timeouts::for_sctp`].
     #[inline]
     pub fn for_flow(&self, proto: Proto, tcp: Option<TcpState>, replied: bool) -> u32 {
         match (proto, tcp) {
@@ -73,6 +95,19 @@ impl Timeouts {
             TcpState::LastAck => self.tcp_last_ack,
             TcpState::TimeWait => self.tcp_time_wait,
             TcpState::Close => self.tcp_close,
+        }
+    }
+
+    #[inline]
+    pub fn for_sctp(&self, state: SctpState) -> u32 {
+        match state {
+            SctpState::CookieWait => self.sctp_cookie_wait,
+            SctpState::CookieEchoed => self.sctp_cookie_echoed,
+            SctpState::Established => self.sctp_established,
+            SctpState::ShutdownSent => self.sctp_shutdown_sent,
+            SctpState::ShutdownRecd => self.sctp_shutdown_recd,
+            SctpState::ShutdownAckSent => self.sctp_shutdown_ack_sent,
+            SctpState::Closed => self.sctp_closed,
         }
     }
 }

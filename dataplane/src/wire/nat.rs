@@ -1,10 +1,15 @@
 //! In-place NAT rewrites with incremental checksum updates (RFC 1624).
 //!
+//! SCTP is the exception: its CRC32c cannot be updated incrementally, so an
+//! SCTP packet's checksum is recomputed in full after its port is rewritten
+//! (see [`super::sctp`]).
+//!
 //! Every function here takes a frame already validated by
 //! [`parse`](super::parse::parse), so the offsets it uses are in bounds.
 
 use super::checksum::{complete_partial, finish, get_u16, rewrite, update_word, CsumField};
-use super::parse::{Parsed, Quoted, IPPROTO_ICMPV6, IPPROTO_TCP, IPPROTO_UDP};
+use super::parse::{Parsed, Quoted, IPPROTO_ICMPV6, IPPROTO_SCTP, IPPROTO_TCP, IPPROTO_UDP};
+use super::sctp;
 use crate::addr::Addr;
 
 /// Which end of a packet a rewrite changes.
@@ -88,7 +93,7 @@ fn complete_pseudo_only(frame: &mut [u8], p: &Parsed, csum_off: usize) {
     complete_partial(seg, csum_off - p.l4_off, p.proto == IPPROTO_UDP);
 }
 
-/// Rewrites one end (address and TCP/UDP port) of a TCP/UDP packet.
+/// Rewrites one end (address and port) of a TCP, UDP or SCTP packet.
 ///
 /// With [`L4Csum::Full`], a checksum field that holds exactly the
 /// pseudo-header sum is first completed over the segment: a local sender
@@ -104,6 +109,10 @@ fn complete_pseudo_only(frame: &mut [u8], p: &Parsed, csum_off: usize) {
 ///
 /// With [`L4Csum::Partial`] the field stays partial: addresses update the
 /// pseudo-header sum, ports are left to the later offload pass.
+///
+/// SCTP's CRC32c is recomputed over the whole SCTP packet either way,
+/// whatever the field held: a sender that left it to offload (Linux writes
+/// 0 there) gets the full checksum too.
 #[inline]
 pub fn rewrite_endpoint(
     frame: &mut [u8],
@@ -130,6 +139,9 @@ pub fn rewrite_endpoint(
             rewrite_full(frame, p, end, addr, port);
         }
         L4Csum::Partial => rewrite_partial(frame, p, end, addr, port),
+    }
+    if p.proto == IPPROTO_SCTP {
+        sctp::set_checksum(&mut frame[p.l4_off..p.ip_end]);
     }
 }
 
@@ -237,7 +249,11 @@ pub fn translate_icmp_error(
     }
 
     // Quoted header: its IPv4 checksum and L4 checksum (if quoted) cover it;
-    // the ICMP checksum covers all of it.
+    // the ICMP checksum covers all of it. A quoted SCTP header's CRC32c is
+    // left as it is: it covers the whole SCTP packet, of which an ICMP error
+    // quotes a part (RFC 792 needs only the first 8 bytes, the ports and
+    // the verification tag), so it cannot be recomputed, and no receiver
+    // checks it (Linux's sctp_err_lookup matches ports and the tag only).
     let icmp = CsumField::At(outer.l4_off + 2);
     let (addr_off, port_off) = match end {
         End::Src => (q.l3_off + if q.v6 { 8 } else { 12 }, q.l4_off),
@@ -264,7 +280,7 @@ pub fn translate_icmp_error(
     let old_addr = from.wire(q.v6);
     let new_addr = to.wire(q.v6);
     apply_quoted_csums(frame, outer, &inner[..n], old_addr, new_addr);
-    if q.proto == IPPROTO_TCP || q.proto == IPPROTO_UDP {
+    if matches!(q.proto, IPPROTO_TCP | IPPROTO_UDP | IPPROTO_SCTP) {
         let old_port = get_u16(frame, port_off).to_be_bytes();
         let new_port = to_port.to_be_bytes();
         rewrite(frame, port_off, &new_port, &[icmp]);

@@ -10,6 +10,7 @@
 
 use smoltcp::wire::{Ipv4Packet, Ipv6Packet, TcpPacket, UdpPacket};
 
+use super::sctp;
 use crate::addr::Addr;
 
 pub const ETHERTYPE_IPV4: u16 = 0x0800;
@@ -22,6 +23,7 @@ pub const IPPROTO_ICMP: u8 = 1;
 pub const IPPROTO_TCP: u8 = 6;
 pub const IPPROTO_UDP: u8 = 17;
 pub const IPPROTO_ICMPV6: u8 = 58;
+pub const IPPROTO_SCTP: u8 = 132;
 
 /// IPv6 extension headers we walk over to find L4; a chain longer than this
 /// is treated as not ours (DoS guard, as in Katran's parser).
@@ -59,6 +61,17 @@ pub enum L4 {
     Udp {
         sport: u16,
         dport: u16,
+    },
+    /// SCTP: ports, verification tag, the first chunk's type and flags, and
+    /// which association-control chunks the packet carries (see
+    /// [`sctp::summarize`], which validated every chunk header).
+    Sctp {
+        sport: u16,
+        dport: u16,
+        vtag: u32,
+        chunk: u8,
+        chunk_flags: u8,
+        chunks: sctp::Chunks,
     },
     /// ICMP / ICMPv6 echo request or reply.
     IcmpEcho {
@@ -373,6 +386,17 @@ fn parse_l4(seg: &[u8], proto: u8) -> Result<L4, ParseError> {
                 dport: u.dst_port(),
             })
         }
+        IPPROTO_SCTP => {
+            let s = sctp::summarize(seg).ok_or(ParseError::Malformed)?;
+            Ok(L4::Sctp {
+                sport: s.sport,
+                dport: s.dport,
+                vtag: s.vtag,
+                chunk: s.first,
+                chunk_flags: s.first_flags,
+                chunks: s.chunks,
+            })
+        }
         IPPROTO_ICMP | IPPROTO_ICMPV6 => {
             if seg.len() < 8 {
                 return Err(ParseError::Malformed);
@@ -394,7 +418,8 @@ fn parse_l4(seg: &[u8], proto: u8) -> Result<L4, ParseError> {
 }
 
 /// A packet quoted inside an ICMP error: its IP header and the first 8 bytes
-/// of its L4 header (ports; for TCP the sequence number too) are present.
+/// of its L4 header (ports; for TCP the sequence number too, for SCTP the
+/// verification tag) are present.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 pub struct Quoted {
     /// Offset of the quoted IP header in the frame.
@@ -452,7 +477,7 @@ pub fn parse_quoted(frame: &[u8], outer: &Parsed) -> Result<Quoted, ParseError> 
         return Err(ParseError::Malformed);
     }
     let (sport, dport) = match proto {
-        IPPROTO_TCP | IPPROTO_UDP => (
+        IPPROTO_TCP | IPPROTO_UDP | IPPROTO_SCTP => (
             u16::from_be_bytes([frame[l4_off], frame[l4_off + 1]]),
             u16::from_be_bytes([frame[l4_off + 2], frame[l4_off + 3]]),
         ),

@@ -1,8 +1,9 @@
 //! Answers generated in place of a packet: to a Service with no endpoints,
-//! as kube-proxy's REJECT rules give them (TCP gets a RST, everything else
-//! an ICMP / ICMPv6 port unreachable), and the ICMP time exceeded a router
-//! sends for a packet whose TTL runs out on it. The answer overwrites the
-//! frame buffer.
+//! as kube-proxy's REJECT rules give them (TCP gets a RST, SCTP an ABORT,
+//! what an SCTP endpoint answers an out-of-the-blue packet with, RFC 9260
+//! 8.4, everything else an ICMP / ICMPv6 port unreachable), and the ICMP
+//! time exceeded a router sends for a packet whose TTL runs out on it. The
+//! answer overwrites the frame buffer.
 //!
 //! These are new packets, so their (small) headers are summed in full; the
 //! quoted bytes of an ICMP error are summed once too. This runs only for
@@ -11,7 +12,8 @@
 use crate::addr::Addr;
 
 use super::checksum::{finish, pseudo_header_sum, put_u16, sum_bytes};
-use super::parse::{Parsed, IPPROTO_ICMP, IPPROTO_ICMPV6, IPPROTO_TCP, L4};
+use super::parse::{Parsed, IPPROTO_ICMP, IPPROTO_ICMPV6, IPPROTO_SCTP, IPPROTO_TCP, L4};
+use super::sctp::{self, Chunks};
 
 /// TTL / hop limit of generated packets (Linux's default).
 const ANSWER_TTL: u8 = 64;
@@ -78,6 +80,21 @@ fn write_ip_header(frame: &mut [u8], l3: usize, v6: bool, hdr: IpHeader<'_>) -> 
     }
 }
 
+/// Starts the answer to `p` in its own frame: MACs swapped, a new IP
+/// header from the VIP (`p`'s destination) back to the sender, don't
+/// fragment, for `l4_len` bytes of `proto`. Returns the L4 offset.
+fn turn_around(frame: &mut [u8], p: &Parsed, proto: u8, l4_len: usize) -> usize {
+    swap_macs(frame);
+    let hdr = IpHeader {
+        src: p.dst.wire(p.v6),
+        dst: p.src.wire(p.v6),
+        proto,
+        l4_len,
+        dont_fragment: true,
+    };
+    write_ip_header(frame, p.l3_off, p.v6, hdr)
+}
+
 /// Replaces a TCP segment with the RST that answers it (RFC 9293 3.10.7.1).
 /// Returns the new frame length. `frame` is the whole buffer. A RST is
 /// never answered: the caller does not call this for one.
@@ -106,16 +123,8 @@ pub fn tcp_reset(frame: &mut [u8], p: &Parsed) -> usize {
         }
         (0, a, TCP_RST | TCP_ACK)
     };
+    let l4 = turn_around(frame, p, IPPROTO_TCP, 20);
     let (src, dst) = (p.dst, p.src);
-    swap_macs(frame);
-    let hdr = IpHeader {
-        src: src.wire(p.v6),
-        dst: dst.wire(p.v6),
-        proto: IPPROTO_TCP,
-        l4_len: 20,
-        dont_fragment: true,
-    };
-    let l4 = write_ip_header(frame, p.l3_off, p.v6, hdr);
     let t = &mut frame[l4..l4 + 20];
     t[0..2].copy_from_slice(&dport.to_be_bytes());
     t[2..4].copy_from_slice(&sport.to_be_bytes());
@@ -139,6 +148,63 @@ pub enum IcmpAnswer {
     /// Time exceeded in transit (ICMPv4 11/0, ICMPv6 3/0), from a node
     /// address: what a router sends when a packet's TTL runs out on it.
     TimeExceeded,
+}
+
+/// Whether an SCTP packet to a Service without endpoints is answered
+/// (RFC 9260 8.4, out-of-the-blue packets): not one carrying an ABORT or a
+/// SHUTDOWN COMPLETE (items 2 and 6: "silently discard"), nor one that
+/// starts with an ERROR chunk (item 7 discards a COOKIE ERROR; an ERROR
+/// chunk is not looked into to tell which).
+#[inline]
+pub fn sctp_is_answered(first_chunk: u8, chunks: Chunks) -> bool {
+    !chunks.has(Chunks::ABORT | Chunks::SHUTDOWN_COMPLETE) && first_chunk != sctp::ERROR
+}
+
+/// Length of the generated SCTP packet: common header and one empty chunk.
+const SCTP_ANSWER_LEN: usize = sctp::COMMON_HDR_LEN + sctp::CHUNK_HDR_LEN;
+
+/// Replaces an SCTP packet with what answers it out of the blue (RFC 9260
+/// 8.4): a SHUTDOWN ACK gets a SHUTDOWN COMPLETE, anything else an ABORT.
+/// Verification tag (8.4 item 3, 8.5.1): the answer to an INIT carries the
+/// INIT's Initiate Tag with the T bit clear, since the sender has no tag of
+/// its peer yet; every other answer reflects the packet's own tag with the
+/// T bit set. Returns the new frame length; the caller has checked
+/// [`sctp_is_answered`]. `frame` is the whole buffer.
+pub fn sctp_abort(frame: &mut [u8], p: &Parsed) -> usize {
+    let L4::Sctp {
+        sport,
+        dport,
+        vtag,
+        chunk,
+        chunks,
+        ..
+    } = p.l4
+    else {
+        return 0;
+    };
+    let (tag, flags) = if chunk == sctp::INIT {
+        // The parser checked the INIT's fixed part is there.
+        let at = p.l4_off + sctp::COMMON_HDR_LEN + sctp::CHUNK_HDR_LEN;
+        let t = u32::from_be_bytes([frame[at], frame[at + 1], frame[at + 2], frame[at + 3]]);
+        (t, 0)
+    } else {
+        (vtag, sctp::FLAG_T)
+    };
+    let kind = if chunks.has(Chunks::SHUTDOWN_ACK) {
+        sctp::SHUTDOWN_COMPLETE
+    } else {
+        sctp::ABORT
+    };
+    let l4 = turn_around(frame, p, IPPROTO_SCTP, SCTP_ANSWER_LEN);
+    let s = &mut frame[l4..l4 + SCTP_ANSWER_LEN];
+    s[0..2].copy_from_slice(&dport.to_be_bytes());
+    s[2..4].copy_from_slice(&sport.to_be_bytes());
+    s[4..8].copy_from_slice(&tag.to_be_bytes());
+    s[12] = kind;
+    s[13] = flags;
+    s[14..16].copy_from_slice(&(sctp::CHUNK_HDR_LEN as u16).to_be_bytes());
+    sctp::set_checksum(s);
+    l4 + SCTP_ANSWER_LEN
 }
 
 /// Replaces a packet with the ICMP / ICMPv6 port unreachable that answers

@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 use crossbeam_queue::ArrayQueue;
 
 use crate::addr::{Addr, Tuple};
-use crate::conntrack::{Conntrack, Entry, TcpState};
+use crate::conntrack::{Conntrack, Entry, SctpState, TcpState};
 
 /// Slots a worker examines per turn: 256 entries of one cache line each,
 /// a few microseconds.
@@ -33,8 +33,10 @@ pub struct FlowRecord {
     pub original: Tuple,
     pub backend: Addr,
     pub backend_port: u16,
-    /// None for UDP and ICMP.
+    /// None but for TCP.
     pub tcp: Option<TcpState>,
+    /// None but for SCTP.
+    pub sctp: Option<SctpState>,
     pub replied: bool,
     pub assured: bool,
     /// Seconds until the flow expires unless a packet refreshes it.
@@ -49,6 +51,7 @@ impl FlowRecord {
             backend: e.backend,
             backend_port: e.backend_port,
             tcp: e.tcp,
+            sctp: e.sctp,
             replied: e.replied,
             assured: e.assured(),
             expires_in: e.deadline().saturating_sub(clock),

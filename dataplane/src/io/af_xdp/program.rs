@@ -2,9 +2,10 @@
 //! everything else to the kernel.
 //!
 //! What is steered (`bpf_redirect_map(&xsks, rx_queue_index, XDP_PASS)`):
-//! - TCP/UDP whose (dst addr, dst port, proto) is in `dst_map` (a VIP port);
-//! - TCP/UDP whose (src addr, src port, proto) is in `src_map` (a backend
-//!   endpoint: its replies);
+//! - TCP/UDP/SCTP whose (dst addr, dst port, proto) is in `dst_map` (a VIP
+//!   port); SCTP's ports sit where TCP's and UDP's do;
+//! - TCP/UDP/SCTP whose (src addr, src port, proto) is in `src_map` (a
+//!   backend endpoint: its replies);
 //! - IPv4 fragments, IPv6 packets with extension headers, and ICMP/ICMPv6
 //!   (echo and errors) addressed to a VIP *address*: looked up in `dst_map`
 //!   with port 0 and proto 0 (the address entry that
@@ -60,6 +61,7 @@ const PROTO_ICMP: i32 = 1;
 const PROTO_TCP: i32 = 6;
 const PROTO_UDP: i32 = 17;
 const PROTO_ICMPV6: i32 = 58;
+const PROTO_SCTP: i32 = 132;
 /// IPv6 extension headers after which the ports are not at a fixed offset:
 /// hop-by-hop, routing, fragment, destination options.
 const IPV6_EXT_HEADERS: [i32; 4] = [0, 43, 44, 60];
@@ -205,6 +207,7 @@ pub fn steering_program(m: ProgramMaps) -> Result<Vec<Insn>, AsmError> {
     a.emit(add64_reg(R8, R0));
     a.jmp_imm_to(op::JEQ, R9, PROTO_TCP, v4_ports);
     a.jmp_imm_to(op::JEQ, R9, PROTO_UDP, v4_ports);
+    a.jmp_imm_to(op::JEQ, R9, PROTO_SCTP, v4_ports);
     a.jmp_imm_to(op::JEQ, R9, PROTO_ICMP, v4_icmp);
     a.ja_to(pass);
 
@@ -241,6 +244,7 @@ pub fn steering_program(m: ProgramMaps) -> Result<Vec<Insn>, AsmError> {
     a.emit(add64_imm(R8, IPV6_HLEN));
     a.jmp_imm_to(op::JEQ, R9, PROTO_TCP, v6_ports);
     a.jmp_imm_to(op::JEQ, R9, PROTO_UDP, v6_ports);
+    a.jmp_imm_to(op::JEQ, R9, PROTO_SCTP, v6_ports);
     a.jmp_imm_to(op::JEQ, R9, PROTO_ICMPV6, v6_icmp);
     for h in IPV6_EXT_HEADERS {
         a.jmp_imm_to(op::JEQ, R9, h, v6_addr_only);

@@ -79,6 +79,12 @@ fn tcp(s: u16, d: u16) -> Vec<u8> {
     ports(s, d, 20)
 }
 
+/// An SCTP common header and one empty chunk: the ports are where TCP's
+/// and UDP's are.
+fn sctp(s: u16, d: u16) -> Vec<u8> {
+    ports(s, d, 16)
+}
+
 fn icmp(ty: u8) -> Vec<u8> {
     vec![ty, 0, 0, 0, 0, 7, 0, 1]
 }
@@ -177,11 +183,79 @@ fn ipv4_tcp_udp_steering() {
         &v4(BACKEND, NODE, 6, &tcp(8081, 22)),
         XDP_PASS,
     );
-    r.expect("sctp to vip", &v4(CLIENT, VIP, 132, &udp(1, 53)), XDP_PASS);
+    r.expect(
+        "sctp to udp-only port",
+        &v4(CLIENT, VIP, 132, &sctp(1, 53)),
+        XDP_PASS,
+    );
     let tagged = eth(0x0800, Some(7), &ipv4(CLIENT, VIP, 17, 0, 0, &udp(1, 53)));
     r.expect("802.1Q udp to vip", &tagged, XDP_REDIRECT);
     let tagged = eth(0x0800, Some(7), &ipv4(CLIENT, NODE, 17, 0, 0, &udp(1, 53)));
     r.expect("802.1Q udp to node", &tagged, XDP_PASS);
+}
+
+/// SCTP to an SCTP VIP port and replies from SCTP backends are steered in,
+/// in both families; the same ports over TCP/UDP, or SCTP to other
+/// ports, are not.
+#[test]
+fn sctp_steering() {
+    need_root!();
+    let mut r = Rig::new();
+    let m = r.steer.maps_mut();
+    m.add_vip(Addr::from_v4(VIP), 3868, Proto::Sctp).unwrap();
+    m.add_backend(Addr::from_v4(BACKEND), 3869, Proto::Sctp)
+        .unwrap();
+    m.add_vip(Addr::from_v6(VIP6), 3868, Proto::Sctp).unwrap();
+    m.add_backend(Addr::from_v6(BACKEND6), 3869, Proto::Sctp)
+        .unwrap();
+    let sctp4 = |s, d, sp, dp| v4(s, d, 132, &sctp(sp, dp));
+    let sctp6 = |s, d, sp, dp| v6(s, d, 132, &sctp(sp, dp));
+    r.expect(
+        "sctp to vip",
+        &sctp4(CLIENT, VIP, 40000, 3868),
+        XDP_REDIRECT,
+    );
+    r.expect(
+        "sctp to vip other port",
+        &sctp4(CLIENT, VIP, 40000, 3869),
+        XDP_PASS,
+    );
+    r.expect("sctp to node", &sctp4(CLIENT, NODE, 40000, 3868), XDP_PASS);
+    r.expect(
+        "udp to sctp port",
+        &v4(CLIENT, VIP, 17, &udp(40000, 3868)),
+        XDP_PASS,
+    );
+    r.expect(
+        "sctp backend reply",
+        &sctp4(BACKEND, CLIENT, 3869, 40000),
+        XDP_REDIRECT,
+    );
+    r.expect(
+        "tcp from sctp backend port",
+        &v4(BACKEND, CLIENT, 6, &tcp(3869, 40000)),
+        XDP_PASS,
+    );
+    r.expect(
+        "v6 sctp to vip",
+        &sctp6(CLIENT6, VIP6, 40000, 3868),
+        XDP_REDIRECT,
+    );
+    r.expect(
+        "v6 sctp to vip other port",
+        &sctp6(CLIENT6, VIP6, 40000, 3870),
+        XDP_PASS,
+    );
+    r.expect(
+        "v6 sctp backend reply",
+        &sctp6(BACKEND6, CLIENT6, 3869, 40000),
+        XDP_REDIRECT,
+    );
+    r.expect(
+        "v6 udp to sctp port",
+        &v6(CLIENT6, VIP6, 17, &udp(40000, 3868)),
+        XDP_PASS,
+    );
 }
 
 #[test]
