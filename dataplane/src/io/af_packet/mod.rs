@@ -206,12 +206,13 @@ impl AfPacket {
         if let Some(f) = cfg.fanout {
             // A fanout group replaces its members' own packet hooks with the
             // group's, so the per-socket PACKET_IGNORE_OUTGOING no longer
-            // applies: the group needs the flag. Defrag keeps the fragments
-            // of a datagram together on one worker in hash mode.
-            let mut flags = libc::PACKET_FANOUT_FLAG_IGNORE_OUTGOING;
-            if f.mode == FanoutMode::Hash {
-                flags |= libc::PACKET_FANOUT_FLAG_DEFRAG;
-            }
+            // applies: the group needs the flag. No PACKET_FANOUT_FLAG_DEFRAG:
+            // it would hand the workers reassembled datagrams larger than the
+            // MTU, which they cannot send on; the hash mode already keeps a
+            // datagram's fragments on one member (the kernel hashes them by
+            // addresses only), and the workers steer later fragments after
+            // their first one (`crate::fragments`).
+            let flags = libc::PACKET_FANOUT_FLAG_IGNORE_OUTGOING;
             let arg = f.group_id as u32 | ((f.mode.kernel_mode() | flags) << 16);
             sock.set_int(libc::PACKET_FANOUT, arg as libc::c_int)
                 .map_err(|source| AfPacketError::Fanout {

@@ -10,6 +10,11 @@
 //!   (echo and errors) addressed to a VIP *address*: looked up in `dst_map`
 //!   with port 0 and proto 0 (the address entry that
 //!   [`SteeringMaps`](super::SteeringMaps) keeps beside every VIP port);
+//! - IPv4 fragments and IPv6 packets with extension headers *from* a
+//!   backend address (`src_map`, port 0, proto 0): a fragmented reply, whose
+//!   later fragments carry no ports. This takes the backend's other
+//!   fragmented traffic through the gateway too; the workers pass what no
+//!   translated first fragment claims, which with AF_XDP means it is lost;
 //! - ICMP/ICMPv6 *errors* (v4 types 3, 11, 12; v6 types below 128) from a
 //!   backend address, looked up in `src_map` with port 0 and proto 0: they
 //!   report on flows the gateway forwarded.
@@ -19,7 +24,7 @@
 //! address, other L4 protocols, truncated or malformed headers (the kernel
 //! judges those as it would without us). One 802.1Q tag is understood.
 //! IPv6 extension headers are not walked: such packets match on the VIP
-//! address alone. Fragments from a backend pass (no ports to match them on).
+//! or backend address alone.
 
 use super::asm::*;
 
@@ -231,6 +236,7 @@ pub fn steering_program(m: ProgramMaps) -> Result<Vec<Insn>, AsmError> {
 
     a.bind(v4_frag);
     lookup(&mut a, m.dst, Family::V4(16), Ports::None, redirect);
+    lookup(&mut a, m.src, Family::V4(12), Ports::None, redirect);
     a.ja_to(pass);
 
     // IPv6: fixed 40-byte header; r9 = next header, r8 = what follows it.
@@ -271,6 +277,7 @@ pub fn steering_program(m: ProgramMaps) -> Result<Vec<Insn>, AsmError> {
 
     a.bind(v6_addr_only);
     lookup(&mut a, m.dst, Family::V6(24), Ports::None, redirect);
+    lookup(&mut a, m.src, Family::V6(8), Ports::None, redirect);
     a.ja_to(pass);
 
     // An empty XSKMAP slot (no socket on this queue yet) falls back to PASS.

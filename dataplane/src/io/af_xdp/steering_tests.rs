@@ -291,6 +291,19 @@ fn fragments_and_icmp_match_on_address() {
         r.expect("fragment to vip", &f, XDP_REDIRECT);
         let f = eth(0x0800, None, &ipv4(CLIENT, NODE, 17, 0, frag, &udp(9, 53)));
         r.expect("fragment to node", &f, XDP_PASS);
+        // A backend's fragmented reply: its later fragments have no ports.
+        let f = eth(
+            0x0800,
+            None,
+            &ipv4(BACKEND, CLIENT, 17, 0, frag, &udp(9, 9)),
+        );
+        r.expect("fragment from backend", &f, XDP_REDIRECT);
+        let f = eth(
+            0x0800,
+            None,
+            &ipv4(CLIENT, NODE, 17, 0, frag, &udp(8080, 9)),
+        );
+        r.expect("fragment from elsewhere", &f, XDP_PASS);
     }
     // DF alone is not a fragment: the ports decide.
     let f = eth(0x0800, None, &ipv4(CLIENT, VIP, 17, 0, 0x4000, &udp(9, 9)));
@@ -387,6 +400,12 @@ fn ipv6_steering() {
             "ext hdr to client",
             &v6(VIP6, CLIENT6, next, &tcp(1, 2)),
             XDP_PASS,
+        );
+        // From a backend (a fragmented reply): its address decides.
+        r.expect(
+            "ext hdr from backend",
+            &v6(BACKEND6, CLIENT6, next, &tcp(1, 2)),
+            XDP_REDIRECT,
         );
     }
     r.expect(
