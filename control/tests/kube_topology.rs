@@ -181,3 +181,23 @@ fn hints_and_health_checks_follow_the_api() {
     source.stop();
     server.pause();
 }
+
+#[test]
+fn the_zone_comes_from_the_node_label() {
+    let server = ApiServer::start().unwrap();
+    server.put_node(
+        "node-a",
+        &[
+            ("kubernetes.io/hostname", "node-a"),
+            ("topology.kubernetes.io/zone", "zone-a"),
+        ],
+    );
+    server.put_node("node-b", &[("kubernetes.io/hostname", "node-b")]);
+    let dir = Scratch::new("node");
+    let kubeconfig = Some(server.write_kubeconfig(&dir.0).unwrap());
+    let zone = |node: &str| control::kube_source::node_zone(kubeconfig.clone(), node);
+    assert_eq!(zone("node-a"), Ok(Some("zone-a".to_string())));
+    assert_eq!(zone("node-b"), Ok(None));
+    let err = zone("node-z").unwrap_err();
+    assert!(err.contains("not found"), "{err}");
+}

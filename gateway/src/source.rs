@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use control::admin::{Health, Metrics};
 use control::file_source::{FileEvent, FileSource, DEFAULT_POLL};
-use control::kube_source::{KubeSource, KubeSourceConfig};
+use control::kube_source::{KubeSource, KubeSourceConfig, ZONE_LABEL};
 use control::model::ModelOptions;
 use control::publish::{Published, Publisher};
 use control::service_health::ServiceHealthServer;
@@ -54,6 +54,10 @@ pub fn start(
     metrics: &Arc<Metrics>,
     service_health: &Arc<ServiceHealthServer>,
 ) -> Result<Running, String> {
+    let mut model = model;
+    if let ServiceSource::Kube { kubeconfig, .. } = source {
+        zone_from_node(&mut model, kubeconfig.clone());
+    }
     let publisher = Publisher::new(tables.clone(), model);
     // The health check listeners follow each publication (bind failures
     // are logged by the server, once per Service and port).
@@ -130,5 +134,27 @@ pub fn start(
             .map_err(|e| format!("{e} (pass --services FILE or --kubeconfig PATH)"))?;
             Ok(Running::Kube(src))
         }
+    }
+}
+
+/// Without `--zone`, reads the zone label of the `--node-name` Node once;
+/// a Node that cannot be read (RBAC, not found) leaves zone hints ignored,
+/// said in a warning.
+fn zone_from_node(model: &mut ModelOptions, kubeconfig: Option<PathBuf>) {
+    let (None, Some(node)) = (&model.zone, &model.node_name) else {
+        return;
+    };
+    match control::kube_source::node_zone(kubeconfig, node) {
+        Ok(Some(zone)) => {
+            tracing::info!("zone {zone} (label {ZONE_LABEL} of Node {node})");
+            model.zone = Some(zone);
+        }
+        Ok(None) => {
+            tracing::info!("Node {node} has no {ZONE_LABEL} label: topology zone hints are ignored")
+        }
+        Err(e) => tracing::warn!(
+            "cannot read Node {node} for its {ZONE_LABEL} label ({e}): topology zone \
+             hints are ignored; pass --zone"
+        ),
     }
 }
