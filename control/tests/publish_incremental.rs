@@ -70,7 +70,7 @@ fn slice(i: u64, part: u64, first: u64, n: u64, rv: u64) -> Arc<EndpointSlice> {
         .iter_mut()
         .enumerate()
     {
-        ep["nodeName"] = serde_json::json!(if (first + j as u64) % 2 == 0 {
+        ep["nodeName"] = serde_json::json!(if (first + j as u64).is_multiple_of(2) {
             NODE
         } else {
             "node-b"
