@@ -222,8 +222,8 @@ impl ServiceHealthServer {
                 Err(e) => {
                     if open.failed.insert(id.clone(), check.port) != Some(check.port) {
                         let w = format!(
-                            "Service {}/{}: cannot listen on healthCheckNodePort {}: {e}; \
-                             its load balancer sees this node as down (retried at each change)",
+                            "Service {}/{}: cannot listen on healthCheckNodePort {}: {e} \
+                             (kube-proxy on this node serves it too?); retried at each change",
                             id.0, id.1, check.port
                         );
                         tracing::warn!("{w}");
