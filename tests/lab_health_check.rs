@@ -3,8 +3,9 @@
 //! gateway node's addresses, asked over HTTP from the client namespace as
 //! a load balancer would: 200 while this node (`--node-name`) has ready
 //! endpoints, 503 when they all sit on other nodes, no listener once the
-//! Service is Cluster policy again. Root only; otherwise it says so loudly
-//! and passes.
+//! Service is Cluster policy again. Both I/O modes (with AF_XDP the
+//! steering program must hand the probes to the kernel). Root only;
+//! otherwise it says so loudly and passes.
 
 use std::io::{Read, Write};
 use std::net::{IpAddr, SocketAddr, TcpStream};
@@ -114,8 +115,17 @@ fn until(
 }
 
 #[test]
-fn health_check_node_port_answers_the_load_balancer() {
-    let Some(lab) = lab_or_skip("lab_health_check", LabSpec::default()) else {
+fn health_check_node_port_answers_the_load_balancer_af_packet() {
+    health_check_node_port_answers_the_load_balancer("af_packet");
+}
+
+#[test]
+fn health_check_node_port_answers_the_load_balancer_af_xdp() {
+    health_check_node_port_answers_the_load_balancer("af_xdp");
+}
+
+fn health_check_node_port_answers_the_load_balancer(io: &str) {
+    let Some(lab) = lab_or_skip(&format!("lab_health_check ({io})"), LabSpec::default()) else {
         return;
     };
     let dir = tempfile::tempdir().unwrap();
@@ -128,7 +138,7 @@ fn health_check_node_port_answers_the_load_balancer() {
             "--iface",
             &ifaces,
             "--io",
-            "af_packet",
+            io,
             "--services",
             &path.to_string_lossy(),
             "--node-name",
