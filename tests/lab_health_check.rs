@@ -12,7 +12,9 @@ use std::net::{IpAddr, SocketAddr, TcpStream};
 use std::time::{Duration, Instant};
 
 use bench::lab::{self, in_netns, LabSpec, GW_CLIENT_V4, GW_CLIENT_V6};
-use common::lab_test::{apply_services, lab_or_skip, Gateway};
+use common::lab_test::{
+    apply_services, http_service_list_yaml, lab_or_skip, ready_endpoint_yaml, Gateway,
+};
 
 mod common {
     #[allow(dead_code)]
@@ -29,42 +31,18 @@ const NODE: &str = "gw-node";
 /// The Service with its endpoints on `nodes` (one backend each) and the
 /// given external traffic policy.
 fn services(nodes: &[&str], policy: &str) -> String {
-    let mut eps = String::new();
-    for (i, node) in nodes.iter().enumerate() {
-        eps.push_str(&format!(
-            "  - addresses: ['{}']\n    nodeName: {node}\n    conditions: {{ready: true, serving: true, terminating: false}}\n",
-            lab::backend_v4(i)
-        ));
-    }
-    format!(
-        r#"apiVersion: v1
-kind: List
-items:
-- apiVersion: v1
-  kind: Service
-  metadata: {{name: edge, namespace: lab}}
-  spec:
-    type: LoadBalancer
-    clusterIP: 198.19.0.40
-    clusterIPs: [198.19.0.40]
-    externalTrafficPolicy: {policy}
-    healthCheckNodePort: {HEALTH_PORT}
-    ports:
-    - {{name: http, port: 80, protocol: TCP, targetPort: 8080, nodePort: 30080}}
-  status:
-    loadBalancer:
-      ingress: [{{ip: 198.19.6.40}}]
-- apiVersion: discovery.k8s.io/v1
-  kind: EndpointSlice
-  metadata:
-    name: edge-v4
-    namespace: lab
-    labels: {{kubernetes.io/service-name: edge}}
-  addressType: IPv4
-  ports: [{{name: http, port: 8080, protocol: TCP}}]
-  endpoints:
-{eps}"#
-    )
+    let eps: String = nodes
+        .iter()
+        .enumerate()
+        .map(|(i, node)| ready_endpoint_yaml(lab::backend_v4(i), &[format!("nodeName: {node}")]))
+        .collect();
+    let body = format!(
+        "    type: LoadBalancer\n    clusterIP: 198.19.0.40\n    externalTrafficPolicy: {policy}\n    \
+         healthCheckNodePort: {HEALTH_PORT}\n    ports:\n    \
+         - {{name: http, port: 80, protocol: TCP, targetPort: http, nodePort: 30080}}\n  \
+         status:\n    loadBalancer:\n      ingress: [{{ip: 198.19.6.40}}]\n"
+    );
+    http_service_list_yaml("edge", &body, &eps)
 }
 
 /// `GET /healthz` from the client namespace: (status, body), or the error.
@@ -131,20 +109,7 @@ fn health_check_node_port_answers_the_load_balancer(io: &str) {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("services.yaml");
     std::fs::write(&path, services(&[NODE, "other", NODE], "Local")).unwrap();
-    let ifaces = format!("{},{}", lab::GW_CLIENT_IF, lab::GW_BACKEND_IF);
-    let gw = Gateway::spawn(
-        &lab,
-        &[
-            "--iface",
-            &ifaces,
-            "--io",
-            io,
-            "--services",
-            &path.to_string_lossy(),
-            "--node-name",
-            NODE,
-        ],
-    );
+    let gw = Gateway::start_with(&lab, io, &path, &["--node-name", NODE]);
     let admin = gw.admin_addr();
     let v4 = SocketAddr::new(IpAddr::V4(GW_CLIENT_V4), HEALTH_PORT);
     let v6 = SocketAddr::new(IpAddr::V6(GW_CLIENT_V6), HEALTH_PORT);
