@@ -80,10 +80,12 @@ enum TopologyMode<'a> {
 impl<'a> Topology<'a> {
     /// kube-proxy's `topologyModeFromHints` (pkg/proxy/topology.go,
     /// Kubernetes 1.33+): only Ready endpoints are looked at. If every one
-    /// has a node hint and one is hinted for this node: same node (the
-    /// PreferSameTrafficDistribution feature, beta and on by default since
-    /// 1.34). Else, if every one has a zone hint and one is hinted for this
-    /// node's zone: same zone. Else all endpoints. kube-proxy does not read
+    /// has a node hint and one is hinted for this node: same node
+    /// (kube-proxy checks this behind its PreferSameTrafficDistribution
+    /// feature gate; vipgate always does: node hints exist only where the
+    /// controller has that feature). Else, if every one has a zone hint
+    /// and one is hinted for this node's zone: same zone. Else all
+    /// endpoints. kube-proxy does not read
     /// `trafficDistribution` itself: the EndpointSlice controller turns
     /// PreferClose / PreferSameZone / PreferSameNode into these hints, so a
     /// Service whose slices carry none is balanced over every endpoint.
