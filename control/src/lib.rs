@@ -14,6 +14,8 @@ pub mod model;
 pub mod objects;
 /// Publishing snapshots as table generations: the door to the dataplane.
 pub mod publish;
+/// kube-proxy's `healthCheckNodePort` listeners, one per `Local` LoadBalancer Service.
+pub mod service_health;
 /// A small list/watch Kubernetes API server for tests and sync benchmarks.
 pub mod test_api_server;
 

@@ -20,21 +20,41 @@ mod service;
 mod slices;
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod topology_tests;
 
 use service::{ServiceView, VipKind};
-use slices::{BackendQuery, SliceIndex};
+use slices::{BackendQuery, SliceIndex, Topology};
 
 /// What the model needs to know about where it runs.
 #[derive(Clone, Debug, Default)]
 pub struct ModelOptions {
-    /// This node's name, for `Local` traffic policies; `None` ignores them.
+    /// This node's name, for `Local` traffic policies, `hints.forNodes` and
+    /// health checks; `None` ignores them.
     pub node_name: Option<String>,
+    /// This node's zone (`topology.kubernetes.io/zone`), for
+    /// `hints.forZones`; `None` ignores zone hints, as kube-proxy does on a
+    /// node without the label.
+    pub zone: Option<String>,
 }
 
-/// The desired services, sorted by key, and one line per thing skipped.
+/// kube-proxy's per-Service health check (`healthCheckNodePort`) as this
+/// node answers it.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct HealthCheck {
+    pub namespace: String,
+    pub name: String,
+    pub port: u16,
+    /// Distinct addresses of the Service's ready endpoints on this node.
+    pub local_endpoints: usize,
+}
+
+/// The desired services, sorted by key, the health checks this node
+/// serves, sorted by Service, and one line per thing skipped.
 #[derive(Clone, Debug, Default)]
 pub struct Model {
     pub services: Vec<ServiceSpec>,
+    pub health_checks: Vec<HealthCheck>,
     pub warnings: Vec<String>,
 }
 
@@ -63,6 +83,11 @@ pub fn build(services: &[Service], slices: &[EndpointSlice], opts: &ModelOptions
     let mut warnings = Vec::new();
     let index = SliceIndex::new(slices, &mut warnings);
     let mut by_key: BTreeMap<ServiceKey, ServiceSpec> = BTreeMap::new();
+    let mut health_checks = Vec::new();
+    let topology = Topology {
+        node: opts.node_name.as_deref(),
+        zone: opts.zone.as_deref(),
+    };
 
     // Name order, so that which of two clashing Services wins does not
     // depend on the order of the input (a watch delivers them in any order).
@@ -83,6 +108,19 @@ pub fn build(services: &[Service], slices: &[EndpointSlice], opts: &ModelOptions
         let Some(view) = ServiceView::parse(svc, opts, &mut warnings) else {
             continue;
         };
+        if let (Some(port), Some(node)) = (view.health_check_port, opts.node_name.as_deref()) {
+            let ports: Vec<(String, dataplane::addr::Proto)> = view
+                .ports
+                .iter()
+                .map(|p| (p.name.clone(), p.proto))
+                .collect();
+            health_checks.push(HealthCheck {
+                namespace: view.namespace.clone(),
+                name: view.name.clone(),
+                port,
+                local_endpoints: index.local_ready_addrs(&view.namespace, &view.name, &ports, node),
+            });
+        }
 
         for port in &view.ports {
             for vip in &view.vips {
@@ -97,6 +135,7 @@ pub fn build(services: &[Service], slices: &[EndpointSlice], opts: &ModelOptions
                     proto: port.proto,
                     v4: vip.addr.is_v4(),
                     local_node,
+                    topology,
                 });
                 // kube-proxy: a Local policy that leaves this node without
                 // endpoints drops; a Service without any endpoints rejects.
@@ -110,6 +149,7 @@ pub fn build(services: &[Service], slices: &[EndpointSlice], opts: &ModelOptions
                             proto: port.proto,
                             v4: vip.addr.is_v4(),
                             local_node: None,
+                            topology: Topology::default(),
                         })
                         .iter()
                         .any(BackendSpec::takes_new_flows)
@@ -154,6 +194,7 @@ pub fn build(services: &[Service], slices: &[EndpointSlice], opts: &ModelOptions
     index.warn_orphans(services, &mut warnings);
     Model {
         services: by_key.into_values().collect(),
+        health_checks,
         warnings,
     }
 }

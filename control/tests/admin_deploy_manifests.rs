@@ -131,7 +131,7 @@ fn namespaced_objects_live_in_vipgate_system() {
 }
 
 #[test]
-fn rbac_is_get_list_watch_on_services_and_endpointslices_only() {
+fn rbac_is_get_list_watch_on_services_and_endpointslices_and_get_on_nodes_only() {
     let m = load();
     let rules = m.role.rules.as_ref().expect("rules");
     let mut grants = BTreeSet::new();
@@ -146,7 +146,7 @@ fn rbac_is_get_list_watch_on_services_and_endpointslices_only() {
             }
         }
     }
-    let expected: BTreeSet<(&str, &str, &str)> = ["get", "list", "watch"]
+    let mut expected: BTreeSet<(&str, &str, &str)> = ["get", "list", "watch"]
         .into_iter()
         .flat_map(|v| {
             [
@@ -155,6 +155,8 @@ fn rbac_is_get_list_watch_on_services_and_endpointslices_only() {
             ]
         })
         .collect();
+    // Its own Node's zone label, read once (topology hints).
+    expected.insert(("", "nodes", "get"));
     assert_eq!(grants, expected);
     assert!(
         m.role.aggregation_rule.is_none(),

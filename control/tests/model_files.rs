@@ -18,6 +18,7 @@ fn model(file: &str, node: Option<&str>) -> (Model, Vec<String>) {
     let o = load_file(&data(file)).unwrap();
     let opts = ModelOptions {
         node_name: node.map(str::to_string),
+        ..ModelOptions::default()
     };
     (build(&o.services, &o.slices, &opts), o.warnings)
 }

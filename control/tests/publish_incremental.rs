@@ -33,7 +33,23 @@ fn service(i: u64, vip: u64, rv: u64) -> Arc<Service> {
     let ip = IpAddr::V4(Ipv4Addr::new(198, 19, 0, vip as u8));
     let mut v = fixtures::service(&format!("ns-{}", i % 3), &format!("svc-{i}"), ip, 80);
     v["metadata"]["resourceVersion"] = serde_json::json!(rv.to_string());
+    // Every other Service wants a health check (counted on NODE).
+    if i % 2 == 1 {
+        v["spec"]["type"] = serde_json::json!("LoadBalancer");
+        v["spec"]["externalTrafficPolicy"] = serde_json::json!("Local");
+        v["spec"]["healthCheckNodePort"] = serde_json::json!(32000 + i);
+    }
     Arc::new(serde_json::from_value(v).unwrap())
+}
+
+/// The node the publisher runs on; endpoints alternate between it and another.
+const NODE: &str = "node-a";
+
+fn opts() -> ModelOptions {
+    ModelOptions {
+        node_name: Some(NODE.into()),
+        ..ModelOptions::default()
+    }
 }
 
 fn slice(i: u64, part: u64, first: u64, n: u64, rv: u64) -> Arc<EndpointSlice> {
@@ -48,6 +64,18 @@ fn slice(i: u64, part: u64, first: u64, n: u64, rv: u64) -> Arc<EndpointSlice> {
         &addrs,
         8080,
     );
+    for (j, ep) in v["endpoints"]
+        .as_array_mut()
+        .unwrap()
+        .iter_mut()
+        .enumerate()
+    {
+        ep["nodeName"] = serde_json::json!(if (first + j as u64).is_multiple_of(2) {
+            NODE
+        } else {
+            "node-b"
+        });
+    }
     v["metadata"]["resourceVersion"] = serde_json::json!(rv.to_string());
     Arc::new(serde_json::from_value(v).unwrap())
 }
@@ -67,12 +95,13 @@ fn specs_of(tables: &Tables) -> Vec<ServiceSpec> {
 fn incremental_equals_full_after_random_changes() {
     let mut rng = Rng(7);
     let tables = Tables::empty(TableConfig::default());
-    let mut publisher = Publisher::new(tables.clone(), ModelOptions::default());
+    let mut publisher = Publisher::new(tables.clone(), opts());
     // Live objects, keyed by index: Arcs are replaced on change, as a
     // reflector store does.
     let mut services: Vec<Option<Arc<Service>>> = vec![None; 12];
     let mut slices: Vec<Option<Arc<EndpointSlice>>> = vec![None; 24];
     let mut rv = 0;
+    let mut checks_with_local_endpoints = 0;
     for step in 0..300 {
         rv += 1;
         match rng.below(5) {
@@ -100,11 +129,24 @@ fn incremental_equals_full_after_random_changes() {
 
         let owned_s: Vec<Service> = svcs.iter().map(|s| (**s).clone()).collect();
         let owned_e: Vec<EndpointSlice> = sls.iter().map(|s| (**s).clone()).collect();
-        let full = model::build(&owned_s, &owned_e, &ModelOptions::default());
+        let full = model::build(&owned_s, &owned_e, &opts());
         assert_eq!(
             specs_of(&tables),
             full.services,
             "step {step}: incremental and full disagree"
         );
+        assert_eq!(
+            p.health_checks, full.health_checks,
+            "step {step}: health checks disagree"
+        );
+        checks_with_local_endpoints += full
+            .health_checks
+            .iter()
+            .filter(|c| c.local_endpoints > 0)
+            .count();
     }
+    assert!(
+        checks_with_local_endpoints > 0,
+        "no health check was exercised"
+    );
 }

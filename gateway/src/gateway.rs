@@ -11,6 +11,7 @@ use std::time::{Duration, Instant};
 
 use control::admin::{AdminServer, Health, Metrics};
 use control::model::ModelOptions;
+use control::service_health::ServiceHealthServer;
 use dataplane::addr::Addr;
 use dataplane::generation::Tables;
 use dataplane::io::af_packet::interface_exists;
@@ -49,6 +50,9 @@ pub struct GatewayConfig {
     pub worker: WorkerConfig,
     pub table: TableConfig,
     pub model: ModelOptions,
+    /// Where `healthCheckNodePort` health checks listen; empty: every
+    /// address of the node, as kube-proxy without `--nodeport-addresses`.
+    pub health_check_addrs: Vec<std::net::IpAddr>,
 }
 
 /// Why [`Gateway::serve`] returned.
@@ -81,6 +85,8 @@ pub struct Gateway {
     health: Arc<Health>,
     metrics: Arc<Metrics>,
     source: Option<source::Running>,
+    /// The health check listeners; also held by the source's callback.
+    service_health: Option<Arc<ServiceHealthServer>>,
     neigh: Arc<Neighbours>,
     running: Vec<workers::Running>,
     /// Steering programs' maps and the links that keep them attached.
@@ -104,7 +110,18 @@ impl Gateway {
             tables.clone(),
             Arc::clone(&health),
         ));
-        let source = source::start(&cfg.source, cfg.model, &tables, &health, &metrics)?;
+        let service_health = Arc::new(
+            ServiceHealthServer::start(cfg.health_check_addrs.clone(), Arc::clone(&health))
+                .map_err(|e| format!("health check server: {e}"))?,
+        );
+        let source = source::start(
+            &cfg.source,
+            cfg.model,
+            &tables,
+            &health,
+            &metrics,
+            &service_health,
+        )?;
         let neigh = Arc::new(Neighbours::open(&cfg.ifaces)?);
         let node = &mut cfg.worker.pipeline.node_addrs;
         *node = node_addrs(*node, neigh.load().ifaces());
@@ -148,6 +165,7 @@ impl Gateway {
             health,
             metrics,
             source: Some(source),
+            service_health: Some(service_health),
             neigh,
             running,
             xdp,
@@ -300,6 +318,8 @@ impl Gateway {
         if let Some(s) = self.source.take() {
             s.stop();
         }
+        // The source's callback held the other reference: this closes them.
+        self.service_health = None;
         Finished {
             counters,
             panicked,

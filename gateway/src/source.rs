@@ -7,9 +7,10 @@ use std::sync::Arc;
 
 use control::admin::{Health, Metrics};
 use control::file_source::{FileEvent, FileSource, DEFAULT_POLL};
-use control::kube_source::{KubeSource, KubeSourceConfig};
+use control::kube_source::{KubeSource, KubeSourceConfig, ZONE_LABEL};
 use control::model::ModelOptions;
-use control::publish::Publisher;
+use control::publish::{Published, Publisher};
+use control::service_health::ServiceHealthServer;
 use dataplane::generation::Tables;
 
 /// Where the Services and EndpointSlices come from.
@@ -51,15 +52,30 @@ pub fn start(
     tables: &Tables,
     health: &Arc<Health>,
     metrics: &Arc<Metrics>,
+    service_health: &Arc<ServiceHealthServer>,
 ) -> Result<Running, String> {
+    let mut model = model;
+    if let ServiceSource::Kube { kubeconfig, .. } = source {
+        zone_from_node(&mut model, kubeconfig.clone());
+    }
     let publisher = Publisher::new(tables.clone(), model);
+    // The health check listeners follow each publication (bind failures
+    // are logged by the server, once per Service and port).
+    let sync_health = {
+        let sh = Arc::clone(service_health);
+        move |p: &Published| {
+            sh.sync(&p.health_checks);
+        }
+    };
     match source {
         ServiceSource::File(path) => {
             let hf = Arc::clone(health);
             let mf = Arc::clone(metrics);
+            let sync_loaded = sync_health.clone();
             let (src, first) =
                 FileSource::start(path.clone(), publisher, DEFAULT_POLL, move |ev| match ev {
                     FileEvent::Loaded(p) => {
+                        sync_loaded(&p);
                         mf.observe_publication(&(&p).into());
                         hf.add_skipped(p.warnings.len());
                         for w in &p.warnings {
@@ -77,6 +93,7 @@ pub fn start(
                 })
                 // The loader's error names the file already.
                 .map_err(|e| e.to_string())?;
+            sync_health(&first);
             metrics.observe_publication(&(&first).into());
             health.add_skipped(first.warnings.len());
             for w in &first.warnings {
@@ -106,6 +123,7 @@ pub fn start(
             let mut publisher = publisher;
             let src = KubeSource::start(cfg, move |snap| {
                 let p = publisher.publish_shared(&snap.services, &snap.slices);
+                sync_health(&p);
                 m.observe_publication(&(&p).into());
                 h.add_skipped(p.warnings.len());
                 for w in &p.warnings {
@@ -116,5 +134,27 @@ pub fn start(
             .map_err(|e| format!("{e} (pass --services FILE or --kubeconfig PATH)"))?;
             Ok(Running::Kube(src))
         }
+    }
+}
+
+/// Without `--zone`, reads the zone label of the `--node-name` Node once;
+/// a Node that cannot be read (RBAC, not found) leaves zone hints ignored,
+/// said in a warning.
+fn zone_from_node(model: &mut ModelOptions, kubeconfig: Option<PathBuf>) {
+    let (None, Some(node)) = (&model.zone, &model.node_name) else {
+        return;
+    };
+    match control::kube_source::node_zone(kubeconfig, node) {
+        Ok(Some(zone)) => {
+            tracing::info!("zone {zone} (label {ZONE_LABEL} of Node {node})");
+            model.zone = Some(zone);
+        }
+        Ok(None) => {
+            tracing::info!("Node {node} has no {ZONE_LABEL} label: topology zone hints are ignored")
+        }
+        Err(e) => tracing::warn!(
+            "cannot read Node {node} for its {ZONE_LABEL} label ({e}): topology zone \
+             hints are ignored; pass --zone"
+        ),
     }
 }

@@ -91,6 +91,7 @@ fn a_gateway_started_as_a_library_forwards_and_reports() {
         worker: Default::default(),
         table: Default::default(),
         model: Default::default(),
+        health_check_addrs: vec![],
     };
     // The gateway lives on a thread inside the gateway namespace: its
     // sockets, netlink and interface checks belong there.

@@ -116,6 +116,12 @@ pub struct RunArgs {
     /// Watch Services and EndpointSlices of this namespace only (default: all).
     #[arg(long, value_name = "NS", conflicts_with = "services")]
     namespace: Option<String>,
+    /// Addresses the `healthCheckNodePort` health checks of
+    /// `externalTrafficPolicy: Local` LoadBalancer Services listen on
+    /// (comma-separated or repeated); default: every address of the node,
+    /// as kube-proxy without `--nodeport-addresses`.
+    #[arg(long, value_name = "ADDR", value_delimiter = ',')]
+    health_check_address: Vec<std::net::IpAddr>,
     /// Frames per burst (also `--batch`).
     #[arg(long, visible_alias = "batch", default_value_t = 64, value_parser = clap::value_parser!(u16).range(1..=MAX_BURST as i64))]
     burst: u16,
@@ -148,6 +154,7 @@ impl RunArgs {
             },
             table: self.tuning.table_config(),
             model: self.tuning.model_options(),
+            health_check_addrs: self.health_check_address.clone(),
         }
     }
 }

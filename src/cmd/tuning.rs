@@ -27,9 +27,17 @@ pub struct Tuning {
     /// Connection-tracking entries per worker.
     #[arg(long, default_value_t = 1 << 18, value_name = "N")]
     pub conntrack_capacity: u32,
-    /// Node name, for `internalTrafficPolicy: Local` services.
+    /// Node name, for `internalTrafficPolicy` / `externalTrafficPolicy:
+    /// Local` Services, `hints.forNodes` and `healthCheckNodePort` health
+    /// checks.
     #[arg(long, value_name = "NAME")]
     pub node_name: Option<String>,
+    /// This node's zone (its `topology.kubernetes.io/zone` label): Services
+    /// whose EndpointSlices carry `hints.forZones` (trafficDistribution
+    /// PreferClose / PreferSameZone) send new flows to the endpoints hinted
+    /// for it, with kube-proxy's fallbacks. Without it zone hints are ignored.
+    #[arg(long, value_name = "ZONE")]
+    pub zone: Option<String>,
     /// How TCP to a Service without endpoints is answered: `rst` (a TCP
     /// reset, as Cilium and IPVS-mode kube-proxy) or `icmp` (ICMP port
     /// unreachable, as kube-proxy's iptables and nftables REJECT rules).
@@ -110,6 +118,7 @@ impl Tuning {
     pub fn model_options(&self) -> control::model::ModelOptions {
         control::model::ModelOptions {
             node_name: self.node_name.clone(),
+            zone: self.zone.clone(),
         }
     }
 }

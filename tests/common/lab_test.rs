@@ -131,32 +131,48 @@ items:
 /// port 8080, as `kubectl get -o yaml` prints a v1 List.
 pub fn web_services_yaml(vip: Ipv4Addr) -> String {
     let endpoints: String = (0..BACKENDS)
-        .map(|i| {
-            format!(
-                "  - addresses: ['{}']\n    conditions: {{ready: true, serving: true, terminating: false}}\n",
-                lab::backend_v4(i)
-            )
-        })
+        .map(|i| ready_endpoint_yaml(lab::backend_v4(i), &[]))
         .collect();
+    let spec = format!(
+        "    type: ClusterIP\n    clusterIP: {vip}\n    clusterIPs: ['{vip}']\n    ports:\n    \
+         - {{name: http, port: 80, protocol: TCP, targetPort: {TCP_PORT}}}\n"
+    );
+    http_service_list_yaml("web", &spec, &endpoints)
+}
+
+/// A v1 List of Service `name` (namespace `lab`; `body` holds its
+/// `spec:` fields, and maybe a `status:`, indented as in the List) and its
+/// [`http_slice_yaml`] with `endpoints`.
+pub fn http_service_list_yaml(name: &str, body: &str, endpoints: &str) -> String {
     format!(
-        r#"apiVersion: v1
-kind: List
-items:
-- apiVersion: v1
-  kind: Service
-  metadata: {{name: web, namespace: lab}}
-  spec:
-    type: ClusterIP
-    clusterIP: {vip}
-    clusterIPs: ['{vip}']
-    ports:
-    - {{name: http, port: 80, protocol: TCP, targetPort: {TCP_PORT}}}
-- apiVersion: discovery.k8s.io/v1
+        "apiVersion: v1\nkind: List\nitems:\n- apiVersion: v1\n  kind: Service\n  \
+         metadata: {{name: {name}, namespace: lab}}\n  spec:\n{body}{}",
+        http_slice_yaml(name, endpoints)
+    )
+}
+
+/// One ready endpoint of an EndpointSlice, as a YAML list item, with
+/// `extra` fields (`nodeName: n1`, `zone: z`, ...).
+pub fn ready_endpoint_yaml(ip: impl std::fmt::Display, extra: &[String]) -> String {
+    let mut out = format!(
+        "  - addresses: ['{ip}']\n    conditions: {{ready: true, serving: true, terminating: false}}\n"
+    );
+    for e in extra {
+        out.push_str(&format!("    {e}\n"));
+    }
+    out
+}
+
+/// An IPv4 EndpointSlice of Service `service` (namespace `lab`) whose
+/// port `http` is the backends' TCP server, as a List item.
+pub fn http_slice_yaml(service: &str, endpoints: &str) -> String {
+    format!(
+        r#"- apiVersion: discovery.k8s.io/v1
   kind: EndpointSlice
   metadata:
-    name: web-v4
+    name: {service}-v4
     namespace: lab
-    labels: {{kubernetes.io/service-name: web}}
+    labels: {{kubernetes.io/service-name: {service}}}
   addressType: IPv4
   ports:
   - {{name: http, port: {TCP_PORT}, protocol: TCP}}
@@ -280,12 +296,16 @@ pub struct Gateway {
 impl Gateway {
     /// The two-interface gateway of `lab` with `io` and a services file.
     pub fn start(lab: &Lab, io: &str, services: &std::path::Path) -> Gateway {
+        Gateway::start_with(lab, io, services, &[])
+    }
+
+    /// [`Gateway::start`] with more arguments.
+    pub fn start_with(lab: &Lab, io: &str, services: &std::path::Path, extra: &[&str]) -> Gateway {
         let ifaces = format!("{GW_CLIENT_IF},{GW_BACKEND_IF}");
         let services = services.to_string_lossy();
-        Gateway::spawn(
-            lab,
-            &["--iface", &ifaces, "--io", io, "--services", &services],
-        )
+        let mut args = vec!["--iface", &ifaces, "--io", io, "--services", &services];
+        args.extend_from_slice(extra);
+        Gateway::spawn(lab, &args)
     }
 
     /// `vipgate run ARGS --admin-addr 127.0.0.1:0` in the gateway

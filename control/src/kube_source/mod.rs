@@ -15,6 +15,8 @@
 
 /// Publish timing: settle period and cap.
 mod coalesce;
+/// This node's zone label, read once.
+mod node;
 /// Client middleware that notices successful API responses.
 mod observe;
 /// The async loop: reflectors, merge, coalesce, publish.
@@ -35,6 +37,7 @@ use kube::{Client, Config};
 use tokio::sync::oneshot;
 
 pub use self::coalesce::MAX_DELAY;
+pub use self::node::{node_zone, ZONE_LABEL};
 pub use self::status::SourceStatus;
 
 /// Default quiet period before a snapshot is published.

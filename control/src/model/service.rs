@@ -69,6 +69,9 @@ pub(super) struct ServiceView {
     pub external_local_node: Option<String>,
     /// `loadBalancerSourceRanges` (or its annotation), valid entries only.
     pub source_ranges: Vec<SourceRange>,
+    /// `healthCheckNodePort`, when this node serves kube-proxy's health
+    /// check for the Service (see [`health_check_port`]).
+    pub health_check_port: Option<u16>,
 }
 
 /// Namespace and name, as the model orders Services. Objects without a
@@ -242,8 +245,10 @@ impl ServiceView {
         };
 
         let source_ranges = source_ranges(&id, svc, warnings);
+        let health_check_port = health_check_port(&id, spec, opts, warnings);
 
         Some(ServiceView {
+            health_check_port,
             namespace,
             name,
             vips,
@@ -371,4 +376,48 @@ fn local_node(
             None
         }
     }
+}
+
+/// The port of kube-proxy's per-Service health check, served when the
+/// Service needs one (kube-proxy's `NeedsHealthCheck`: type LoadBalancer
+/// with `externalTrafficPolicy: Local`) and this node's name is known, since
+/// the answer is the count of this node's endpoints.
+fn health_check_port(
+    id: &str,
+    spec: &k8s_openapi::api::core::v1::ServiceSpec,
+    opts: &ModelOptions,
+    warnings: &mut Vec<String>,
+) -> Option<u16> {
+    if spec.type_.as_deref() != Some("LoadBalancer")
+        || spec.external_traffic_policy.as_deref() != Some("Local")
+    {
+        return None;
+    }
+    let port = match spec.health_check_node_port {
+        Some(p) => match u16::try_from(p) {
+            Ok(n) if n != 0 => n,
+            _ => {
+                warnings.push(format!(
+                    "Service {id}: healthCheckNodePort {p} outside 1..=65535; not served"
+                ));
+                return None;
+            }
+        },
+        None => {
+            // The API server allocates one for every such Service.
+            warnings.push(format!(
+                "Service {id}: externalTrafficPolicy Local without healthCheckNodePort; \
+                 no health check served"
+            ));
+            return None;
+        }
+    };
+    if opts.node_name.is_none() {
+        warnings.push(format!(
+            "Service {id}: healthCheckNodePort {port} not served because no node name is \
+             configured (it counts this node's endpoints)"
+        ));
+        return None;
+    }
+    Some(port)
 }

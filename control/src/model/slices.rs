@@ -29,6 +29,13 @@ struct Endpoint {
     addr: Addr,
     state: BackendState,
     node: Option<String>,
+    /// `hints.forZones`: the zones whose nodes should send this endpoint
+    /// traffic (written by the EndpointSlice controller for
+    /// `trafficDistribution: PreferClose` / `PreferSameZone`, or by
+    /// topology-aware routing).
+    zone_hints: Vec<String>,
+    /// `hints.forNodes` (`trafficDistribution: PreferSameNode`).
+    node_hints: Vec<String>,
 }
 
 struct Slice {
@@ -47,6 +54,89 @@ pub(super) struct BackendQuery<'a> {
     pub v4: bool,
     /// `Some(node)`: only endpoints on that node (a `Local` traffic policy).
     pub local_node: Option<&'a str>,
+    /// Where this gateway is, for topology hints; ignored with `local_node`
+    /// (kube-proxy applies topology to Cluster-policy endpoints only).
+    pub topology: Topology<'a>,
+}
+
+/// This node's name and zone, as topology hints name them.
+#[derive(Clone, Copy, Debug, Default)]
+pub(super) struct Topology<'a> {
+    pub node: Option<&'a str>,
+    pub zone: Option<&'a str>,
+}
+
+/// Which hints decide the endpoints that take new flows here.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+enum TopologyMode<'a> {
+    /// No hints apply: every ready endpoint.
+    All,
+    /// Ready endpoints hinted for this node (`forNodes`).
+    SameNode(&'a str),
+    /// Ready endpoints hinted for this zone (`forZones`).
+    SameZone(&'a str),
+}
+
+impl<'a> Topology<'a> {
+    /// kube-proxy's `topologyModeFromHints` (pkg/proxy/topology.go,
+    /// Kubernetes 1.33+): only Ready endpoints are looked at. If every one
+    /// has a node hint and one is hinted for this node: same node
+    /// (kube-proxy checks this behind its PreferSameTrafficDistribution
+    /// feature gate; vipgate always does: node hints exist only where the
+    /// controller has that feature). Else, if every one has a zone hint
+    /// and one is hinted for this node's zone: same zone. Else all
+    /// endpoints. kube-proxy does not read
+    /// `trafficDistribution` itself: the EndpointSlice controller turns
+    /// PreferClose / PreferSameZone / PreferSameNode into these hints, so a
+    /// Service whose slices carry none is balanced over every endpoint.
+    fn mode<'e>(self, ready: impl Iterator<Item = &'e Endpoint> + Clone) -> TopologyMode<'a> {
+        let ready_hinted_for = |hints: fn(&Endpoint) -> &[String], mine: &str| {
+            let mut any = false;
+            for e in ready.clone() {
+                let h = hints(e);
+                if h.is_empty() {
+                    return false;
+                }
+                any |= h.iter().any(|x| x == mine);
+            }
+            any
+        };
+        if let Some(node) = self
+            .node
+            .filter(|n| ready_hinted_for(Endpoint::node_hints, n))
+        {
+            return TopologyMode::SameNode(node);
+        }
+        if let Some(zone) = self
+            .zone
+            .filter(|z| ready_hinted_for(Endpoint::zone_hints, z))
+        {
+            return TopologyMode::SameZone(zone);
+        }
+        TopologyMode::All
+    }
+}
+
+impl Endpoint {
+    fn zone_hints(&self) -> &[String] {
+        &self.zone_hints
+    }
+
+    fn node_hints(&self) -> &[String] {
+        &self.node_hints
+    }
+}
+
+impl TopologyMode<'_> {
+    /// kube-proxy's `availableForTopology`: no fallback here, the fallback
+    /// is in choosing the mode.
+    fn admits(self, ep: &Endpoint) -> bool {
+        match self {
+            TopologyMode::All => true,
+            TopologyMode::SameNode(n) => ep.node_hints.iter().any(|h| h == n),
+            TopologyMode::SameZone(z) => ep.zone_hints.iter().any(|h| h == z),
+        }
+    }
 }
 
 /// Usable slices keyed by (namespace, Service name).
@@ -118,7 +208,9 @@ impl SliceIndex {
     /// deduplicated by (address, port), sorted.
     pub fn backends(&self, q: &BackendQuery<'_>) -> Vec<BackendSpec> {
         let key = (q.namespace.to_string(), q.service.to_string());
-        let mut best: BTreeMap<(Addr, u16), BackendState> = BTreeMap::new();
+        // Per (address, port) the best state, and the endpoint giving it
+        // (whose hints count).
+        let mut best: BTreeMap<(Addr, u16), &Endpoint> = BTreeMap::new();
         for slice in self.by_service.get(&key).into_iter().flatten() {
             if slice.v4 != q.v4 {
                 continue;
@@ -141,18 +233,69 @@ impl SliceIndex {
                 }
                 // The enum orders Ready < ServingTerminating < NotServing: min is best.
                 best.entry((ep.addr, number))
-                    .and_modify(|s| *s = (*s).min(ep.state))
-                    .or_insert(ep.state);
+                    .and_modify(|e| {
+                        if ep.state < e.state {
+                            *e = ep;
+                        }
+                    })
+                    .or_insert(ep);
             }
         }
+        let mode = match q.local_node {
+            // `Local` wins over topology, as in kube-proxy's CategorizeEndpoints.
+            Some(_) => TopologyMode::All,
+            None => q.topology.mode(
+                best.values()
+                    .copied()
+                    .filter(|e| e.state == BackendState::Ready),
+            ),
+        };
+        // Ready endpoints outside the topology take no new flows here; the
+        // others stay, as the dataplane falls back to serving-terminating
+        // ones only when no endpoint at all is ready (a topology mode is
+        // chosen only with a ready endpoint for this node or zone).
         best.into_iter()
-            .map(|((addr, port), state)| BackendSpec {
+            .filter(|(_, e)| e.state != BackendState::Ready || mode.admits(e))
+            .map(|((addr, port), e)| BackendSpec {
                 addr,
                 port,
                 weight: ENDPOINT_WEIGHT,
-                state,
+                state: e.state,
             })
             .collect()
+    }
+
+    /// kube-proxy's `LocalReadyEndpoints` for a health check: the distinct
+    /// addresses of this Service's ready endpoints on `node`, over every
+    /// port and family (10.0.0.1:80 and 10.0.0.1:443 count once), counting
+    /// slices with a port of the Service only.
+    pub fn local_ready_addrs(
+        &self,
+        namespace: &str,
+        service: &str,
+        ports: &[(String, Proto)],
+        node: &str,
+    ) -> usize {
+        let key = (namespace.to_string(), service.to_string());
+        let mut addrs: BTreeSet<Addr> = BTreeSet::new();
+        for slice in self.by_service.get(&key).into_iter().flatten() {
+            let serves = slice.ports.iter().any(|p| {
+                ports
+                    .iter()
+                    .any(|(n, pr)| *n == p.name && Some(*pr) == p.proto)
+            });
+            if !serves {
+                continue;
+            }
+            addrs.extend(
+                slice
+                    .endpoints
+                    .iter()
+                    .filter(|e| e.state == BackendState::Ready && e.node.as_deref() == Some(node))
+                    .map(|e| e.addr),
+            );
+        }
+        addrs.len()
     }
 
     /// Warns about slices that name a Service missing from the input: usually
@@ -247,10 +390,19 @@ fn slice_endpoints(
             ));
             continue;
         }
+        let hints = ep.hints.as_ref();
         out.push(Endpoint {
             addr,
             state: state_of(ep.conditions.as_ref()),
             node: ep.node_name.clone(),
+            zone_hints: hints
+                .and_then(|h| h.for_zones.as_ref())
+                .map(|z| z.iter().map(|z| z.name.clone()).collect())
+                .unwrap_or_default(),
+            node_hints: hints
+                .and_then(|h| h.for_nodes.as_ref())
+                .map(|n| n.iter().map(|n| n.name.clone()).collect())
+                .unwrap_or_default(),
         });
     }
     out

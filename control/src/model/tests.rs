@@ -5,19 +5,19 @@ use dataplane::addr::{Addr, Proto};
 use dataplane::service::{Affinity, BackendSpec, BackendState, NoEndpoints};
 use serde_json::{json, Value};
 
-fn svc(v: Value) -> Service {
+pub(super) fn svc(v: Value) -> Service {
     serde_json::from_value(v).expect("test Service deserializes")
 }
 
-fn slice(v: Value) -> EndpointSlice {
+pub(super) fn slice(v: Value) -> EndpointSlice {
     serde_json::from_value(v).expect("test EndpointSlice deserializes")
 }
 
-fn ip(s: &str) -> Addr {
+pub(super) fn ip(s: &str) -> Addr {
     Addr::from(s.parse::<std::net::IpAddr>().unwrap())
 }
 
-fn be(addr: &str, port: u16, state: BackendState) -> BackendSpec {
+pub(super) fn be(addr: &str, port: u16, state: BackendState) -> BackendSpec {
     BackendSpec {
         addr: ip(addr),
         port,
@@ -26,11 +26,11 @@ fn be(addr: &str, port: u16, state: BackendState) -> BackendSpec {
     }
 }
 
-fn run(services: Vec<Service>, slices: Vec<EndpointSlice>) -> Model {
+pub(super) fn run(services: Vec<Service>, slices: Vec<EndpointSlice>) -> Model {
     build(&services, &slices, &ModelOptions::default())
 }
 
-fn find<'a>(m: &'a Model, vip: &str, port: u16, proto: Proto) -> &'a ServiceSpec {
+pub(super) fn find<'a>(m: &'a Model, vip: &str, port: u16, proto: Proto) -> &'a ServiceSpec {
     m.services
         .iter()
         .find(|s| s.key.vip == ip(vip) && s.key.port == port && s.key.proto == proto)
@@ -38,7 +38,7 @@ fn find<'a>(m: &'a Model, vip: &str, port: u16, proto: Proto) -> &'a ServiceSpec
 }
 
 /// A ClusterIP Service with one port, as the API server returns it.
-fn cluster_svc(name: &str, cip: &str, ports: Value) -> Service {
+pub(super) fn cluster_svc(name: &str, cip: &str, ports: Value) -> Service {
     svc(json!({
         "apiVersion": "v1", "kind": "Service",
         "metadata": {"name": name, "namespace": "shop", "uid": "6a1c1e04-0000-4000-8000-000000000001",
@@ -51,7 +51,13 @@ fn cluster_svc(name: &str, cip: &str, ports: Value) -> Service {
     }))
 }
 
-fn eps(name: &str, service: &str, family: &str, ports: Value, endpoints: Value) -> EndpointSlice {
+pub(super) fn eps(
+    name: &str,
+    service: &str,
+    family: &str,
+    ports: Value,
+    endpoints: Value,
+) -> EndpointSlice {
     slice(json!({
         "apiVersion": "discovery.k8s.io/v1", "kind": "EndpointSlice",
         "metadata": {"name": name, "namespace": "shop", "generateName": format!("{service}-"),
@@ -66,7 +72,7 @@ fn eps(name: &str, service: &str, family: &str, ports: Value, endpoints: Value) 
     }))
 }
 
-fn ready_ep(addr: &str, node: &str) -> Value {
+pub(super) fn ready_ep(addr: &str, node: &str) -> Value {
     json!({"addresses": [addr], "nodeName": node,
            "conditions": {"ready": true, "serving": true, "terminating": false},
            "targetRef": {"kind": "Pod", "namespace": "shop", "name": format!("pod-{addr}")}})
@@ -455,6 +461,7 @@ fn local_slices() -> Vec<EndpointSlice> {
 fn internal_traffic_policy_local_keeps_this_nodes_endpoints() {
     let opts = ModelOptions {
         node_name: Some("node-b".into()),
+        ..ModelOptions::default()
     };
     let m = build(&[local_svc()], &local_slices(), &opts);
     assert!(m.warnings.is_empty(), "{:?}", m.warnings);
@@ -475,6 +482,7 @@ fn internal_traffic_policy_local_keeps_this_nodes_endpoints() {
     // A node with no endpoints gets none: traffic is dropped, as kube-proxy does.
     let opts = ModelOptions {
         node_name: Some("node-z".into()),
+        ..ModelOptions::default()
     };
     let m = build(&[local_svc()], &local_slices(), &opts);
     let spec = find(&m, "198.19.0.10", 80, Proto::Tcp);
@@ -503,13 +511,14 @@ fn external_ips_and_lb_ingress_are_vips() {
         json!({"apiVersion": "v1", "kind": "Service", "metadata": {"name": "web", "namespace": "shop"},
         "spec": {"type": "LoadBalancer", "clusterIP": "198.19.0.10", "clusterIPs": ["198.19.0.10"],
                  "externalIPs": ["198.19.5.1", "198.19.5.2"], "externalTrafficPolicy": "Local",
-                 "internalTrafficPolicy": "Cluster",
+                 "internalTrafficPolicy": "Cluster", "healthCheckNodePort": 32123,
                  "ports": [{"name": "http", "port": 80, "nodePort": 30080, "targetPort": 8080}]},
         "status": {"loadBalancer": {"ingress": [{"ip": "198.19.6.1", "ipMode": "VIP"},
                                                  {"ip": "198.19.5.2"}, {"hostname": "lb.example.invalid"}]}}}),
     );
     let opts = ModelOptions {
         node_name: Some("node-a".into()),
+        ..ModelOptions::default()
     };
     let m = build(&[s], &local_slices_named("web"), &opts);
     // Its node port is not served, and the operator is told so.
@@ -534,6 +543,16 @@ fn external_ips_and_lb_ingress_are_vips() {
         );
         assert_eq!(find(&m, vip, 80, Proto::Tcp).name, "shop/web:http");
     }
+    // This node answers the load balancer's health check: one ready endpoint here.
+    assert_eq!(
+        m.health_checks,
+        vec![HealthCheck {
+            namespace: "shop".into(),
+            name: "web".into(),
+            port: 32123,
+            local_endpoints: 1
+        }]
+    );
 }
 
 /// loadBalancerSourceRanges restrict the load-balancer IPs only (an

@@ -17,7 +17,7 @@ use k8s_openapi::api::core::v1::Service;
 use k8s_openapi::api::discovery::v1::EndpointSlice;
 use kube::ResourceExt;
 
-use crate::model::{self, ModelOptions};
+use crate::model::{self, HealthCheck, ModelOptions};
 
 /// The label tying an EndpointSlice to its Service.
 const SERVICE_NAME_LABEL: &str = "kubernetes.io/service-name";
@@ -74,6 +74,8 @@ pub(super) struct Live {
     /// Every Service claiming a key, in name order: the first one serves it
     /// (as in `model::build`).
     claims: HashMap<ServiceKey, BTreeSet<Id>>,
+    /// The health checks each Service's model asked for.
+    health: HashMap<Id, Vec<HealthCheck>>,
 }
 
 /// The result of one incremental step.
@@ -82,6 +84,8 @@ pub(super) struct Step {
     pub stats: BuildStats,
     pub warnings: Vec<String>,
     pub recomputed: usize,
+    /// Every Service's health checks, sorted.
+    pub health_checks: Vec<HealthCheck>,
     /// Trigger times of the EndpointSlice changes this step carries.
     pub triggers: Vec<std::time::SystemTime>,
 }
@@ -128,6 +132,7 @@ impl Live {
         let mut affected: Vec<Id> = affected.into_iter().collect();
         affected.sort();
         for id in &affected {
+            self.health.remove(id);
             if let Some(old) = self.specs.remove(id) {
                 for spec in &old {
                     touched.insert(spec.key);
@@ -169,6 +174,9 @@ impl Live {
                 }
             }
             self.specs.insert(id.clone(), m.services);
+            if !m.health_checks.is_empty() {
+                self.health.insert(id.clone(), m.health_checks);
+            }
         }
 
         let mut removed = Vec::new();
@@ -188,11 +196,14 @@ impl Live {
         let (table, stats) = ServiceTable::apply(current, removed.iter(), upserts.into_iter());
         self.services = services_now;
         self.slices = slices_now;
+        let mut health_checks: Vec<HealthCheck> = self.health.values().flatten().cloned().collect();
+        health_checks.sort();
         Step {
             table,
             stats,
             warnings,
             recomputed: affected.len(),
+            health_checks,
             triggers: super::triggers::changed_between(&sl_gone, &sl_came),
         }
     }

@@ -15,7 +15,7 @@ use dataplane::table::{BuildStats, ServiceTable};
 use k8s_openapi::api::core::v1::Service;
 use k8s_openapi::api::discovery::v1::EndpointSlice;
 
-use crate::model::{self, ModelOptions};
+use crate::model::{self, HealthCheck, ModelOptions};
 
 /// Incremental publication of live snapshots.
 mod live;
@@ -32,6 +32,9 @@ pub struct Published {
     pub took: Duration,
     /// Services whose model was recomputed (all, for a full publish).
     pub recomputed: usize,
+    /// The `healthCheckNodePort` checks this node serves, as the model
+    /// gives them for the whole snapshot (sorted by Service).
+    pub health_checks: Vec<HealthCheck>,
     /// `endpoints.kubernetes.io/last-change-trigger-time` of each
     /// EndpointSlice whose annotation changed since the last publication.
     pub triggers: Vec<SystemTime>,
@@ -77,6 +80,7 @@ impl Publisher {
             warnings: m.warnings,
             took: start.elapsed(),
             recomputed: services.len(),
+            health_checks: m.health_checks,
             triggers,
         }
     }
@@ -100,6 +104,7 @@ impl Publisher {
             warnings: step.warnings,
             took: start.elapsed(),
             recomputed: step.recomputed,
+            health_checks: step.health_checks,
             triggers: step.triggers,
         }
     }

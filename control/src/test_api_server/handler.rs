@@ -24,6 +24,8 @@ type Body = UnsyncBoxBody<Bytes, Infallible>;
 pub struct Shared {
     pub store: Mutex<Store>,
     pub token: String,
+    /// core/v1 Nodes by name, served by `get` only (no list or watch).
+    pub nodes: Mutex<std::collections::HashMap<String, serde_json::Value>>,
 }
 
 impl Shared {
@@ -82,6 +84,17 @@ fn respond(req: &Request<Incoming>, shared: &Shared) -> Response<Body> {
         != Some(expected.as_bytes())
     {
         return status(StatusCode::UNAUTHORIZED, "Unauthorized", "Unauthorized");
+    }
+    if let Some(name) = req.uri().path().strip_prefix("/api/v1/nodes/") {
+        let nodes = shared.nodes.lock().unwrap_or_else(|e| e.into_inner());
+        return match nodes.get(name) {
+            Some(n) => json_response(StatusCode::OK, full(Bytes::from(n.to_string()))),
+            None => status(
+                StatusCode::NOT_FOUND,
+                "NotFound",
+                &format!("nodes \"{name}\" not found"),
+            ),
+        };
     }
     let Some((resource, namespace)) = route(req.uri().path()) else {
         return status(

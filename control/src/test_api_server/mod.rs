@@ -15,6 +15,8 @@
 //!   `timeoutSeconds` ends the stream. A watch from an N older than the
 //!   compaction point gets one ERROR event with a 410 `Expired` Status.
 //!   Streaming lists (`sendInitialEvents`) are refused with 400.
+//! - `GET /api/v1/nodes/{name}` returns a Node put with `put_node` (no
+//!   list or watch of Nodes).
 //! - Requests must carry the bearer token written into the kubeconfig.
 //!
 //! Every method is synchronous; the server runs on its own tokio runtime.
@@ -69,6 +71,7 @@ impl ApiServer {
         let shared = Arc::new(Shared {
             store: Mutex::default(),
             token: format!("vipgate-test-{:x}-{nanos:x}", std::process::id()),
+            nodes: Mutex::default(),
         });
         let mut server = ApiServer {
             shared,
@@ -115,6 +118,21 @@ impl ApiServer {
     /// to `default`); returns the new global resourceVersion.
     pub fn apply(&self, obj: Value) -> Result<u64, StoreError> {
         self.shared.store().apply(obj)
+    }
+
+    /// Creates or replaces the Node `name` with these labels (served by
+    /// `GET /api/v1/nodes/{name}` only).
+    pub fn put_node(&self, name: &str, labels: &[(&str, &str)]) {
+        let labels: serde_json::Map<String, Value> = labels
+            .iter()
+            .map(|(k, v)| (k.to_string(), Value::from(*v)))
+            .collect();
+        let node = serde_json::json!({
+            "apiVersion": "v1", "kind": "Node",
+            "metadata": {"name": name, "labels": labels, "resourceVersion": "1"},
+        });
+        let mut nodes = self.shared.nodes.lock().unwrap_or_else(|e| e.into_inner());
+        nodes.insert(name.to_string(), node);
     }
 
     /// Applies many objects under one lock (for large benchmarks); stops
