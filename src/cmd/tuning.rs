@@ -53,9 +53,10 @@ pub struct Tuning {
           value_parser = clap::value_parser!(u32).range(1..))]
     pub affinity_entries: u32,
     /// Seconds a removed Service port keeps translating the established
-    /// TCP flows it had (new flows to it are handed to the kernel; its UDP
-    /// flows are flushed at once), as kube-proxy's conntrack entries outlive
-    /// the Service. Default: the established-TCP conntrack timeout (5 days).
+    /// TCP and SCTP flows it had (new flows to it are handed to the kernel;
+    /// its UDP flows are flushed at their next packet), as kube-proxy's
+    /// conntrack entries outlive the Service. Default: the established-TCP
+    /// conntrack timeout (5 days).
     #[arg(long, default_value_t = TableConfig::default().retire_for_s, value_name = "SECONDS")]
     pub retire_for: u32,
     /// This node's addresses (comma-separated or repeated; one IPv4 and
