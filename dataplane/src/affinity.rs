@@ -122,9 +122,23 @@ pub fn backend_fingerprint(addr: &Addr, port: u16) -> u32 {
     (xxh3_64_with_seed(&k, SEED) as u32).max(1)
 }
 
+/// Seconds from `last` to `now`; 0 when `last` is ahead. Each worker
+/// counts seconds from its own start, so a client written by one worker
+/// can look up to a second in the future to another: that is not an age
+/// of four billion seconds.
+#[inline]
+fn age(last: u32, now: u32) -> u32 {
+    let a = now.wrapping_sub(last);
+    if a > u32::MAX / 2 {
+        0
+    } else {
+        a
+    }
+}
+
 #[inline]
 fn age_ok(last: u32, now: u32, timeout_s: u32) -> bool {
-    now.wrapping_sub(last) <= timeout_s
+    age(last, now) <= timeout_s
 }
 
 impl AffinityTable {
@@ -235,9 +249,9 @@ impl AffinityTable {
                 stored = Stored::Fresh;
                 break;
             }
-            let age = now.wrapping_sub(last);
-            if age >= oldest_age {
-                oldest_age = age;
+            let a = age(last, now);
+            if a >= oldest_age {
+                oldest_age = a;
                 victim = s;
             }
         }
@@ -293,6 +307,18 @@ mod tests {
         t.remember(k, 7, 108, 10);
         assert_eq!(t.lookup(k, 118, 10), Found::Backend(7));
         assert_eq!(t.len(), 1);
+    }
+
+    /// Workers' clocks start apart: a record one second "ahead" of the
+    /// reader is fresh, not four billion seconds old. (A lab flaked on
+    /// this: a client re-placed by the hash after an endpoint change.)
+    #[test]
+    fn a_record_from_a_worker_whose_clock_is_ahead_is_fresh() {
+        let t = AffinityTable::new(64);
+        let k = AffinityTable::key(&svc(80), &client(1));
+        t.remember(k, 7, 100, 10);
+        assert_eq!(t.lookup(k, 99, 10), Found::Backend(7));
+        assert_eq!(t.remember(k, 7, 99, 10), Stored::Fresh);
     }
 
     #[test]
