@@ -10,6 +10,7 @@
 use std::collections::btree_map::Entry;
 use std::collections::BTreeMap;
 
+use dataplane::addr::Addr;
 use dataplane::service::{BackendSpec, NoEndpoints, ServiceKey, ServiceSpec};
 use k8s_openapi::api::core::v1::Service;
 use k8s_openapi::api::discovery::v1::EndpointSlice;
@@ -36,6 +37,9 @@ pub struct ModelOptions {
     /// `hints.forZones`; `None` ignores zone hints, as kube-proxy does on a
     /// node without the label.
     pub zone: Option<String>,
+    /// The node's addresses where `nodePort`s are served (kube-proxy's
+    /// `--nodeport-addresses`); empty serves no node port.
+    pub node_addresses: Vec<Addr>,
 }
 
 /// kube-proxy's per-Service health check (`healthCheckNodePort`) as this
@@ -76,6 +80,50 @@ fn lb_source_ranges(
         ));
     }
     r.clone()
+}
+
+/// Where a port's `nodePort` is served: every node address of an address
+/// family the Service has a ClusterIP of (kube-proxy serves a single-stack
+/// IPv4 Service's node port on the node's IPv4 addresses only).
+fn node_port_vips<'a>(
+    view: &'a ServiceView,
+    port: &service::Port,
+    opts: &'a ModelOptions,
+) -> impl Iterator<Item = service::Vip> + 'a {
+    let served = port.node_port.is_some();
+    opts.node_addresses
+        .iter()
+        .filter(move |a| {
+            served
+                && view
+                    .vips
+                    .iter()
+                    .any(|v| v.kind == VipKind::Cluster && v.addr.is_v4() == a.is_v4())
+        })
+        .map(|&addr| service::Vip {
+            addr,
+            kind: VipKind::NodePort,
+            load_balancer: false,
+        })
+}
+
+/// A Service with node ports on a gateway that knows no node address (a
+/// services file replayed without `--node-address`) is told so once.
+fn warn_node_ports_unserved(view: &ServiceView, opts: &ModelOptions, warnings: &mut Vec<String>) {
+    if !opts.node_addresses.is_empty() {
+        return;
+    }
+    let mut ports: Vec<u16> = view.ports.iter().filter_map(|p| p.node_port).collect();
+    ports.sort_unstable();
+    ports.dedup();
+    if !ports.is_empty() {
+        let list: Vec<String> = ports.iter().map(u16::to_string).collect();
+        warnings.push(format!(
+            "Service {}: nodePort {} not served: no node address is known (set --node-address)",
+            view.id(),
+            list.join(", ")
+        ));
+    }
 }
 
 /// Builds the desired services from Services and EndpointSlices.
@@ -122,11 +170,21 @@ pub fn build(services: &[Service], slices: &[EndpointSlice], opts: &ModelOptions
             });
         }
 
+        warn_node_ports_unserved(&view, opts, &mut warnings);
         for port in &view.ports {
-            for vip in &view.vips {
+            for vip in view
+                .vips
+                .iter()
+                .copied()
+                .chain(node_port_vips(&view, port, opts))
+            {
+                let port_number = match vip.kind {
+                    VipKind::NodePort => port.node_port.unwrap_or(port.number),
+                    _ => port.number,
+                };
                 let local_node = match vip.kind {
                     VipKind::Cluster => view.internal_local_node.as_deref(),
-                    VipKind::External => view.external_local_node.as_deref(),
+                    VipKind::External | VipKind::NodePort => view.external_local_node.as_deref(),
                 };
                 let backends = index.backends(&BackendQuery {
                     namespace: &view.namespace,
@@ -161,7 +219,7 @@ pub fn build(services: &[Service], slices: &[EndpointSlice], opts: &ModelOptions
                 let spec = ServiceSpec {
                     key: ServiceKey {
                         vip: vip.addr,
-                        port: port.number,
+                        port: port_number,
                         proto: port.proto,
                     },
                     name: format!("{}:{}", view.id(), port.label()),
@@ -169,7 +227,7 @@ pub fn build(services: &[Service], slices: &[EndpointSlice], opts: &ModelOptions
                     affinity: view.affinity,
                     no_endpoints,
                     source_ranges: if vip.load_balancer {
-                        lb_source_ranges(&view, vip, &mut warnings)
+                        lb_source_ranges(&view, &vip, &mut warnings)
                     } else {
                         Vec::new()
                     },

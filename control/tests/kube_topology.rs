@@ -123,6 +123,7 @@ fn hints_and_health_checks_follow_the_api() {
     let opts = ModelOptions {
         node_name: Some("node-a".into()),
         zone: Some("zone-a".into()),
+        ..ModelOptions::default()
     };
     let mut publisher = Publisher::new(tables.clone(), opts);
     let health = Arc::new(Health::new());

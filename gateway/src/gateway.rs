@@ -21,6 +21,7 @@ use dataplane::pipeline::NodeAddrs;
 use dataplane::table::TableConfig;
 use dataplane::worker::{WorkerConfig, WorkerCounters};
 
+use crate::node_port_guard::NodePortGuard;
 use crate::ports::{self, IoMode, Opened, PacketRing};
 use crate::source::{self, ServiceSource};
 use crate::steer_sync::SteerSync;
@@ -92,6 +93,8 @@ pub struct Gateway {
     /// Steering programs' maps and the links that keep them attached.
     xdp: Option<(Vec<XdpSteering>, Vec<XdpLink>)>,
     sync: SteerSync,
+    /// AF_PACKET only: keeps the kernel from answering node ports itself.
+    node_ports: Option<NodePortGuard>,
     admin: Option<AdminServer>,
     io_desc: String,
     facts: Vec<String>,
@@ -114,6 +117,25 @@ impl Gateway {
             ServiceHealthServer::start(cfg.health_check_addrs.clone(), Arc::clone(&health))
                 .map_err(|e| format!("health check server: {e}"))?,
         );
+        let neigh = Arc::new(Neighbours::open(&cfg.ifaces)?);
+        if cfg.model.node_addresses.is_empty() {
+            cfg.model.node_addresses = iface_addrs(neigh.load().ifaces()).collect();
+        }
+        tracing::info!(
+            "node ports are served on {}",
+            if cfg.model.node_addresses.is_empty() {
+                "no address (the interfaces have none; set --node-address)".to_string()
+            } else {
+                let a: Vec<String> = cfg
+                    .model
+                    .node_addresses
+                    .iter()
+                    .map(Addr::to_string)
+                    .collect();
+                a.join(", ")
+            }
+        );
+        let node_port_addrs = cfg.model.node_addresses.clone();
         let source = source::start(
             &cfg.source,
             cfg.model,
@@ -122,7 +144,6 @@ impl Gateway {
             &metrics,
             &service_health,
         )?;
-        let neigh = Arc::new(Neighbours::open(&cfg.ifaces)?);
         let node = &mut cfg.worker.pipeline.node_addrs;
         *node = node_addrs(*node, neigh.load().ifaces());
         tracing::info!(
@@ -135,6 +156,7 @@ impl Gateway {
         let opened = ports::open(cfg.io, &cfg.ifaces, workers, cfg.ring)?;
         let facts = opened.facts(&cfg.ifaces);
         let mut sync = SteerSync::default();
+        let mut node_ports = None;
         let (running, xdp, io_desc) = match opened {
             Opened::Xdp(mut x) => {
                 sync.apply(&tables.current(), &mut x.steering)?;
@@ -147,6 +169,9 @@ impl Gateway {
                 (r, Some((x.steering, x.links)), desc)
             }
             Opened::Packet(p) => {
+                let mut guard = NodePortGuard::new(&cfg.ifaces, &node_port_addrs);
+                guard.apply(&tables.current());
+                node_ports = Some(guard);
                 let r = workers::spawn(p, cfg.worker, &tables, &neigh, &cfg.cores, stop)?;
                 let desc = if workers > 1 {
                     "af_packet (fanout hash)".to_string()
@@ -170,6 +195,7 @@ impl Gateway {
             running,
             xdp,
             sync,
+            node_ports,
             admin: None,
             io_desc,
             facts,
@@ -257,6 +283,9 @@ impl Gateway {
                         tracing::warn!("{e}");
                     }
                 }
+                if let Some(g) = self.node_ports.as_mut() {
+                    g.apply(&t);
+                }
                 for b in backends(&self.tables) {
                     self.neigh.resolve_if_unknown(&b);
                 }
@@ -312,6 +341,7 @@ impl Gateway {
         }
         // Detach XDP (links drop) only after the workers closed their sockets.
         self.xdp = None;
+        self.node_ports = None;
         if let Some(a) = self.admin.take() {
             a.stop();
         }
@@ -343,17 +373,21 @@ impl Drop for Gateway {
 /// interfaces in order (IPv6 link-local skipped: it cannot reach a client
 /// off the link).
 fn node_addrs(set: NodeAddrs, ifaces: &[dataplane::neigh::Iface]) -> NodeAddrs {
-    let first = |v6: bool| {
-        ifaces
-            .iter()
-            .flat_map(|i| &i.nets)
-            .map(|&(a, _)| a)
-            .find(|a| a.is_v4() != v6 && !(v6 && a.0[0] == 0xfe && a.0[1] & 0xc0 == 0x80))
-    };
+    let first = |v6: bool| iface_addrs(ifaces).find(|a| a.is_v4() != v6);
     NodeAddrs {
         v4: set.v4.or_else(|| first(false)),
         v6: set.v6.or_else(|| first(true)),
     }
+}
+
+/// The interfaces' addresses in order, without IPv6 link-local ones (they
+/// cannot reach a client off the link, and kube-proxy skips them too).
+fn iface_addrs(ifaces: &[dataplane::neigh::Iface]) -> impl Iterator<Item = Addr> + '_ {
+    ifaces
+        .iter()
+        .flat_map(|i| &i.nets)
+        .map(|&(a, _)| a)
+        .filter(|a| !(!a.is_v4() && a.0[0] == 0xfe && a.0[1] & 0xc0 == 0x80))
 }
 
 fn backends(tables: &Tables) -> Vec<Addr> {

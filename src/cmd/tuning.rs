@@ -59,11 +59,14 @@ pub struct Tuning {
     /// conntrack timeout (5 days).
     #[arg(long, default_value_t = TableConfig::default().retire_for_s, value_name = "SECONDS")]
     pub retire_for: u32,
-    /// This node's addresses (comma-separated or repeated; one IPv4 and
-    /// one IPv6 are used): the source of the ICMP time exceeded vipgate
-    /// sends, as a router does, for a client packet towards a VIP whose
-    /// TTL runs out here. `vipgate run` defaults to the first addresses of
-    /// its interfaces; without one, such packets are dropped silently.
+    /// This node's addresses (comma-separated or repeated). Services'
+    /// `nodePort`s are served on each of them (kube-proxy's
+    /// --nodeport-addresses), and the first IPv4 and IPv6 one are the
+    /// source of the ICMP time exceeded vipgate sends, as a router does,
+    /// for a client packet towards a VIP whose TTL runs out here.
+    /// `vipgate run` defaults to the addresses of its interfaces (IPv6
+    /// link-local ones left out); `replay` and `explain` to none, so node
+    /// ports are not served there unless given.
     #[arg(long, value_name = "ADDR", value_delimiter = ',')]
     pub node_address: Vec<std::net::IpAddr>,
     /// Most ICMP time-exceeded answers each worker sends per second (the
@@ -120,6 +123,7 @@ impl Tuning {
         control::model::ModelOptions {
             node_name: self.node_name.clone(),
             zone: self.zone.clone(),
+            node_addresses: self.node_address.iter().map(|&a| a.into()).collect(),
         }
     }
 }

@@ -22,11 +22,13 @@ const DEFAULT_AFFINITY_TIMEOUT_S: u32 = 10_800;
 const MAX_AFFINITY_TIMEOUT_S: i32 = 86_400;
 
 /// Which traffic policy governs a VIP: the internal one for ClusterIPs,
-/// the external one for `externalIPs` and load-balancer IPs.
+/// the external one for `externalIPs`, load-balancer IPs and node ports.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 pub(super) enum VipKind {
     Cluster,
     External,
+    /// A node address, reached at each port's `nodePort`.
+    NodePort,
 }
 
 #[derive(Clone, Copy, Debug)]
@@ -43,6 +45,8 @@ pub(super) struct Port {
     pub name: String,
     pub number: u16,
     pub proto: Proto,
+    /// `nodePort` (NodePort and LoadBalancer Services), when valid.
+    pub node_port: Option<u16>,
 }
 
 impl Port {
@@ -171,25 +175,6 @@ impl ServiceView {
         }
 
         let ports = parse_ports(&id, spec.ports.as_deref().unwrap_or_default(), warnings);
-        // NodePort and LoadBalancer Services get node ports too; vipgate
-        // serves their ClusterIPs (and external IPs) but not node-address:
-        // nodePort yet, and an operator must not find that out from traffic.
-        let node_ports: Vec<String> = spec
-            .ports
-            .iter()
-            .flatten()
-            .filter_map(|p| p.node_port)
-            .collect::<std::collections::BTreeSet<i32>>()
-            .into_iter()
-            .map(|n| n.to_string())
-            .collect();
-        if !node_ports.is_empty() {
-            warnings.push(format!(
-                "Service {id}: nodePort {} not served (vipgate serves ClusterIPs and external IPs only; \
-                 keep kube-proxy or another NodePort implementation for node ports)",
-                node_ports.join(", ")
-            ));
-        }
         if ports.is_empty() {
             warnings.push(format!("Service {id}: no usable ports; skipped"));
             return None;
@@ -231,7 +216,10 @@ impl ServiceView {
             opts,
             warnings,
         );
-        let has_external = vips.iter().any(|v| v.kind == VipKind::External);
+        // Node ports are external traffic too: externalTrafficPolicy
+        // governs them, as in kube-proxy.
+        let has_external = vips.iter().any(|v| v.kind == VipKind::External)
+            || ports.iter().any(|p| p.node_port.is_some());
         let external_local_node = if has_external {
             local_node(
                 &id,
@@ -295,10 +283,24 @@ fn parse_ports(
                 continue;
             }
         };
+        let node_port = match p.node_port {
+            None | Some(0) => None,
+            Some(n) => match u16::try_from(n) {
+                Ok(n) => Some(n),
+                Err(_) => {
+                    warnings.push(format!(
+                        "Service {id}: port {shown} has nodePort {n} outside 1..=65535; \
+                         node port not served"
+                    ));
+                    None
+                }
+            },
+        };
         out.push(Port {
             name,
             number,
             proto,
+            node_port,
         });
     }
     out

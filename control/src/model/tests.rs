@@ -847,3 +847,171 @@ fn output_is_sorted_and_independent_of_input_order() {
     assert_eq!(keys, sorted);
     assert_eq!(keys.len(), 3);
 }
+
+/// A NodePort Service as the API server returns it (single-stack IPv4,
+/// two ports with node ports, one without).
+fn node_port_svc(policy: &str) -> Service {
+    svc(
+        json!({"apiVersion": "v1", "kind": "Service", "metadata": {"name": "web", "namespace": "shop"},
+        "spec": {"type": "NodePort", "clusterIP": "198.19.0.10", "clusterIPs": ["198.19.0.10"],
+                 "ipFamilies": ["IPv4"], "externalTrafficPolicy": policy,
+                 "ports": [{"name": "http", "port": 80, "nodePort": 30080, "targetPort": 8080},
+                           {"name": "dns", "port": 53, "protocol": "UDP", "nodePort": 30053}]}}),
+    )
+}
+
+fn node_port_slices() -> Vec<EndpointSlice> {
+    vec![eps(
+        "web-1",
+        "web",
+        "IPv4",
+        json!([{"name": "http", "port": 8080}, {"name": "dns", "port": 5353, "protocol": "UDP"}]),
+        json!([
+            ready_ep("198.18.1.1", "node-a"),
+            ready_ep("198.18.1.2", "node-b")
+        ]),
+    )]
+}
+
+#[test]
+fn node_ports_are_served_on_each_node_address_of_the_services_family() {
+    let opts = ModelOptions {
+        node_name: Some("node-a".into()),
+        node_addresses: vec![ip("198.18.0.2"), ip("198.18.9.2"), ip("2001:db8::2")],
+        ..ModelOptions::default()
+    };
+    let m = build(&[node_port_svc("Cluster")], &node_port_slices(), &opts);
+    assert!(m.warnings.is_empty(), "{:?}", m.warnings);
+    let keys: Vec<String> = m
+        .services
+        .iter()
+        .map(|s| format!("{}:{}/{}", s.key.vip, s.key.port, s.key.proto))
+        .collect();
+    // Both IPv4 node addresses at each node port, the ClusterIP at each
+    // port; the IPv6 node address serves nothing of an IPv4-only Service.
+    assert_eq!(
+        keys,
+        [
+            "198.18.0.2:30053/UDP",
+            "198.18.0.2:30080/TCP",
+            "198.18.9.2:30053/UDP",
+            "198.18.9.2:30080/TCP",
+            "198.19.0.10:53/UDP",
+            "198.19.0.10:80/TCP",
+        ]
+    );
+    let np = find(&m, "198.18.9.2", 30080, Proto::Tcp);
+    assert_eq!(np.name, "shop/web:http");
+    // externalTrafficPolicy Cluster: every endpoint, at the target port.
+    assert_eq!(
+        np.backends,
+        vec![
+            be("198.18.1.1", 8080, BackendState::Ready),
+            be("198.18.1.2", 8080, BackendState::Ready)
+        ]
+    );
+    assert_eq!(
+        find(&m, "198.18.0.2", 30053, Proto::Udp).backends[0],
+        be("198.18.1.1", 5353, BackendState::Ready)
+    );
+}
+
+#[test]
+fn node_ports_follow_external_traffic_policy_local() {
+    let at = |node: &str| ModelOptions {
+        node_name: Some(node.into()),
+        node_addresses: vec![ip("198.18.0.2")],
+        ..ModelOptions::default()
+    };
+    let m = build(
+        &[node_port_svc("Local")],
+        &node_port_slices(),
+        &at("node-a"),
+    );
+    // This node's endpoint only on the node port; the ClusterIP keeps all.
+    assert_eq!(
+        find(&m, "198.18.0.2", 30080, Proto::Tcp).backends,
+        vec![be("198.18.1.1", 8080, BackendState::Ready)]
+    );
+    assert_eq!(find(&m, "198.19.0.10", 80, Proto::Tcp).backends.len(), 2);
+    // A node with no endpoint of its own drops (kube-proxy), not rejects.
+    let m = build(
+        &[node_port_svc("Local")],
+        &node_port_slices(),
+        &at("node-c"),
+    );
+    let np = find(&m, "198.18.0.2", 30080, Proto::Tcp);
+    assert!(np.backends.is_empty());
+    assert_eq!(np.no_endpoints, NoEndpoints::Drop);
+}
+
+#[test]
+fn node_ports_without_node_address_or_out_of_range_are_warned() {
+    let m = run(vec![node_port_svc("Cluster")], node_port_slices());
+    assert_eq!(m.services.len(), 2, "{:#?}", m.services);
+    assert_eq!(m.warnings.len(), 1, "{:?}", m.warnings);
+    assert!(
+        m.warnings[0].contains("nodePort 30053, 30080 not served: no node address"),
+        "{:?}",
+        m.warnings
+    );
+    let mut bad = node_port_svc("Cluster");
+    bad.spec.as_mut().unwrap().ports.as_mut().unwrap()[0].node_port = Some(70000);
+    let opts = ModelOptions {
+        node_addresses: vec![ip("198.18.0.2")],
+        ..ModelOptions::default()
+    };
+    let m = build(&[bad], &node_port_slices(), &opts);
+    assert!(
+        m.warnings
+            .iter()
+            .any(|w| w.contains("shop/web") && w.contains("nodePort 70000 outside")),
+        "{:?}",
+        m.warnings
+    );
+    // The other port's node port is still served.
+    find(&m, "198.18.0.2", 30053, Proto::Udp);
+    assert!(!m
+        .services
+        .iter()
+        .any(|s| s.key.port == (70000 % 65536) as u16));
+}
+
+#[test]
+fn dual_stack_node_ports_use_each_familys_node_addresses() {
+    let s = svc(
+        json!({"apiVersion": "v1", "kind": "Service", "metadata": {"name": "web", "namespace": "shop"},
+        "spec": {"type": "NodePort", "clusterIPs": ["198.19.0.10", "fd00:19::10"],
+                 "ipFamilies": ["IPv4", "IPv6"],
+                 "ports": [{"name": "http", "port": 80, "nodePort": 30080}]}}),
+    );
+    let slices = vec![
+        eps(
+            "web-4",
+            "web",
+            "IPv4",
+            json!([{"name": "http", "port": 8080}]),
+            json!([ready_ep("198.18.1.1", "node-a")]),
+        ),
+        eps(
+            "web-6",
+            "web",
+            "IPv6",
+            json!([{"name": "http", "port": 8080}]),
+            json!([ready_ep("fd00:18::1", "node-a")]),
+        ),
+    ];
+    let opts = ModelOptions {
+        node_addresses: vec![ip("198.18.0.2"), ip("2001:db8::2")],
+        ..ModelOptions::default()
+    };
+    let m = build(&[s], &slices, &opts);
+    assert_eq!(
+        find(&m, "2001:db8::2", 30080, Proto::Tcp).backends,
+        vec![be("fd00:18::1", 8080, BackendState::Ready)]
+    );
+    assert_eq!(
+        find(&m, "198.18.0.2", 30080, Proto::Tcp).backends,
+        vec![be("198.18.1.1", 8080, BackendState::Ready)]
+    );
+}

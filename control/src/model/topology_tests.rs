@@ -43,6 +43,7 @@ fn at(node: Option<&str>, zone: Option<&str>) -> ModelOptions {
     ModelOptions {
         node_name: node.map(str::to_string),
         zone: zone.map(str::to_string),
+        ..ModelOptions::default()
     }
 }
 
