@@ -12,8 +12,8 @@ use std::time::{Duration, Instant};
 
 use bench::lab::{self, LabSpec};
 use common::lab_test::{
-    apply_services, http_service_list_yaml, lab_or_skip, ready_endpoint_yaml, tcp_ask_in, Gateway,
-    Servers,
+    apply_services, backends_answering, http_service_list_yaml, lab_or_skip, ready_endpoint_yaml,
+    tcp_ask_in, Gateway, Servers,
 };
 
 mod common {
@@ -56,13 +56,6 @@ fn services(hints: [Option<&str>; 3]) -> String {
     http_service_list_yaml("near", &spec, &eps)
 }
 
-/// The backends that answered `CONNECTIONS` connections from the client.
-fn answered(client: &str, to: SocketAddr) -> BTreeSet<String> {
-    (0..CONNECTIONS)
-        .map(|_| tcp_ask_in(client, to).unwrap_or_else(|e| panic!("{to}: {e}")))
-        .collect()
-}
-
 #[test]
 fn zone_hints_keep_new_flows_in_the_gateways_zone() {
     let spec = LabSpec {
@@ -88,7 +81,7 @@ fn zone_hints_keep_new_flows_in_the_gateways_zone() {
 
     // Only backend 1 is hinted for zone-b.
     assert_eq!(
-        answered(&lab.client, to),
+        backends_answering(&lab.client, to, CONNECTIONS),
         BTreeSet::from(["b1".to_string()])
     );
 
@@ -99,7 +92,7 @@ fn zone_hints_keep_new_flows_in_the_gateways_zone() {
         &path,
         &services([Some("zone-a"), None, Some("zone-a")]),
     );
-    let spread = answered(&lab.client, to);
+    let spread = backends_answering(&lab.client, to, CONNECTIONS);
     assert!(spread.len() >= 2, "{spread:?}");
 
     // Hinted for zone-a only: no endpoint for zone-b, so all of them.
@@ -109,7 +102,7 @@ fn zone_hints_keep_new_flows_in_the_gateways_zone() {
         &path,
         &services([Some("zone-a"), Some("zone-a"), Some("zone-a")]),
     );
-    let spread = answered(&lab.client, to);
+    let spread = backends_answering(&lab.client, to, CONNECTIONS);
     assert!(spread.len() >= 2, "{spread:?}");
 
     let (ok, out) = gw.terminate();

@@ -428,6 +428,18 @@ pub fn tcp_ask_in(ns: &str, to: SocketAddr) -> Result<String, String> {
     in_netns(ns, move || tcp_ask(to))?.map_err(|e| e.to_string())
 }
 
+/// The backends that answered `n` connections from namespace `ns`; every
+/// connection must succeed (a refused or reset one panics, named).
+pub fn backends_answering(
+    ns: &str,
+    to: SocketAddr,
+    n: usize,
+) -> std::collections::BTreeSet<String> {
+    (0..n)
+        .map(|i| tcp_ask_in(ns, to).unwrap_or_else(|e| panic!("connection {i} to {to}: {e}")))
+        .collect()
+}
+
 /// One TCP request/response; the answer names the backend.
 pub fn tcp_ask(to: SocketAddr) -> std::io::Result<String> {
     tcp_ask_from(to).map(|(answer, _)| answer)
