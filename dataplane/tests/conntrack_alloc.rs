@@ -44,6 +44,7 @@ fn no_allocation_after_new() {
     let mut ct = Conntrack::new(Config {
         capacity: 1024,
         timeouts: to,
+        ..Config::default()
     });
     // Warm anything lazily initialised on first use (the hasher's keys are
     // drawn in `new`, but make sure a first lookup costs nothing either).
@@ -60,7 +61,7 @@ fn no_allocation_after_new() {
                     Ok(id) => {
                         ct.update(id, Direction::Reply, 0x12, now);
                         ct.update(id, Direction::Original, 0x10, now);
-                        let r = ct.entry(id).reply_tuple();
+                        let r = ct.reply_tuple(ct.entry(id));
                         assert_eq!(ct.find_reply(&r, now), Some(id));
                     }
                     Err(InsertError::Full) => refused += 1,

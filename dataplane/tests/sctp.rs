@@ -233,8 +233,8 @@ fn associate(t: &ServiceTable, v6: bool, cport: u16, now: u32) -> Pipeline {
         assert_eq!(out, want, "step {i}: the rewrite");
         assert_eq!(check_frame(&out), Ok(()), "step {i}");
         let e = p.conntrack().iter().next().unwrap();
-        assert_eq!(e.sctp, Some(state), "step {i}");
-        assert_eq!(e.tcp, None);
+        assert_eq!(e.sctp(), Some(state), "step {i}");
+        assert_eq!(e.tcp(), None);
     }
     p
 }
@@ -245,7 +245,7 @@ fn an_association_is_tracked_to_established_and_assured() {
     for v6 in [false, true] {
         let p = associate(&t, v6, 40000, 1);
         let e = p.conntrack().iter().next().unwrap();
-        assert!(e.assured() && e.replied);
+        assert!(e.assured() && e.replied());
         assert_eq!(e.original.proto, Proto::Sctp);
         assert_eq!(e.deadline(), 1 + 210);
         assert_eq!(p.counters().flows, 1);
@@ -266,7 +266,7 @@ fn shutdown_closes_and_abort_closes_with_their_timeouts() {
         };
         let e = step(&mut p, false, sctp(11, vec![SctpChunk::shutdown(1)]), 2);
         assert_eq!(
-            (e.sctp, e.deadline()),
+            (e.sctp(), e.deadline()),
             (Some(SctpState::ShutdownRecd), 2 + 3)
         );
         let e = step(
@@ -276,7 +276,7 @@ fn shutdown_closes_and_abort_closes_with_their_timeouts() {
             3,
         );
         assert_eq!(
-            (e.sctp, e.deadline()),
+            (e.sctp(), e.deadline()),
             (Some(SctpState::ShutdownAckSent), 3 + 3)
         );
         let e = step(
@@ -285,7 +285,7 @@ fn shutdown_closes_and_abort_closes_with_their_timeouts() {
             sctp(11, vec![SctpChunk::bare(SCTP_SHUTDOWN_COMPLETE, 0)]),
             4,
         );
-        assert_eq!((e.sctp, e.deadline()), (Some(SctpState::Closed), 4 + 10));
+        assert_eq!((e.sctp(), e.deadline()), (Some(SctpState::Closed), 4 + 10));
         assert!(!e.assured(), "a closed association may be evicted");
 
         // An ABORT from either side closes at once.
@@ -297,7 +297,7 @@ fn shutdown_closes_and_abort_closes_with_their_timeouts() {
         ));
         assert_eq!(at(&mut p, &t, &input, 2), (Verdict::Tx(0), want));
         let e = p.conntrack().iter().next().unwrap();
-        assert_eq!((e.sctp, e.deadline()), (Some(SctpState::Closed), 2 + 10));
+        assert_eq!((e.sctp(), e.deadline()), (Some(SctpState::Closed), 2 + 10));
     }
 }
 
@@ -327,7 +327,7 @@ fn only_an_init_opens_and_a_handshake_times_out() {
         let (input, want) = n.forward(init(11));
         assert_eq!(at(&mut p, &t, &input, 10), (Verdict::Tx(0), want));
         let e = *p.conntrack().iter().next().unwrap();
-        assert_eq!((e.sctp, e.deadline()), (Some(SctpState::CookieWait), 13));
+        assert_eq!((e.sctp(), e.deadline()), (Some(SctpState::CookieWait), 13));
         let echo = n
             .client_packet(
                 sctp(22, vec![SctpChunk::new(SCTP_COOKIE_ECHO, 0, vec![1; 4])]),
@@ -500,7 +500,7 @@ fn an_init_flood_does_not_evict_established_associations() {
     let assured = p
         .conntrack()
         .iter()
-        .filter(|e| e.assured() && e.sctp == Some(SctpState::Established))
+        .filter(|e| e.assured() && e.sctp() == Some(SctpState::Established))
         .count();
     assert_eq!(assured, 4);
 }

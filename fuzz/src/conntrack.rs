@@ -152,7 +152,11 @@ pub fn run(data: &[u8]) {
         sctp_closed: tcp,
     };
     let mut r = Run {
-        ct: Conntrack::new(Config { capacity, timeouts }),
+        ct: Conntrack::new(Config {
+            capacity,
+            timeouts,
+            ..Config::default()
+        }),
         timeouts,
         model: [None; POOL],
         now: u32::from(inp.u8()),

@@ -56,6 +56,9 @@ pub struct Config {
     /// Maximum number of flows; clamped to `1..=MAX_CAPACITY`.
     pub capacity: u32,
     pub timeouts: Timeouts,
+    /// The gateway's source-NAT address per family (`[IPv4, IPv6]`): where
+    /// the replies of source-NATed flows arrive. Unused without such flows.
+    pub snat: [Addr; 2],
 }
 
 impl Default for Config {
@@ -63,6 +66,7 @@ impl Default for Config {
         Config {
             capacity: 1 << 20,
             timeouts: Timeouts::default(),
+            snat: [Addr([0; 16]); 2],
         }
     }
 }
@@ -94,6 +98,17 @@ pub enum TcpState {
 }
 
 impl TcpState {
+    pub const ALL: [TcpState; 8] = [
+        TcpState::SynSent,
+        TcpState::SynRecv,
+        TcpState::Established,
+        TcpState::FinWait,
+        TcpState::CloseWait,
+        TcpState::LastAck,
+        TcpState::TimeWait,
+        TcpState::Close,
+    ];
+
     /// The name `conntrack -L` shows for the same state.
     pub fn name(self) -> &'static str {
         match self {
@@ -173,9 +188,31 @@ pub enum InsertError {
 /// Entry flag bits (`Entry::flags`); the low bits belong to `tcp`.
 const FLAG_USED: u8 = 0x80;
 const FLAG_ASSURED: u8 = 0x40;
+/// A reply-direction packet has been seen.
+const FLAG_REPLIED: u8 = 0x20;
 const TCP_BITS: u8 = tcp::FLAG_FIRST_FIN_REPLY;
 
-/// One tracked flow: exactly one cache line.
+// The state byte indexes the ALL arrays: their order is the declaration order.
+const _: () = assert!(TcpState::ALL[6] as u8 == 6 && SctpState::ALL[6] as u8 == 6);
+
+/// `state` byte of a TCP state.
+#[inline]
+fn tcp_index(s: TcpState) -> u8 {
+    s as u8
+}
+
+/// `state` byte of an SCTP state.
+#[inline]
+fn sctp_index(s: SctpState) -> u8 {
+    s as u8
+}
+
+/// One tracked flow: exactly one cache line. The original tuple and the
+/// translated one are both explicit: the backend endpoint the flow goes to,
+/// and, for a source-NATed flow, the gateway port it leaves from (the
+/// gateway's address of the family is the table's, see
+/// [`Conntrack::with_snat`]). Protocol state, replied and eviction class
+/// are packed into two bytes so that both tuples fit the line.
 #[derive(Clone, Copy, Debug)]
 #[repr(align(64))]
 pub struct Entry {
@@ -183,12 +220,11 @@ pub struct Entry {
     pub original: Tuple,
     pub backend: Addr,
     pub backend_port: u16,
-    /// A reply-direction packet has been seen.
-    pub replied: bool,
-    /// `None` but for TCP.
-    pub tcp: Option<TcpState>,
-    /// `None` but for SCTP.
-    pub sctp: Option<SctpState>,
+    /// The source port the flow leaves with when source-NATed, else 0.
+    pub snat_port: u16,
+    /// TCP or SCTP state (by the original tuple's protocol) as its index
+    /// in `TcpState::ALL` / `SctpState::ALL`; unused for UDP/ICMP.
+    state: u8,
     pub(crate) flags: u8,
     /// Dataplane-clock second at which the flow is gone unless refreshed.
     pub(crate) deadline: u32,
@@ -207,21 +243,59 @@ impl Entry {
         },
         backend: Addr([0; 16]),
         backend_port: 0,
-        replied: false,
-        tcp: None,
-        sctp: None,
+        snat_port: 0,
+        state: 0,
         flags: 0,
         deadline: 0,
     };
 
-    /// The flow as the backend's replies arrive: `backend:bport -> client:cport`.
+    /// The TCP state; `None` but for TCP.
     #[inline]
-    pub fn reply_tuple(&self) -> Tuple {
+    pub fn tcp(&self) -> Option<TcpState> {
+        match self.original.proto {
+            crate::addr::Proto::Tcp => Some(TcpState::ALL[usize::from(self.state) & 7]),
+            _ => None,
+        }
+    }
+
+    /// The SCTP state; `None` but for SCTP.
+    #[inline]
+    pub fn sctp(&self) -> Option<SctpState> {
+        match self.original.proto {
+            crate::addr::Proto::Sctp => {
+                Some(SctpState::ALL[usize::from(self.state).min(SctpState::ALL.len() - 1)])
+            }
+            _ => None,
+        }
+    }
+
+    /// A reply-direction packet has been seen.
+    #[inline]
+    pub fn replied(&self) -> bool {
+        self.flags & FLAG_REPLIED != 0
+    }
+
+    /// The flow's packets leave from a gateway address and port.
+    #[inline]
+    pub fn snat(&self) -> bool {
+        self.snat_port != 0
+    }
+
+    /// The flow as the backend's replies arrive: `backend:bport ->
+    /// client:cport`, or `-> snat_addr:snat_port` when source-NATed
+    /// (`snat_addr`: the table's address of the flow's family).
+    #[inline]
+    pub fn reply_tuple_with(&self, snat_addr: Addr) -> Tuple {
+        let (dst, dport) = if self.snat() {
+            (snat_addr, self.snat_port)
+        } else {
+            (self.original.src, self.original.sport)
+        };
         Tuple {
             src: self.backend,
-            dst: self.original.src,
+            dst,
             sport: self.backend_port,
-            dport: self.original.sport,
+            dport,
             proto: self.original.proto,
         }
     }
@@ -248,31 +322,37 @@ impl Entry {
         now >= self.deadline
     }
 
-    /// `t` is this flow's reply tuple, compared without building it.
+    /// `t` is this flow's reply tuple, compared without building it
+    /// (`snat_addr` as for [`Entry::reply_tuple_with`]).
     #[inline]
-    fn reply_is(&self, t: &Tuple) -> bool {
+    fn reply_is(&self, t: &Tuple, snat_addr: &Addr) -> bool {
+        let (dst, dport) = if self.snat() {
+            (snat_addr, self.snat_port)
+        } else {
+            (&self.original.src, self.original.sport)
+        };
         t.src == self.backend
             && t.sport == self.backend_port
-            && t.dst == self.original.src
-            && t.dport == self.original.sport
+            && t.dst == *dst
+            && t.dport == dport
             && t.proto == self.original.proto
     }
 
     /// Whether the flow has earned protection from eviction.
     #[inline]
     fn earns_assured(&self) -> bool {
-        self.replied
-            && matches!(self.tcp, None | Some(TcpState::Established))
-            && matches!(self.sctp, None | Some(SctpState::Established))
+        self.replied()
+            && matches!(self.tcp(), None | Some(TcpState::Established))
+            && matches!(self.sctp(), None | Some(SctpState::Established))
     }
 
     /// The idle timeout for the flow as it stands.
     #[inline]
     fn timeout(&self, t: &Timeouts) -> u32 {
-        match (self.tcp, self.sctp) {
+        match (self.tcp(), self.sctp()) {
             (Some(s), _) => t.for_tcp(s),
             (_, Some(s)) => t.for_sctp(s),
-            _ => t.for_flow(self.original.proto, None, self.replied),
+            _ => t.for_flow(self.original.proto, None, self.replied()),
         }
     }
 }
@@ -302,6 +382,8 @@ pub struct Conntrack {
     index: Index,
     hasher: ahash::RandomState,
     timeouts: Timeouts,
+    /// [`Config::snat`].
+    snat: [Addr; 2],
     free: List,
     /// Unassured flows, least recently seen first.
     evictable: List,
@@ -331,6 +413,7 @@ impl Conntrack {
             // one long probe run.
             hasher: ahash::RandomState::new(),
             timeouts: cfg.timeouts,
+            snat: cfg.snat,
             free,
             evictable: List::EMPTY,
             len: 0,
@@ -418,8 +501,9 @@ impl Conntrack {
         debug_assert_eq!(hash, self.hash(t));
         self.tick(now);
         let entries = &self.entries;
+        let snat = self.snat_addr(t.dst.is_v4());
         let v = self.index.find(hash, |v| {
-            v & 1 == 1 && entries[(v >> 1) as usize].reply_is(t)
+            v & 1 == 1 && entries[(v >> 1) as usize].reply_is(t, &snat)
         })?;
         self.live_or_reclaim(v >> 1, now)
     }
@@ -433,6 +517,18 @@ impl Conntrack {
         } else {
             Some(FlowId(i))
         }
+    }
+
+    /// The source-NAT address of a family.
+    #[inline]
+    pub fn snat_addr(&self, v4: bool) -> Addr {
+        self.snat[usize::from(!v4)]
+    }
+
+    /// The flow as the backend's replies arrive (see [`Entry::reply_tuple_with`]).
+    #[inline]
+    pub fn reply_tuple(&self, e: &Entry) -> Tuple {
+        e.reply_tuple_with(self.snat_addr(e.original.src.is_v4()))
     }
 
     /// The flow's entry. `id` must come from this table and still be valid
@@ -458,6 +554,23 @@ impl Conntrack {
         tcp_flags: u8,
         now: u32,
     ) -> Result<FlowId, InsertError> {
+        self.insert_nat(original, backend, backend_port, 0, tcp_flags, now)
+    }
+
+    /// [`Conntrack::insert`] for a flow that may be source-NATed: its
+    /// packets leave from the table's address of the family and
+    /// `snat_port` (0: not source-NATed). The caller picks a port whose
+    /// reply tuple is free ([`Conntrack::reply_in_use`]).
+    #[inline]
+    pub fn insert_nat(
+        &mut self,
+        original: &Tuple,
+        backend: Addr,
+        backend_port: u16,
+        snat_port: u16,
+        tcp_flags: u8,
+        now: u32,
+    ) -> Result<FlowId, InsertError> {
         if let Some(id) = self.find_original(original, now) {
             self.update(id, Direction::Original, tcp_flags, now);
             return Ok(id);
@@ -466,33 +579,36 @@ impl Conntrack {
         let (state, bits) = match original.proto {
             crate::addr::Proto::Tcp => {
                 let s = tcp::initial(tcp_flags);
-                (Some(s.state), s.bits)
+                (tcp_index(s.state), s.bits)
             }
-            _ => (None, 0),
-        };
-        let sctp_state = match original.proto {
-            crate::addr::Proto::Sctp => Some(sctp::initial(tcp_flags).state),
-            _ => None,
+            crate::addr::Proto::Sctp => (sctp_index(sctp::initial(tcp_flags).state), 0),
+            _ => (0, 0),
         };
         let mut e = Entry {
             original: *original,
             backend,
             backend_port,
-            replied: false,
-            tcp: state,
-            sctp: sctp_state,
+            snat_port,
+            state,
             flags: FLAG_USED | bits,
             deadline: 0,
         };
         e.deadline = now.saturating_add(e.timeout(&self.timeouts));
         self.entries[i as usize] = e;
         self.evictable.push_back(&mut self.links, i);
-        let (ho, hr) = (self.hash(original), self.hash(&e.reply_tuple()));
+        let (ho, hr) = (self.hash(original), self.hash(&self.reply_tuple(&e)));
         self.index.insert(ho, i << 1);
         self.index.insert(hr, (i << 1) | 1);
         self.len += 1;
         self.stats.inserted += 1;
         Ok(FlowId(i))
+    }
+
+    /// Whether a live flow's replies arrive as `t`: a new flow must not
+    /// take a translation whose replies would reach another flow.
+    #[inline]
+    pub fn reply_in_use(&mut self, t: &Tuple, now: u32) -> bool {
+        self.find_reply(t, now).is_some()
     }
 
     /// A free slot: from the free list, else the least recently seen
@@ -556,24 +672,24 @@ impl Conntrack {
         }
         let was_assured = e.assured();
         if dir == Direction::Reply {
-            e.replied = true;
+            e.flags |= FLAG_REPLIED;
         }
         let mut demote = false;
-        if let Some(state) = e.tcp {
+        if let Some(state) = e.tcp() {
             let s = tcp::step(state, e.flags & TCP_BITS, dir, tcp_flags);
-            e.tcp = Some(s.state);
+            e.state = tcp_index(s.state);
             e.flags = (e.flags & !TCP_BITS) | s.bits;
             if s.reopened {
-                e.replied = false;
+                e.flags &= !FLAG_REPLIED;
             }
             // A finished or reopened connection is no longer worth protecting.
             demote = s.reopened || matches!(s.state, TcpState::TimeWait | TcpState::Close);
         }
-        if let Some(state) = e.sctp {
+        if let Some(state) = e.sctp() {
             let s = sctp::step(state, dir, tcp_flags);
-            e.sctp = Some(s.state);
+            e.state = sctp_index(s.state);
             if s.reopened {
-                e.replied = false;
+                e.flags &= !FLAG_REPLIED;
             }
             demote = s.reopened || s.state == SctpState::Closed;
         }
@@ -632,7 +748,9 @@ impl Conntrack {
     fn release_for_reuse(&mut self, i: u32) -> u32 {
         let e = self.entries[i as usize];
         let removed_o = self.index.remove(self.hash(&e.original), i << 1);
-        let removed_r = self.index.remove(self.hash(&e.reply_tuple()), (i << 1) | 1);
+        let removed_r = self
+            .index
+            .remove(self.hash(&self.reply_tuple(&e)), (i << 1) | 1);
         debug_assert!(removed_o && removed_r, "flow {i} missing from the index");
         if !e.assured() {
             self.evictable.unlink(&mut self.links, i);

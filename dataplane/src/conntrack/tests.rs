@@ -44,6 +44,7 @@ fn table(capacity: u32) -> Conntrack {
     Conntrack::new(Config {
         capacity,
         timeouts: Timeouts::default(),
+        ..Config::default()
     })
 }
 
@@ -52,7 +53,7 @@ fn establish(ct: &mut Conntrack, t: &Tuple, backend: Addr, now: u32) -> FlowId {
     let id = ct.insert(t, backend, 8080, SYN, now).unwrap();
     ct.update(id, Direction::Reply, SYN | ACK, now);
     ct.update(id, Direction::Original, ACK, now);
-    assert_eq!(ct.entry(id).tcp, Some(TcpState::Established));
+    assert_eq!(ct.entry(id).tcp(), Some(TcpState::Established));
     assert!(ct.entry(id).assured());
     id
 }
@@ -87,7 +88,7 @@ fn both_directions_find_the_same_entry_v4_and_v6() {
     assert_eq!(ct.find_reply(&reply_of(&t4, v4(1, 7), 8080), 1), Some(id4));
     assert_eq!(ct.find_original(&t6, 1), Some(id6));
     assert_eq!(ct.find_reply(&reply_of(&t6, v6(0x200), 8080), 1), Some(id6));
-    assert_eq!(ct.entry(id4).reply_tuple(), reply_of(&t4, v4(1, 7), 8080));
+    assert_eq!(ct.reply_tuple(ct.entry(id4)), reply_of(&t4, v4(1, 7), 8080));
     assert_eq!(ct.entry(id6).original, t6);
     // A tuple is only found in the direction it was stored for.
     assert_eq!(ct.find_reply(&t4, 1), None);
@@ -115,7 +116,7 @@ fn tcp_transitions_set_state_and_timeout() {
     let t = client_tuple(1, Proto::Tcp, 80);
     let id = ct.insert(&t, v4(1, 1), 8080, SYN, 100).unwrap();
     let check = |ct: &Conntrack, state: TcpState, secs: u32, now: u32| {
-        assert_eq!(ct.entry(id).tcp, Some(state));
+        assert_eq!(ct.entry(id).tcp(), Some(state));
         assert_eq!(ct.entry(id).deadline(), now + secs, "{state:?}");
     };
     check(&ct, TcpState::SynSent, to.tcp_syn_sent, 100);
@@ -136,7 +137,7 @@ fn tcp_transitions_set_state_and_timeout() {
     }
     ct.update(id, Direction::Original, RST, 200);
     check(&ct, TcpState::Close, 10, 200);
-    assert!(ct.entry(id).replied);
+    assert!(ct.entry(id).replied());
     // The Close timeout is honoured by lookups.
     assert_eq!(ct.find_original(&t, 209), Some(id));
     assert_eq!(ct.find_original(&t, 210), None);
@@ -149,10 +150,10 @@ fn handshake_assures_only_once_established_with_a_reply() {
     let mut ct = table(8);
     let t = client_tuple(1, Proto::Tcp, 80);
     let id = ct.insert(&t, v4(1, 1), 8080, SYN, 0).unwrap();
-    assert!(!ct.entry(id).assured() && !ct.entry(id).replied);
+    assert!(!ct.entry(id).assured() && !ct.entry(id).replied());
     ct.update(id, Direction::Reply, SYN | ACK, 0);
     // The backend answered, but a spoofed client never completes: embryonic.
-    assert!(ct.entry(id).replied && !ct.entry(id).assured());
+    assert!(ct.entry(id).replied() && !ct.entry(id).assured());
     ct.update(id, Direction::Original, ACK, 0);
     assert!(ct.entry(id).assured());
 }
@@ -162,7 +163,7 @@ fn loose_pickup_is_established_but_not_assured_until_a_reply() {
     let mut ct = table(8);
     let t = client_tuple(2, Proto::Tcp, 80);
     let id = ct.insert(&t, v4(1, 1), 8080, ACK, 0).unwrap();
-    assert_eq!(ct.entry(id).tcp, Some(TcpState::Established));
+    assert_eq!(ct.entry(id).tcp(), Some(TcpState::Established));
     assert_eq!(ct.entry(id).deadline(), 432_000);
     assert!(!ct.entry(id).assured());
     ct.update(id, Direction::Reply, ACK, 5);
@@ -177,14 +178,14 @@ fn syn_after_time_wait_reopens_as_a_new_unassured_connection() {
     ct.update(id, Direction::Original, FIN | ACK, 1);
     ct.update(id, Direction::Reply, FIN | ACK, 1);
     ct.update(id, Direction::Original, ACK, 1);
-    assert_eq!(ct.entry(id).tcp, Some(TcpState::TimeWait));
+    assert_eq!(ct.entry(id).tcp(), Some(TcpState::TimeWait));
     assert!(!ct.entry(id).assured(), "closing flows are evictable");
     // Port reuse: the client's new SYN finds the old entry and reopens it.
     assert_eq!(ct.find_original(&t, 5), Some(id));
     ct.update(id, Direction::Original, SYN, 5);
     let e = ct.entry(id);
-    assert_eq!(e.tcp, Some(TcpState::SynSent));
-    assert!(!e.replied && !e.assured());
+    assert_eq!(e.tcp(), Some(TcpState::SynSent));
+    assert!(!e.replied() && !e.assured());
     assert_eq!(e.deadline(), 125);
     assert_eq!(e.backend, v4(1, 1));
 }
@@ -195,12 +196,12 @@ fn udp_unreplied_then_assured_timeout() {
     let t = client_tuple(4, Proto::Udp, 53);
     let id = ct.insert(&t, v4(1, 2), 5353, 0xff, 1000).unwrap();
     let e = ct.entry(id);
-    assert_eq!((e.tcp, e.replied, e.deadline()), (None, false, 1030));
+    assert_eq!((e.tcp(), e.replied(), e.deadline()), (None, false, 1030));
     ct.update(id, Direction::Original, 0, 1010);
     assert_eq!(ct.entry(id).deadline(), 1040);
     assert!(!ct.entry(id).assured());
     ct.update(id, Direction::Reply, 0, 1020);
-    assert!(ct.entry(id).replied && ct.entry(id).assured());
+    assert!(ct.entry(id).replied() && ct.entry(id).assured());
     assert_eq!(ct.entry(id).deadline(), 1140);
     assert_eq!(ct.find_reply(&reply_of(&t, v4(1, 2), 5353), 1139), Some(id));
     assert_eq!(ct.find_reply(&reply_of(&t, v4(1, 2), 5353), 1140), None);
@@ -239,7 +240,7 @@ fn icmp_echo_is_keyed_by_identifier() {
             proto,
         };
         assert_eq!(ct.find_reply(&reply, 1), Some(a));
-        assert_eq!(ct.entry(a).reply_tuple(), reply);
+        assert_eq!(ct.reply_tuple(ct.entry(a)), reply);
         assert_eq!(ct.entry(a).deadline(), 30);
         ct.update(a, Direction::Reply, 0, 10);
         assert_eq!(ct.entry(a).deadline(), 40);
@@ -336,8 +337,8 @@ fn syn_flood_never_evicts_established_flows() {
     for (t, id) in &established {
         assert_eq!(ct.find_original(t, 2), Some(*id));
         let e = ct.entry(*id);
-        assert_eq!(e.tcp, Some(TcpState::Established));
-        assert_eq!(ct.find_reply(&e.reply_tuple(), 2), Some(*id));
+        assert_eq!(e.tcp(), Some(TcpState::Established));
+        assert_eq!(ct.find_reply(&ct.reply_tuple(e), 2), Some(*id));
     }
     let s = ct.stats();
     assert_eq!(s.inserted, 48 + 20_000);
@@ -417,6 +418,7 @@ fn full_table_reclaims_expired_assured_flows_in_a_bounded_scan() {
     let mut ct = Conntrack::new(Config {
         capacity: 8,
         timeouts: to,
+        ..Config::default()
     });
     for n in 0..8 {
         establish(&mut ct, &client_tuple(n, Proto::Tcp, 80), v4(1, 1), 0);
@@ -476,7 +478,7 @@ fn inserting_a_live_flow_again_keeps_it_and_its_backend() {
     assert_eq!(ct.stats().inserted, 1);
     let e = ct.entry(id);
     assert_eq!((e.backend, e.backend_port), (v4(1, 1), 8080));
-    assert_eq!(e.tcp, Some(TcpState::Established));
+    assert_eq!(e.tcp(), Some(TcpState::Established));
     // Its reply key is still the original backend's.
     assert_eq!(ct.find_reply(&reply_of(&t, v4(1, 2), 9090), 1), None);
     assert_eq!(ct.find_reply(&reply_of(&t, v4(1, 1), 8080), 1), Some(id));

@@ -50,9 +50,9 @@ impl FlowRecord {
             original: e.original,
             backend: e.backend,
             backend_port: e.backend_port,
-            tcp: e.tcp,
-            sctp: e.sctp,
-            replied: e.replied,
+            tcp: e.tcp(),
+            sctp: e.sctp(),
+            replied: e.replied(),
             assured: e.assured(),
             expires_in: e.deadline().saturating_sub(clock),
         }
