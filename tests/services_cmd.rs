@@ -26,6 +26,7 @@ fn prints_the_live_table_and_json() {
         }],
         affinity: Affinity::None,
         no_endpoints: dataplane::service::NoEndpoints::Reject,
+        forwarding: Default::default(),
         source_ranges: Vec::new(),
     };
     let tables = Tables::new(ServiceTable::from_specs(vec![spec], TableConfig::default()));

@@ -139,6 +139,7 @@ pub fn specs(size: TableSize) -> Vec<ServiceSpec> {
                 backends: backends.clone(),
                 affinity: Affinity::None,
                 no_endpoints: dataplane::service::NoEndpoints::Reject,
+                forwarding: Default::default(),
                 source_ranges: Vec::new(),
             });
         }

@@ -124,7 +124,11 @@ pub fn run(capture: &Capture, tables: &Tables, cfg: &ReplayConfig) -> ReplayResu
             .map(|(i, part)| {
                 let core = cores.get(i % cores.len().max(1)).copied();
                 let tables = tables.clone();
-                let pcfg = cfg.pipeline.clone();
+                let pcfg = PipelineConfig {
+                    worker: i,
+                    workers: parts.len(),
+                    ..cfg.pipeline.clone()
+                };
                 let (loops, warmup, burst, keep_tx) = (
                     cfg.loops,
                     cfg.warmup_loops,

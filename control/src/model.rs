@@ -11,7 +11,7 @@ use std::collections::btree_map::Entry;
 use std::collections::BTreeMap;
 
 use dataplane::addr::Addr;
-use dataplane::service::{BackendSpec, NoEndpoints, ServiceKey, ServiceSpec};
+use dataplane::service::{BackendSpec, Forwarding, NoEndpoints, ServiceKey, ServiceSpec};
 use k8s_openapi::api::core::v1::Service;
 use k8s_openapi::api::discovery::v1::EndpointSlice;
 
@@ -40,6 +40,8 @@ pub struct ModelOptions {
     /// The node's addresses where `nodePort`s are served (kube-proxy's
     /// `--nodeport-addresses`); empty serves no node port.
     pub node_addresses: Vec<Addr>,
+    /// How Services without a `vipgate.io/forwarding` annotation forward.
+    pub forwarding: Forwarding,
 }
 
 /// kube-proxy's per-Service health check (`healthCheckNodePort`) as this
@@ -226,6 +228,7 @@ pub fn build(services: &[Service], slices: &[EndpointSlice], opts: &ModelOptions
                     backends,
                     affinity: view.affinity,
                     no_endpoints,
+                    forwarding: view.forwarding,
                     source_ranges: if vip.load_balancer {
                         lb_source_ranges(&view, &vip, &mut warnings)
                     } else {

@@ -40,6 +40,7 @@ fn spec() -> ServiceSpec {
         ],
         affinity: Affinity::None,
         no_endpoints: dataplane::service::NoEndpoints::Reject,
+        forwarding: Default::default(),
         source_ranges: Vec::new(),
     }
 }

@@ -36,6 +36,7 @@ fn web() -> ServiceSpec {
         ],
         affinity: Affinity::None,
         no_endpoints: dataplane::service::NoEndpoints::Reject,
+        forwarding: Default::default(),
         source_ranges: Vec::new(),
     }
 }
@@ -56,6 +57,7 @@ fn dns_v6() -> ServiceSpec {
         }],
         affinity: Affinity::ClientIp { timeout_s: 10800 },
         no_endpoints: dataplane::service::NoEndpoints::Reject,
+        forwarding: Default::default(),
         source_ranges: Vec::new(),
     }
 }
@@ -75,6 +77,7 @@ fn web_admin() -> ServiceSpec {
         ],
         affinity: Affinity::None,
         no_endpoints: dataplane::service::NoEndpoints::Reject,
+        forwarding: Default::default(),
         source_ranges: Vec::new(),
     }
 }

@@ -57,6 +57,7 @@ fn tables(services: u32) -> Tables {
                     .collect(),
                 affinity: Affinity::None,
                 no_endpoints: dataplane::service::NoEndpoints::Reject,
+                forwarding: Default::default(),
                 source_ranges: Vec::new(),
             });
         }

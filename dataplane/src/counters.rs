@@ -44,6 +44,15 @@ crate::counter_set! {
         /// UDP flows of a removed Service port, flushed when their next
         /// packet came (as kube-proxy deletes them with the Service).
         retired_flushed: Counter "vipgate_retired_udp_flows_flushed",
+        /// New flows source-NATed because their Service forwards with snat.
+        snat_flows: Counter "vipgate_snat_flows" [why = "mode"],
+        /// New flows source-NATed because the backend picked is the client
+        /// itself (a pod calling its own Service), as kube-proxy masquerades.
+        snat_hairpin: Counter "vipgate_snat_flows" [why = "hairpin"],
+        /// New DNAT flows source-NATed because another live flow's replies
+        /// already arrive as theirs would (one client port to two VIPs on
+        /// one backend), as netfilter remaps a clashing source port.
+        snat_clash: Counter "vipgate_snat_flows" [why = "clash"],
         /// ClientIP affinity: new flows sent to the client's remembered backend.
         affinity_hits: Counter "vipgate_affinity_lookups" [result = "hit"],
         /// ClientIP affinity: new flows of a client not remembered (first

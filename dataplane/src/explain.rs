@@ -160,6 +160,7 @@ mod tests {
                 backends,
                 affinity: Affinity::None,
                 no_endpoints: crate::service::NoEndpoints::Reject,
+                forwarding: Default::default(),
                 source_ranges: Vec::new(),
             }],
             TableConfig::default(),

@@ -22,7 +22,7 @@ use crate::counters::{Counted, Counters};
 use crate::fragments::{FragKey, FragTable, Inserted, FRAGMENT_TIMEOUT_S};
 use crate::io::OffloadMeta;
 use crate::io::{Batch, MAX_BURST};
-use crate::service::{Affinity, BackendSpec, NoEndpoints, ServiceKey};
+use crate::service::{Affinity, BackendSpec, Forwarding, NoEndpoints, ServiceKey};
 use crate::table::{ServiceEntry, ServiceTable};
 use crate::verdict::{DropReason, Verdict};
 use crate::wire::nat::{
@@ -48,6 +48,9 @@ struct FragNat {
     /// The source was rewritten (a reply); else the destination.
     src: bool,
     addr: Addr,
+    /// A source-NATed flow's other end: the new address of the end `src`
+    /// does not name.
+    other: Option<Addr>,
 }
 
 /// Frames per look-ahead round: enough misses in flight to cover the memory
@@ -106,6 +109,33 @@ impl NodeAddrs {
     }
 }
 
+/// Source-NAT ports by default: above Linux's default ephemeral range
+/// (`ip_local_port_range` 32768-60999), so the node's own connections
+/// never use them and their replies are never mistaken for a flow's.
+pub const DEFAULT_SNAT_PORTS: (u16, u16) = (61000, 65535);
+
+/// Source NAT (masquerade): the address a flow's packets leave from, per
+/// family, and the ports the workers of a gateway split between them.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct SnatConfig {
+    pub addrs: NodeAddrs,
+    /// First and last port, inclusive.
+    pub ports: (u16, u16),
+}
+
+impl Default for SnatConfig {
+    fn default() -> Self {
+        SnatConfig {
+            addrs: NodeAddrs::default(),
+            ports: DEFAULT_SNAT_PORTS,
+        }
+    }
+}
+
+/// New ports tried for one source-NATed flow before it is dropped: bounds
+/// a new flow's cost when its backend's share of the pool is nearly full.
+const SNAT_TRIES: usize = 64;
+
 /// ICMP errors a worker originates per second when nothing is set: Linux's
 /// `net.ipv4.icmp_msgs_per_sec` default.
 pub const DEFAULT_ICMP_PER_SECOND: u32 = 1000;
@@ -121,6 +151,11 @@ pub struct PipelineConfig {
     /// Most ICMP time-exceeded answers per worker per second; the rest are
     /// dropped (as `ttl_exceeded`), as the kernel rate-limits its own.
     pub icmp_per_second: u32,
+    pub snat: SnatConfig,
+    /// This worker's index among `workers` of its gateway: it takes only
+    /// the source-NAT ports whose replies are steered to it.
+    pub worker: usize,
+    pub workers: usize,
 }
 
 impl Default for PipelineConfig {
@@ -131,8 +166,22 @@ impl Default for PipelineConfig {
             affinity: Arc::default(),
             node_addrs: NodeAddrs::default(),
             icmp_per_second: DEFAULT_ICMP_PER_SECOND,
+            snat: SnatConfig::default(),
+            worker: 0,
+            workers: 1,
         }
     }
+}
+
+/// One worker's share of the source-NAT ports of `addr`: those whose
+/// replies [`crate::steer::endpoint_owner`] gives it.
+fn snat_share(addr: Option<Addr>, ports: (u16, u16), worker: usize, workers: usize) -> Box<[u16]> {
+    let Some(addr) = addr else {
+        return Box::new([]);
+    };
+    (ports.0.max(1)..=ports.1)
+        .filter(|&p| crate::steer::endpoint_owner(&addr, p, workers) == worker)
+        .collect()
 }
 
 /// One worker's pipeline state.
@@ -146,6 +195,11 @@ pub struct Pipeline {
     icmp_second: u32,
     icmp_sent: u32,
     frags: FragTable<FragNat>,
+    /// Source-NAT address and this worker's ports, per family ([v4, v6]),
+    /// and where the next search for a free port starts.
+    snat_addrs: NodeAddrs,
+    snat_ports: [Box<[u16]>; 2],
+    snat_next: [usize; 2],
     counters: Counters,
     /// What each frame of the last burst was counted as, so that the worker
     /// can move a frame it fails to send to a drop reason instead of
@@ -159,8 +213,18 @@ pub struct Pipeline {
 impl Pipeline {
     /// Allocates everything the pipeline will ever use (conntrack included).
     pub fn new(cfg: PipelineConfig) -> Pipeline {
+        let snat = cfg.snat;
+        let zero = Addr([0; 16]);
+        let ct_cfg = conntrack::Config {
+            snat: [snat.addrs.v4.unwrap_or(zero), snat.addrs.v6.unwrap_or(zero)],
+            ..cfg.conntrack
+        };
+        let share = |a| snat_share(a, snat.ports, cfg.worker, cfg.workers);
         Pipeline {
-            ct: Conntrack::new(cfg.conntrack),
+            ct: Conntrack::new(ct_cfg),
+            snat_addrs: snat.addrs,
+            snat_ports: [share(snat.addrs.v4), share(snat.addrs.v6)],
+            snat_next: [0; 2],
             reject_tcp: cfg.reject_tcp,
             affinity: cfg.affinity,
             node_addrs: cfg.node_addrs,
@@ -471,14 +535,14 @@ impl Pipeline {
                         None
                     } else {
                         self.ct.update(id, Direction::Original, flags, now);
-                        Some((e.backend, e.backend_port))
+                        Some((e.backend, e.backend_port, e.snat_port))
                     }
                 }
                 None => None,
             };
             // A new flow, or a re-balanced one: either may find the
             // Service without endpoints now, and is answered as such.
-            let (backend, bport) = match tracked {
+            let (backend, bport, snat_port) = match tracked {
                 Some(b) => b,
                 // loadBalancerSourceRanges: checked when a flow starts, as
                 // kube-proxy's firewall rules see only a connection's first
@@ -496,9 +560,7 @@ impl Pipeline {
                     Err(o) => return o,
                 },
             };
-            self.remember_fragment(p, false, backend, now);
-            rewrite_endpoint(buf, p, End::Dst, &backend, bport, l4csum);
-            decrement_ttl(buf, p);
+            self.to_backend(buf, p, &backend, bport, snat_port, l4csum, now);
             return Outcome::Forwarded;
         }
         if let Some(id) = self.ct.find_reply_hashed(t, known.ct_hash, now) {
@@ -506,14 +568,42 @@ impl Pipeline {
                 return Outcome::Drop(DropReason::TtlExceeded);
             }
             self.ct.update(id, Direction::Reply, flags, now);
-            let e = self.ct.entry(id);
+            let e = *self.ct.entry(id);
             let (vip, vport) = (e.original.dst, e.original.dport);
-            self.remember_fragment(p, true, vip, now);
+            let client = e.snat().then_some(e.original.src);
+            self.remember_fragment(p, true, vip, client, now);
             rewrite_endpoint(buf, p, End::Src, &vip, vport, l4csum);
+            if e.snat() {
+                rewrite_endpoint(buf, p, End::Dst, &e.original.src, e.original.sport, l4csum);
+            }
             decrement_ttl(buf, p);
             return Outcome::Reversed;
         }
         Outcome::Pass
+    }
+
+    /// Rewrites a client's packet of a flow for its backend: to the
+    /// backend endpoint, and from the gateway's address and `snat_port`
+    /// when the flow is source-NATed (`snat_port` != 0).
+    #[allow(clippy::too_many_arguments)]
+    #[inline]
+    fn to_backend(
+        &mut self,
+        buf: &mut [u8],
+        p: &Parsed,
+        backend: &Addr,
+        bport: u16,
+        snat_port: u16,
+        l4csum: L4Csum,
+        now: u32,
+    ) {
+        let snat = (snat_port != 0).then(|| self.ct.snat_addr(!p.v6));
+        self.remember_fragment(p, false, *backend, snat, now);
+        rewrite_endpoint(buf, p, End::Dst, backend, bport, l4csum);
+        if let Some(a) = snat {
+            rewrite_endpoint(buf, p, End::Src, &a, snat_port, l4csum);
+        }
+        decrement_ttl(buf, p);
     }
 
     /// A packet to a removed Service port. Its established TCP (and SCTP)
@@ -547,11 +637,8 @@ impl Pipeline {
             return self.ttl_expired(buf, p, now);
         }
         self.ct.update(id, Direction::Original, flags, now);
-        let e = self.ct.entry(id);
-        let (backend, bport) = (e.backend, e.backend_port);
-        self.remember_fragment(p, false, backend, now);
-        rewrite_endpoint(buf, p, End::Dst, &backend, bport, l4csum);
-        decrement_ttl(buf, p);
+        let e = *self.ct.entry(id);
+        self.to_backend(buf, p, &e.backend, e.backend_port, e.snat_port, l4csum, now);
         Outcome::Forwarded
     }
 
@@ -568,7 +655,7 @@ impl Pipeline {
         pick_hash: Option<u64>,
         flags: u8,
         now: u32,
-    ) -> Result<(Addr, u16), Outcome> {
+    ) -> Result<(Addr, u16, u16), Outcome> {
         let b = match svc.spec.affinity {
             Affinity::None => {
                 let h = pick_hash.unwrap_or_else(|| svc.pick_hash(t, table.config().seed));
@@ -582,13 +669,74 @@ impl Pipeline {
         let Some(b) = b else {
             return Err(Outcome::Rejected(0));
         };
-        match self.ct.insert(t, b.addr, b.port, flags, now) {
+        let (addr, port) = (b.addr, b.port);
+        let snat_port = self.snat_for(svc, t, addr, port, now)?;
+        match self.ct.insert_nat(t, addr, port, snat_port, flags, now) {
             Ok(_) => {
                 self.counters.flows += 1;
-                Ok((b.addr, b.port))
+                Ok((addr, port, snat_port))
             }
             Err(InsertError::Full) => Err(Outcome::Drop(DropReason::ConntrackFull)),
         }
+    }
+
+    /// The source-NAT port of a new flow to `backend:bport`, or 0 for a
+    /// plain DNAT flow. Source NAT when the Service forwards with snat;
+    /// when the client is the backend itself (a hairpin: DNAT alone would
+    /// hand it a packet from itself to itself); and when another live
+    /// flow's replies already arrive as this flow's would (one client port
+    /// to two VIPs of one backend), where DNAT would merge the two.
+    #[inline]
+    fn snat_for(
+        &mut self,
+        svc: &ServiceEntry,
+        t: &Tuple,
+        backend: Addr,
+        bport: u16,
+        now: u32,
+    ) -> Result<u16, Outcome> {
+        let dnat_reply = Tuple {
+            src: backend,
+            dst: t.src,
+            sport: bport,
+            dport: t.sport,
+            proto: t.proto,
+        };
+        if svc.spec.forwarding == Forwarding::Snat {
+            self.counters.snat_flows += 1;
+        } else if backend == t.src {
+            self.counters.snat_hairpin += 1;
+        } else if self.ct.reply_in_use(&dnat_reply, now) {
+            self.counters.snat_clash += 1;
+        } else {
+            return Ok(0);
+        }
+        self.free_snat_port(&dnat_reply, now)
+            .ok_or(Outcome::Drop(DropReason::SnatExhausted))
+    }
+
+    /// A port of this worker's share whose reply tuple (from the backend
+    /// endpoint of `reply` to the source-NAT address) no live flow holds,
+    /// searched round-robin from where the last search stopped.
+    #[inline]
+    fn free_snat_port(&mut self, reply: &Tuple, now: u32) -> Option<u16> {
+        let fam = usize::from(!reply.src.is_v4());
+        let dst = self.snat_addrs.for_family(fam == 1)?;
+        let n = self.snat_ports[fam].len();
+        for _ in 0..SNAT_TRIES.min(n) {
+            let i = self.snat_next[fam];
+            self.snat_next[fam] = if i + 1 == n { 0 } else { i + 1 };
+            let port = self.snat_ports[fam][i];
+            let t = Tuple {
+                dst,
+                dport: port,
+                ..*reply
+            };
+            if !self.ct.reply_in_use(&t, now) {
+                return Some(port);
+            }
+        }
+        None
     }
 
     /// The backend of a new flow under ClientIP affinity: the client's
@@ -637,11 +785,18 @@ impl Pipeline {
 
     /// After translating a first fragment: how, for its later fragments.
     #[inline]
-    fn remember_fragment(&mut self, p: &Parsed, src: bool, addr: Addr, now: u32) {
+    fn remember_fragment(
+        &mut self,
+        p: &Parsed,
+        src: bool,
+        addr: Addr,
+        other: Option<Addr>,
+        now: u32,
+    ) {
         if p.fragment
             && self
                 .frags
-                .insert(FragKey::of(p), FragNat { src, addr }, now)
+                .insert(FragKey::of(p), FragNat { src, addr, other }, now)
                 == Inserted::Evicted
         {
             self.counters.fragment_evictions += 1;
@@ -672,8 +827,15 @@ impl Pipeline {
         if p.ttl <= 1 {
             return Outcome::Drop(DropReason::TtlExceeded);
         }
-        let end = if nat.src { End::Src } else { End::Dst };
+        let (end, other_end) = if nat.src {
+            (End::Src, End::Dst)
+        } else {
+            (End::Dst, End::Src)
+        };
         rewrite_address(buf, p, end, &nat.addr);
+        if let Some(a) = nat.other {
+            rewrite_address(buf, p, other_end, &a);
+        }
         decrement_ttl(buf, p);
         self.counters.fragments_followed += 1;
         if nat.src {
@@ -790,6 +952,12 @@ impl Pipeline {
             }
             let e = *self.ct.entry(id);
             translate_icmp_error(buf, p, &q, End::Src, &q.src, &e.backend, e.backend_port);
+            if e.snat() {
+                // The quoted reply went to the client: the backend sent it
+                // to the gateway's address and port.
+                let snat = self.ct.snat_addr(!q.v6);
+                translate_icmp_error(buf, p, &q, End::Dst, &q.dst, &snat, e.snat_port);
+            }
             decrement_ttl(buf, p);
             Outcome::Forwarded
         } else {
@@ -810,6 +978,12 @@ impl Pipeline {
                 &e.original.dst,
                 e.original.dport,
             );
+            if e.snat() {
+                // The quoted packet came from the gateway's address and
+                // port: the client sent it, from its own.
+                let (client, cport) = (e.original.src, e.original.sport);
+                translate_icmp_error(buf, p, &q, End::Src, &q.src, &client, cport);
+            }
             decrement_ttl(buf, p);
             Outcome::Reversed
         }
@@ -972,6 +1146,7 @@ mod tests {
                             None => Affinity::None,
                         },
                         no_endpoints: crate::service::NoEndpoints::Reject,
+                        forwarding: Default::default(),
                         source_ranges: Vec::new(),
                     });
                 }

@@ -55,6 +55,38 @@ pub enum Affinity {
     ClientIp { timeout_s: u32 },
 }
 
+/// How a Service's flows reach their backends (`--forwarding`, or per
+/// Service the `vipgate.io/forwarding` annotation).
+#[derive(Clone, Copy, PartialEq, Eq, Hash, Debug, Default)]
+pub enum Forwarding {
+    /// Destination NAT only: the backend sees the client's address, so its
+    /// replies must route back through the gateway.
+    #[default]
+    Dnat,
+    /// Destination and source NAT (masquerade): the backend sees a gateway
+    /// address and port and answers the gateway, wherever it runs.
+    Snat,
+}
+
+impl Forwarding {
+    /// Its flag and annotation value.
+    pub fn name(self) -> &'static str {
+        match self {
+            Forwarding::Dnat => "dnat",
+            Forwarding::Snat => "snat",
+        }
+    }
+
+    /// The mode named `s` (as [`Forwarding::name`] spells it).
+    pub fn parse(s: &str) -> Option<Forwarding> {
+        match s.trim().to_ascii_lowercase().as_str() {
+            "dnat" => Some(Forwarding::Dnat),
+            "snat" => Some(Forwarding::Snat),
+            _ => None,
+        }
+    }
+}
+
 /// What a new flow gets when no backend takes it.
 #[derive(Clone, Copy, PartialEq, Eq, Hash, Debug, Default)]
 pub enum NoEndpoints {
@@ -125,6 +157,8 @@ pub struct ServiceSpec {
     /// `loadBalancerSourceRanges` on load-balancer IPs only, as kube-proxy
     /// applies it.
     pub source_ranges: Vec<SourceRange>,
+    /// How its flows reach the backends.
+    pub forwarding: Forwarding,
 }
 
 impl ServiceSpec {
@@ -180,6 +214,7 @@ mod tests {
             backends,
             affinity: Affinity::None,
             no_endpoints: crate::service::NoEndpoints::Reject,
+            forwarding: Default::default(),
             source_ranges: Vec::new(),
         }
     }

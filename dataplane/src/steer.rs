@@ -19,6 +19,14 @@ fn endpoint_hash(addr: &Addr, port: u16) -> u64 {
     xxh3_64(&key)
 }
 
+/// The worker (0..workers) that owns packets addressed to `addr:port`
+/// from a non-VIP: a flow's replies. A source-NAT port is taken only by
+/// the worker this names for it, so replies need no hand-off.
+#[inline]
+pub fn endpoint_owner(addr: &Addr, port: u16, workers: usize) -> usize {
+    (endpoint_hash(addr, port) % workers.max(1) as u64) as usize
+}
+
 /// The worker (0..workers) that owns this frame's flow. A fragment past
 /// the first has no ports: see [`FragmentOwners`] for where it goes.
 #[inline]

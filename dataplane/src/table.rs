@@ -512,6 +512,7 @@ mod tests {
                 .collect(),
             affinity: Affinity::None,
             no_endpoints: crate::service::NoEndpoints::Reject,
+            forwarding: Default::default(),
             source_ranges: Vec::new(),
         }
     }

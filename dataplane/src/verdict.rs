@@ -55,10 +55,15 @@ pub enum DropReason {
     /// An SCTP ABORT, SHUTDOWN COMPLETE or (COOKIE) ERROR to a Service
     /// without endpoints: never answered (RFC 9260 8.4), so it ends here.
     SctpNoEndpointsUnanswered,
+    /// A new flow that needed source NAT (its Service forwards with snat,
+    /// it is a hairpin, or its DNAT reply tuple was taken) found no free
+    /// port in this worker's share of the pool for its backend, or no
+    /// source-NAT address of its family: never a reused live tuple.
+    SnatExhausted,
 }
 
 impl DropReason {
-    pub const COUNT: usize = 13;
+    pub const COUNT: usize = 14;
     pub const ALL: [DropReason; DropReason::COUNT] = [
         DropReason::Malformed,
         DropReason::TtlExceeded,
@@ -73,6 +78,7 @@ impl DropReason {
         DropReason::SourceRange,
         DropReason::SctpNoAssociation,
         DropReason::SctpNoEndpointsUnanswered,
+        DropReason::SnatExhausted,
     ];
 
     /// The name used in counters, JSON and reports.
@@ -91,6 +97,7 @@ impl DropReason {
             DropReason::SourceRange => "source_range",
             DropReason::SctpNoAssociation => "sctp_no_association",
             DropReason::SctpNoEndpointsUnanswered => "sctp_no_endpoints_unanswered",
+            DropReason::SnatExhausted => "snat_ports_exhausted",
         }
     }
 }

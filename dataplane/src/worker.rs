@@ -151,7 +151,7 @@ impl<I: PacketIo + IdleWait + ForeignTx> Worker<I> {
         tables: Tables,
         neigh: Arc<Neighbours>,
     ) -> Result<Worker<I>, String> {
-        Worker::build(ports, cfg, tables, neigh, None)
+        Worker::build(ports, cfg, tables, neigh, None, (0, 1))
     }
 
     /// Worker `me` of the group that shares `handoff`. It may have no ports
@@ -169,7 +169,7 @@ impl<I: PacketIo + IdleWait + ForeignTx> Worker<I> {
             return Err(format!("worker {me} of a group of {}", handoff.workers()));
         }
         let group = (handoff.workers() > 1).then(|| Group::new(handoff, me));
-        Worker::build(ports, cfg, tables, neigh, group)
+        Worker::build(ports, cfg, tables, neigh, group, (me, handoff.workers()))
     }
 
     fn build(
@@ -178,6 +178,7 @@ impl<I: PacketIo + IdleWait + ForeignTx> Worker<I> {
         tables: Tables,
         neigh: Arc<Neighbours>,
         group: Option<Group>,
+        (worker, workers): (usize, usize),
     ) -> Result<Worker<I>, String> {
         if ports.is_empty() && group.is_none() {
             return Err("a worker needs at least one port".into());
@@ -219,7 +220,11 @@ impl<I: PacketIo + IdleWait + ForeignTx> Worker<I> {
             ports,
             port_iface,
             copies,
-            pipeline: Pipeline::new(cfg.pipeline.clone()),
+            pipeline: Pipeline::new(PipelineConfig {
+                worker,
+                workers,
+                ..cfg.pipeline.clone()
+            }),
             tables,
             neigh,
             shared: Arc::new(SharedCounters::for_ports(&port_ifindexes)),

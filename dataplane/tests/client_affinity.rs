@@ -63,6 +63,7 @@ fn spec(f: Family, backends: &[(u8, BackendState)]) -> ServiceSpec {
             .collect(),
         affinity: Affinity::ClientIp { timeout_s: TIMEOUT },
         no_endpoints: dataplane::service::NoEndpoints::Reject,
+        forwarding: Default::default(),
         source_ranges: Vec::new(),
     }
 }

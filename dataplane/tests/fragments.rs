@@ -76,6 +76,7 @@ fn table(n: &Net) -> ServiceTable {
         }],
         affinity: Affinity::None,
         no_endpoints: NoEndpoints::Reject,
+        forwarding: Default::default(),
         source_ranges: Vec::new(),
     };
     ServiceTable::from_specs(vec![spec], TableConfig::default())

@@ -33,6 +33,7 @@ fn spec(proto: Proto, backends: &[(u8, BackendState)]) -> ServiceSpec {
             .collect(),
         affinity: Affinity::None,
         no_endpoints: dataplane::service::NoEndpoints::Reject,
+        forwarding: Default::default(),
         source_ranges: Vec::new(),
     }
 }

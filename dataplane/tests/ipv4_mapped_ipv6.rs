@@ -59,6 +59,7 @@ fn spec(vip: Addr, proto: Proto, backends: &[Addr]) -> ServiceSpec {
             .collect(),
         affinity: Affinity::None,
         no_endpoints: dataplane::service::NoEndpoints::Reject,
+        forwarding: Default::default(),
         source_ranges: Vec::new(),
     }
 }

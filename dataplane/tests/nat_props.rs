@@ -142,6 +142,7 @@ fn table(c: &Case, vip: Addr) -> ServiceTable {
         backends,
         affinity: Affinity::None,
         no_endpoints: dataplane::service::NoEndpoints::Reject,
+        forwarding: Default::default(),
         source_ranges: Vec::new(),
     };
     ServiceTable::from_specs(vec![spec], TableConfig::default())

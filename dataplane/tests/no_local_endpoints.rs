@@ -34,6 +34,7 @@ fn table(no_endpoints: NoEndpoints) -> ServiceTable {
                 backends: vec![],
                 affinity: Affinity::None,
                 no_endpoints,
+                forwarding: Default::default(),
                 source_ranges: Vec::new(),
             })
         })

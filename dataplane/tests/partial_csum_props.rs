@@ -112,6 +112,7 @@ fn table(v6: bool, tcp: bool, backends: u8) -> ServiceTable {
             .collect(),
         affinity: Affinity::None,
         no_endpoints: dataplane::service::NoEndpoints::Reject,
+        forwarding: Default::default(),
         source_ranges: Vec::new(),
     };
     ServiceTable::from_specs(vec![spec], TableConfig::default())
@@ -256,6 +257,7 @@ fn a_reject_drops_the_requests_offload_state() {
             backends: vec![],
             affinity: Affinity::None,
             no_endpoints: dataplane::service::NoEndpoints::Reject,
+            forwarding: Default::default(),
             source_ranges: Vec::new(),
         }],
         TableConfig::default(),

@@ -75,6 +75,7 @@ fn spec(f: Family, proto: Proto) -> ServiceSpec {
         }],
         affinity: Affinity::None,
         no_endpoints: dataplane::service::NoEndpoints::Reject,
+        forwarding: Default::default(),
         source_ranges: Vec::new(),
     }
 }

@@ -36,6 +36,7 @@ fn table() -> ServiceTable {
             backends: vec![],
             affinity: Affinity::None,
             no_endpoints: dataplane::service::NoEndpoints::Reject,
+            forwarding: Default::default(),
             source_ranges: Vec::new(),
         })
         .collect();

@@ -89,6 +89,7 @@ fn table() -> ServiceTable {
             backends,
             affinity: Affinity::None,
             no_endpoints: NoEndpoints::Reject,
+            forwarding: Default::default(),
             source_ranges: Vec::new(),
         };
         let be = |port| BackendSpec {

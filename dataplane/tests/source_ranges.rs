@@ -72,6 +72,7 @@ fn spec(vip: Addr, backend: Addr, ranges: Vec<SourceRange>) -> ServiceSpec {
         }],
         affinity: Affinity::None,
         no_endpoints: NoEndpoints::Reject,
+        forwarding: Default::default(),
         source_ranges: ranges,
     }
 }

@@ -51,6 +51,7 @@ fn spec(key: ServiceKey, b: u8) -> ServiceSpec {
         }],
         affinity: Affinity::None,
         no_endpoints: dataplane::service::NoEndpoints::Reject,
+        forwarding: Default::default(),
         source_ranges: Vec::new(),
     }
 }

@@ -53,6 +53,7 @@ fn table() -> ServiceTable {
         }],
         affinity: Affinity::None,
         no_endpoints: dataplane::service::NoEndpoints::Reject,
+        forwarding: Default::default(),
         source_ranges: Vec::new(),
     })
     .collect();

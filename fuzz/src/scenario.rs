@@ -97,6 +97,7 @@ impl Svc {
                 Affinity::None
             },
             no_endpoints: dataplane::service::NoEndpoints::Reject,
+            forwarding: Default::default(),
             source_ranges: Vec::new(),
         }
     }

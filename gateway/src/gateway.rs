@@ -144,14 +144,26 @@ impl Gateway {
             &metrics,
             &service_health,
         )?;
-        let node = &mut cfg.worker.pipeline.node_addrs;
-        *node = node_addrs(*node, neigh.load().ifaces());
+        let pipeline = &mut cfg.worker.pipeline;
+        let node = node_addrs(pipeline.node_addrs, neigh.load().ifaces());
+        pipeline.node_addrs = node;
+        let show =
+            |a: Option<Addr>, missing: &str| a.map_or(missing.to_string(), |a| a.to_string());
         tracing::info!(
             "ICMP time exceeded is sent from {} / {}",
-            node.v4
-                .map_or("(no IPv4 address: dropped)".into(), |a| a.to_string()),
-            node.v6
-                .map_or("(no IPv6 address: dropped)".into(), |a| a.to_string()),
+            show(node.v4, "(no IPv4 address: dropped)"),
+            show(node.v6, "(no IPv6 address: dropped)"),
+        );
+        // Source NAT leaves from the node's address unless set.
+        let snat = &mut pipeline.snat.addrs;
+        snat.v4 = snat.v4.or(node.v4);
+        snat.v6 = snat.v6.or(node.v6);
+        tracing::info!(
+            "source NAT (snat Services, hairpins, clashing flows) from {} / {}, ports {}-{}",
+            show(snat.v4, "(no IPv4 address)"),
+            show(snat.v6, "(no IPv6 address)"),
+            pipeline.snat.ports.0,
+            pipeline.snat.ports.1,
         );
         let opened = ports::open(cfg.io, &cfg.ifaces, workers, cfg.ring)?;
         let facts = opened.facts(&cfg.ifaces);

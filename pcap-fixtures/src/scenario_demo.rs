@@ -221,6 +221,7 @@ pub fn specs(services: &[ServiceDef]) -> Vec<ServiceSpec> {
                         None => Affinity::None,
                     },
                     no_endpoints: dataplane::service::NoEndpoints::Reject,
+                    forwarding: Default::default(),
                     source_ranges: Vec::new(),
                 });
             }

@@ -7,7 +7,10 @@ use dataplane::affinity::{AffinityTable, DEFAULT_ENTRIES};
 use dataplane::conntrack;
 use dataplane::hash::DEFAULT_SEED;
 use dataplane::maglev::DEFAULT_MAX_TABLE_SIZE;
-use dataplane::pipeline::{NodeAddrs, PipelineConfig, RejectTcp, DEFAULT_ICMP_PER_SECOND};
+use dataplane::pipeline::{
+    NodeAddrs, PipelineConfig, RejectTcp, SnatConfig, DEFAULT_ICMP_PER_SECOND,
+};
+use dataplane::service::Forwarding;
 use dataplane::table::TableConfig;
 
 const DEFAULT_AFFINITY_ENTRIES: u32 = DEFAULT_ENTRIES as u32;
@@ -74,6 +77,65 @@ pub struct Tuning {
     /// net.ipv4.icmp_msgs_per_sec limits its own.
     #[arg(long, default_value_t = DEFAULT_ICMP_PER_SECOND, value_name = "N")]
     pub icmp_per_second: u32,
+    /// How Services reach their backends, unless their
+    /// `vipgate.io/forwarding` annotation says otherwise: `dnat` rewrites
+    /// the destination only (the backend sees the client's address and
+    /// must route its replies back through this gateway); `snat` also
+    /// rewrites the source to a gateway address and port (--snat-addr,
+    /// --snat-ports), so backends anywhere answer the gateway, as
+    /// kube-proxy's masquerade. Whatever the mode, a pod calling its own
+    /// Service and a DNAT flow whose replies would clash with another's
+    /// are source-NATed.
+    #[arg(long, value_enum, default_value_t = ForwardingArg::Dnat)]
+    pub forwarding: ForwardingArg,
+    /// Source-NAT address (one per family, comma-separated or repeated).
+    /// Default: the node address of the family (--node-address, or with
+    /// `vipgate run` the first address of its interfaces).
+    #[arg(long, value_name = "ADDR", value_delimiter = ',')]
+    pub snat_addr: Vec<std::net::IpAddr>,
+    /// Source-NAT ports, FIRST-LAST, split between the workers (each takes
+    /// the ports whose replies are steered to it). The default lies above
+    /// Linux's ephemeral range (32768-60999), so the node's own
+    /// connections never use these ports. A flow needing a port when all
+    /// of its worker's share towards that backend endpoint are taken is
+    /// dropped (snat_ports_exhausted).
+    #[arg(long, value_name = "FIRST-LAST", value_parser = parse_port_range,
+          default_value = "61000-65535")]
+    pub snat_ports: (u16, u16),
+}
+
+/// `FIRST-LAST` (inclusive), 1 <= FIRST <= LAST <= 65535.
+fn parse_port_range(s: &str) -> Result<(u16, u16), String> {
+    let (a, b) = s
+        .split_once('-')
+        .ok_or_else(|| format!("{s:?} is not FIRST-LAST (e.g. 61000-65535)"))?;
+    let port = |t: &str| {
+        t.trim()
+            .parse::<u16>()
+            .ok()
+            .filter(|&p| p > 0)
+            .ok_or_else(|| format!("{t:?} is not a port number 1-65535"))
+    };
+    let (first, last) = (port(a)?, port(b)?);
+    if first > last {
+        return Err(format!("{first}-{last}: the first port is above the last"));
+    }
+    Ok((first, last))
+}
+
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ForwardingArg {
+    Dnat,
+    Snat,
+}
+
+impl From<ForwardingArg> for Forwarding {
+    fn from(f: ForwardingArg) -> Forwarding {
+        match f {
+            ForwardingArg::Dnat => Forwarding::Dnat,
+            ForwardingArg::Snat => Forwarding::Snat,
+        }
+    }
 }
 
 /// `--reject-tcp`.
@@ -103,19 +165,14 @@ impl Tuning {
                 RejectTcpArg::Icmp => RejectTcp::Icmp,
             },
             affinity: Arc::new(AffinityTable::new(self.affinity_entries as usize)),
-            node_addrs: NodeAddrs {
-                v4: self
-                    .node_address
-                    .iter()
-                    .find(|a| a.is_ipv4())
-                    .map(|&a| a.into()),
-                v6: self
-                    .node_address
-                    .iter()
-                    .find(|a| a.is_ipv6())
-                    .map(|&a| a.into()),
-            },
+            node_addrs: first_of_each_family(&self.node_address),
             icmp_per_second: self.icmp_per_second,
+            snat: SnatConfig {
+                addrs: first_of_each_family(&self.snat_addr),
+                ports: self.snat_ports,
+            },
+            worker: 0,
+            workers: 1,
         }
     }
 
@@ -124,6 +181,15 @@ impl Tuning {
             node_name: self.node_name.clone(),
             zone: self.zone.clone(),
             node_addresses: self.node_address.iter().map(|&a| a.into()).collect(),
+            forwarding: self.forwarding.into(),
         }
+    }
+}
+
+/// The first address of each family in `addrs`.
+fn first_of_each_family(addrs: &[std::net::IpAddr]) -> NodeAddrs {
+    NodeAddrs {
+        v4: addrs.iter().find(|a| a.is_ipv4()).map(|&a| a.into()),
+        v6: addrs.iter().find(|a| a.is_ipv6()).map(|&a| a.into()),
     }
 }

@@ -4,7 +4,7 @@
 use std::net::IpAddr;
 
 use dataplane::addr::{Addr, Proto};
-use dataplane::service::{Affinity, SourceRange};
+use dataplane::service::{Affinity, Forwarding, SourceRange};
 use k8s_openapi::api::core::v1::Service;
 
 use super::ModelOptions;
@@ -15,6 +15,9 @@ const LB_FIELD: &str = "load-balancer ingress IP";
 /// The annotation older Services carry instead of `loadBalancerSourceRanges`
 /// (kube-proxy reads it when the field is empty).
 const SOURCE_RANGES_ANNOTATION: &str = "service.beta.kubernetes.io/load-balancer-source-ranges";
+
+/// Per-Service forwarding mode, as Cilium's `service.cilium.io/forwarding-mode`.
+pub const FORWARDING_ANNOTATION: &str = "vipgate.io/forwarding";
 
 /// kube-proxy's default for `sessionAffinityConfig.clientIP.timeoutSeconds`.
 const DEFAULT_AFFINITY_TIMEOUT_S: u32 = 10_800;
@@ -76,6 +79,8 @@ pub(super) struct ServiceView {
     /// `healthCheckNodePort`, when this node serves kube-proxy's health
     /// check for the Service (see [`health_check_port`]).
     pub health_check_port: Option<u16>,
+    /// The annotation's mode, else the gateway's default.
+    pub forwarding: Forwarding,
 }
 
 /// Namespace and name, as the model orders Services. Objects without a
@@ -234,9 +239,11 @@ impl ServiceView {
 
         let source_ranges = source_ranges(&id, svc, warnings);
         let health_check_port = health_check_port(&id, spec, opts, warnings);
+        let forwarding = forwarding(&id, svc, opts, warnings);
 
         Some(ServiceView {
             health_check_port,
+            forwarding,
             namespace,
             name,
             vips,
@@ -341,6 +348,31 @@ fn source_ranges(id: &str, svc: &Service, warnings: &mut Vec<String>) -> Vec<Sou
             r
         })
         .collect()
+}
+
+/// The `vipgate.io/forwarding` annotation's mode; the gateway's default
+/// without it, or, with a warning, when it names no mode.
+fn forwarding(
+    id: &str,
+    svc: &Service,
+    opts: &ModelOptions,
+    warnings: &mut Vec<String>,
+) -> Forwarding {
+    let Some(text) = svc
+        .metadata
+        .annotations
+        .as_ref()
+        .and_then(|a| a.get(FORWARDING_ANNOTATION))
+    else {
+        return opts.forwarding;
+    };
+    Forwarding::parse(text).unwrap_or_else(|| {
+        warnings.push(format!(
+            "Service {id}: {FORWARDING_ANNOTATION} {text:?} is not dnat or snat; using {}",
+            opts.forwarding.name()
+        ));
+        opts.forwarding
+    })
 }
 
 /// "198.18.0.0/16", "fd00::/8" (a bare address is a host route).

@@ -203,6 +203,7 @@ mod tests {
                     backends: Vec::new(),
                     affinity: crate::service::Affinity::None,
                     no_endpoints: crate::service::NoEndpoints::Reject,
+                    forwarding: Default::default(),
                     source_ranges: Vec::new(),
                 });
             }

@@ -41,6 +41,7 @@ pub(super) fn tables() -> Tables {
         }],
         affinity: Affinity::None,
         no_endpoints: crate::service::NoEndpoints::Reject,
+        forwarding: Default::default(),
         source_ranges: Vec::new(),
     };
     Tables::new(ServiceTable::from_specs(vec![spec], TableConfig::default()))
