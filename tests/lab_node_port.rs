@@ -51,12 +51,8 @@ fn services(policy: &str) -> String {
 
 /// Whether the gateway namespace holds vipgate's node-port table.
 fn guard_table_present(lab: &Lab) -> bool {
-    Lab::exec(
-        &lab.gw,
-        "nft",
-        &["list", "table", "inet", "vipgate_node_ports"],
-    )
-    .is_ok_and(|o| o.status.success())
+    Lab::exec(&lab.gw, "nft", &["list", "table", "inet", "vipgate"])
+        .is_ok_and(|o| o.status.success())
 }
 
 fn node_port_through(io: &str) {

@@ -21,7 +21,7 @@ use dataplane::pipeline::NodeAddrs;
 use dataplane::table::TableConfig;
 use dataplane::worker::{WorkerConfig, WorkerCounters};
 
-use crate::node_port_guard::NodePortGuard;
+use crate::kernel_guard::{KernelGuard, SnatSpace};
 use crate::ports::{self, IoMode, Opened, PacketRing};
 use crate::source::{self, ServiceSource};
 use crate::steer_sync::SteerSync;
@@ -93,8 +93,9 @@ pub struct Gateway {
     /// Steering programs' maps and the links that keep them attached.
     xdp: Option<(Vec<XdpSteering>, Vec<XdpLink>)>,
     sync: SteerSync,
-    /// AF_PACKET only: keeps the kernel from answering node ports itself.
-    node_ports: Option<NodePortGuard>,
+    /// AF_PACKET only: keeps the kernel from answering node ports and
+    /// source-NAT replies itself.
+    kernel_guard: Option<KernelGuard>,
     admin: Option<AdminServer>,
     io_desc: String,
     facts: Vec<String>,
@@ -158,6 +159,7 @@ impl Gateway {
         let snat = &mut pipeline.snat.addrs;
         snat.v4 = snat.v4.or(node.v4);
         snat.v6 = snat.v6.or(node.v6);
+        warn_if_ephemeral(pipeline.snat.ports);
         tracing::info!(
             "source NAT (snat Services, hairpins, clashing flows) from {} / {}, ports {}-{}",
             show(snat.v4, "(no IPv4 address)"),
@@ -168,7 +170,17 @@ impl Gateway {
         let opened = ports::open(cfg.io, &cfg.ifaces, workers, cfg.ring)?;
         let facts = opened.facts(&cfg.ifaces);
         let mut sync = SteerSync::default();
-        let mut node_ports = None;
+        let mut kernel_guard = None;
+        let snat_space = SnatSpace {
+            addrs: [
+                cfg.worker.pipeline.snat.addrs.v4,
+                cfg.worker.pipeline.snat.addrs.v6,
+            ]
+            .into_iter()
+            .flatten()
+            .collect(),
+            ports: cfg.worker.pipeline.snat.ports,
+        };
         let (running, xdp, io_desc) = match opened {
             Opened::Xdp(mut x) => {
                 sync.apply(&tables.current(), &mut x.steering)?;
@@ -181,9 +193,9 @@ impl Gateway {
                 (r, Some((x.steering, x.links)), desc)
             }
             Opened::Packet(p) => {
-                let mut guard = NodePortGuard::new(&cfg.ifaces, &node_port_addrs);
+                let mut guard = KernelGuard::new(&cfg.ifaces, &node_port_addrs, snat_space);
                 guard.apply(&tables.current());
-                node_ports = Some(guard);
+                kernel_guard = Some(guard);
                 let r = workers::spawn(p, cfg.worker, &tables, &neigh, &cfg.cores, stop)?;
                 let desc = if workers > 1 {
                     "af_packet (fanout hash)".to_string()
@@ -207,7 +219,7 @@ impl Gateway {
             running,
             xdp,
             sync,
-            node_ports,
+            kernel_guard,
             admin: None,
             io_desc,
             facts,
@@ -295,7 +307,7 @@ impl Gateway {
                         tracing::warn!("{e}");
                     }
                 }
-                if let Some(g) = self.node_ports.as_mut() {
+                if let Some(g) = self.kernel_guard.as_mut() {
                     g.apply(&t);
                 }
                 for b in backends(&self.tables) {
@@ -353,7 +365,7 @@ impl Gateway {
         }
         // Detach XDP (links drop) only after the workers closed their sockets.
         self.xdp = None;
-        self.node_ports = None;
+        self.kernel_guard = None;
         if let Some(a) = self.admin.take() {
             a.stop();
         }
@@ -389,6 +401,27 @@ fn node_addrs(set: NodeAddrs, ifaces: &[dataplane::neigh::Iface]) -> NodeAddrs {
     NodeAddrs {
         v4: set.v4.or_else(|| first(false)),
         v6: set.v6.or_else(|| first(true)),
+    }
+}
+
+/// The kernel's own ephemeral ports must not be source-NAT ports: a reply
+/// to the node's connection would be taken for a flow's (and, with
+/// AF_PACKET, dropped from the kernel).
+fn warn_if_ephemeral((first, last): (u16, u16)) {
+    let Ok(text) = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range") else {
+        return;
+    };
+    let mut it = text
+        .split_whitespace()
+        .filter_map(|t| t.parse::<u16>().ok());
+    if let (Some(lo), Some(hi)) = (it.next(), it.next()) {
+        if lo <= last && first <= hi {
+            tracing::warn!(
+                "source-NAT ports {first}-{last} overlap the kernel's ephemeral ports {lo}-{hi} \
+                 (net.ipv4.ip_local_port_range): the node's own connections may lose replies; \
+                 move one of them (--snat-ports)"
+            );
+        }
     }
 }
 

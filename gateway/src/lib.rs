@@ -5,8 +5,9 @@
 
 /// The gateway as one value: start, serve, shut down.
 pub mod gateway;
-/// AF_PACKET: an nftables table that keeps the kernel off served node ports.
-pub mod node_port_guard;
+/// AF_PACKET: an nftables table that keeps the kernel off served node
+/// ports and source-NAT replies.
+pub mod kernel_guard;
 /// Opening sockets per I/O mode, with the AF_XDP -> AF_PACKET fallback.
 pub mod ports;
 /// Services from a file or the Kubernetes API, published as tables.

@@ -1,16 +1,18 @@
-//! Keeps the kernel away from the node ports vipgate serves, in AF_PACKET
-//! mode.
+//! Keeps the kernel away from the node-address traffic vipgate handles, in
+//! AF_PACKET mode.
 //!
 //! AF_PACKET receives a copy: the kernel still processes every frame. A
 //! VIP is not a local address, so the kernel drops its copy (IP forwarding
-//! off); a node port is reached at the node's own address, so the kernel
-//! would answer it itself (a TCP RST or an ICMP port unreachable from a
-//! port nobody listens on) and race the backend's answer. An nftables
-//! table drops exactly the node-address:nodePort pairs vipgate serves, on
-//! its interfaces, before the kernel's conntrack sees them (prerouting,
-//! raw priority). Written through `nft -f -` on the control side after a
-//! publish (never on the packet path); AF_XDP needs none of this, since
-//! the steering program takes those frames from the kernel.
+//! off); but two kinds of vipgate's traffic are addressed to the node
+//! itself, and the kernel would answer them (a TCP RST or an ICMP port
+//! unreachable from a port nobody listens on), racing or killing the real
+//! conversation: clients' packets to a node port, and backends' replies to
+//! source-NATed flows (the source-NAT address and port range). An
+//! nftables table drops exactly those on vipgate's interfaces, before the
+//! kernel's conntrack sees them (prerouting, raw priority). Written
+//! through `nft -f -` on the control side after a publish (never on the
+//! packet path); AF_XDP needs none of this, since the steering program
+//! takes those frames from the kernel.
 
 use std::collections::BTreeSet;
 use std::io::Write;
@@ -20,24 +22,34 @@ use dataplane::addr::{Addr, Proto};
 use dataplane::table::ServiceTable;
 
 /// The nftables table vipgate owns (the whole table is rewritten each time).
-pub const TABLE: &str = "vipgate_node_ports";
+pub const TABLE: &str = "vipgate";
 
 type Key = (Addr, Proto, u16);
 
+/// Where source-NATed flows' replies arrive.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct SnatSpace {
+    pub addrs: Vec<Addr>,
+    /// First and last port, inclusive.
+    pub ports: (u16, u16),
+}
+
 /// The node ports last written to the kernel.
-pub struct NodePortGuard {
+pub struct KernelGuard {
     ifaces: Vec<String>,
     node_addrs: BTreeSet<Addr>,
+    snat: SnatSpace,
     written: Option<BTreeSet<Key>>,
     /// `nft` failed once: said once, not at every publish.
     warned: bool,
 }
 
-impl NodePortGuard {
-    pub fn new(ifaces: &[String], node_addrs: &[Addr]) -> NodePortGuard {
-        NodePortGuard {
+impl KernelGuard {
+    pub fn new(ifaces: &[String], node_addrs: &[Addr], snat: SnatSpace) -> KernelGuard {
+        KernelGuard {
             ifaces: ifaces.to_vec(),
             node_addrs: node_addrs.iter().copied().collect(),
+            snat,
             written: None,
             warned: false,
         }
@@ -62,8 +74,16 @@ impl NodePortGuard {
         if self.written.as_ref() == Some(&wanted) {
             return;
         }
-        match nft(&ruleset(&self.ifaces, &wanted)) {
+        match nft(&ruleset(&self.ifaces, &wanted, &self.snat)) {
             Ok(()) => {
+                if self.written.is_none() && !self.snat.addrs.is_empty() {
+                    tracing::info!(
+                        "kernel told to drop its copy of replies to source-NATed flows \
+                         (ports {}-{}; nftables table inet {TABLE})",
+                        self.snat.ports.0,
+                        self.snat.ports.1
+                    );
+                }
                 if !wanted.is_empty() || self.written.is_some() {
                     tracing::info!(
                         "kernel told to drop its copy of {} node port(s) (nftables table inet {TABLE})",
@@ -73,11 +93,11 @@ impl NodePortGuard {
                 self.written = Some(wanted);
             }
             Err(e) => {
-                if !self.warned && !wanted.is_empty() {
+                if !self.warned {
                     tracing::warn!(
-                        "cannot keep the kernel off the node ports ({e}): with AF_PACKET the kernel \
-                         also answers them (TCP RST / ICMP unreachable); install nftables or drop \
-                         them yourself"
+                        "cannot keep the kernel off node ports and source-NAT replies ({e}): with \
+                         AF_PACKET the kernel also answers them (TCP RST / ICMP unreachable); \
+                         install nftables or drop them yourself"
                     );
                     self.warned = true;
                 }
@@ -93,14 +113,25 @@ impl NodePortGuard {
     }
 }
 
-impl Drop for NodePortGuard {
+impl Drop for KernelGuard {
     fn drop(&mut self) {
         self.remove();
     }
 }
 
 /// The whole table, replacing any earlier one (a crashed gateway's too).
-pub fn ruleset(ifaces: &[String], keys: &BTreeSet<Key>) -> String {
+pub fn ruleset(ifaces: &[String], keys: &BTreeSet<Key>, snat: &SnatSpace) -> String {
+    let names: Vec<String> = ifaces.iter().map(|i| format!("\"{i}\"")).collect();
+    let names = names.join(", ");
+    let mut snat_rules = String::new();
+    for a in &snat.addrs {
+        let family = if a.is_v4() { "ip" } else { "ip6" };
+        snat_rules.push_str(&format!(
+            "        iifname {{ {names} }} {family} daddr {a} meta l4proto {{ tcp, udp, sctp }} \
+             th dport {}-{} drop\n",
+            snat.ports.0, snat.ports.1
+        ));
+    }
     let mut v4 = Vec::new();
     let mut v6 = Vec::new();
     for &(addr, proto, port) in keys {
@@ -118,7 +149,6 @@ pub fn ruleset(ifaces: &[String], keys: &BTreeSet<Key>) -> String {
             v6.push(e)
         }
     }
-    let names: Vec<String> = ifaces.iter().map(|i| format!("\"{i}\"")).collect();
     let elements = |v: &[String]| {
         if v.is_empty() {
             String::new()
@@ -135,14 +165,13 @@ pub fn ruleset(ifaces: &[String], keys: &BTreeSet<Key>) -> String {
          \x20   set v6 {{\n        type ipv6_addr . inet_proto . inet_service\n{}    }}\n\
          \x20   chain prerouting {{\n\
          \x20       type filter hook prerouting priority raw; policy accept;\n\
-         \x20       iifname {{ {} }} ip daddr . meta l4proto . th dport @v4 drop\n\
-         \x20       iifname {{ {} }} ip6 daddr . meta l4proto . th dport @v6 drop\n\
+         \x20       iifname {{ {names} }} ip daddr . meta l4proto . th dport @v4 drop\n\
+         \x20       iifname {{ {names} }} ip6 daddr . meta l4proto . th dport @v6 drop\n\
+         {snat_rules}\
          \x20   }}\n\
          }}\n",
         elements(&v4),
         elements(&v6),
-        names.join(", "),
-        names.join(", "),
     )
 }
 
@@ -191,7 +220,11 @@ mod tests {
             key("2001:db8::1", Proto::Tcp, 30080),
         ]
         .into();
-        let r = ruleset(&["eth0".into(), "eth1".into()], &keys);
+        let r = ruleset(
+            &["eth0".into(), "eth1".into()],
+            &keys,
+            &SnatSpace::default(),
+        );
         assert!(
             r.contains("elements = { 198.18.0.1 . tcp . 30080, 198.18.0.1 . udp . 30053 }"),
             "{r}"
@@ -201,15 +234,36 @@ mod tests {
             "{r}"
         );
         assert!(r.contains("iifname { \"eth0\", \"eth1\" } ip daddr"), "{r}");
+        assert!(r.starts_with("table inet vipgate\ndelete table"), "{r}");
         assert!(
-            r.starts_with("table inet vipgate_node_ports\ndelete table"),
-            "{r}"
+            !r.contains("th dport 6"),
+            "no source-NAT rule without addresses: {r}"
         );
     }
 
     #[test]
+    fn snat_replies_are_dropped_per_address_family() {
+        let snat = SnatSpace {
+            addrs: vec![
+                key("198.18.0.1", Proto::Tcp, 0).0,
+                key("fd00::1", Proto::Tcp, 0).0,
+            ],
+            ports: (61000, 65535),
+        };
+        let r = ruleset(&["eth0".into()], &BTreeSet::new(), &snat);
+        assert!(
+            r.contains(
+                "iifname { \"eth0\" } ip daddr 198.18.0.1 meta l4proto { tcp, udp, sctp } \
+                 th dport 61000-65535 drop"
+            ),
+            "{r}"
+        );
+        assert!(r.contains("ip6 daddr fd00::1 meta l4proto"), "{r}");
+    }
+
+    #[test]
     fn empty_sets_have_no_elements_line() {
-        let r = ruleset(&["eth0".into()], &BTreeSet::new());
+        let r = ruleset(&["eth0".into()], &BTreeSet::new(), &SnatSpace::default());
         assert!(!r.contains("elements"), "{r}");
     }
 }
