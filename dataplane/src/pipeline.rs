@@ -560,7 +560,7 @@ impl Pipeline {
                     Err(o) => return o,
                 },
             };
-            self.to_backend(buf, p, &backend, bport, snat_port, l4csum, now);
+            self.translate_to_backend(buf, p, &backend, bport, snat_port, l4csum, now);
             return Outcome::Forwarded;
         }
         if let Some(id) = self.ct.find_reply_hashed(t, known.ct_hash, now) {
@@ -587,7 +587,7 @@ impl Pipeline {
     /// when the flow is source-NATed (`snat_port` != 0).
     #[allow(clippy::too_many_arguments)]
     #[inline]
-    fn to_backend(
+    fn translate_to_backend(
         &mut self,
         buf: &mut [u8],
         p: &Parsed,
@@ -638,7 +638,7 @@ impl Pipeline {
         }
         self.ct.update(id, Direction::Original, flags, now);
         let e = *self.ct.entry(id);
-        self.to_backend(buf, p, &e.backend, e.backend_port, e.snat_port, l4csum, now);
+        self.translate_to_backend(buf, p, &e.backend, e.backend_port, e.snat_port, l4csum, now);
         Outcome::Forwarded
     }
 
