@@ -8,6 +8,7 @@
 //!   (published to the running gateway), and with `--forwarding snat`;
 //! - a backend calling its own Service and landing on itself works
 //!   (hairpin, source-NATed whatever the mode).
+//!
 //! Both I/O modes, one worker and two. Root only; otherwise it says so loudly and passes.
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
