@@ -4,7 +4,14 @@
 
 use serde_json::Value;
 
-const HEADERS: [&str; 5] = ["SERVICE", "VIP:PORT/PROTO", "M", "BACKENDS", "AFFINITY"];
+const HEADERS: [&str; 6] = [
+    "SERVICE",
+    "VIP:PORT/PROTO",
+    "M",
+    "BACKENDS",
+    "FORWARDING",
+    "AFFINITY",
+];
 /// Indent of the per-backend lines under their service.
 const INDENT: &str = "    ";
 
@@ -27,7 +34,7 @@ pub fn render_services_table(json: &Value) -> String {
         return out;
     }
 
-    let rows: Vec<[String; 5]> = services.iter().map(service_row).collect();
+    let rows: Vec<[String; 6]> = services.iter().map(service_row).collect();
     let mut widths = HEADERS.map(str::len);
     for row in &rows {
         for (w, cell) in widths.iter_mut().zip(row) {
@@ -66,7 +73,7 @@ fn push_row(out: &mut String, indent: &str, cells: &[String], widths: &[usize]) 
     out.push('\n');
 }
 
-fn service_row(svc: &Value) -> [String; 5] {
+fn service_row(svc: &Value) -> [String; 6] {
     let backends = svc.get("backends").and_then(Value::as_array);
     let counts = match backends {
         Some(list) => {
@@ -95,6 +102,7 @@ fn service_row(svc: &Value) -> [String; 5] {
         format!("{}/{}", endpoint(svc, "vip"), text(svc, "protocol")),
         text(svc, "table_size"),
         counts,
+        text(svc, "forwarding"),
         affinity,
     ]
 }
@@ -153,23 +161,24 @@ mod tests {
             "services": [
                 {"name": "default/web:http", "vip": "198.19.0.1", "port": 80, "protocol": "TCP",
                  "affinity": "None", "affinity_timeout_s": null, "table_size": 307,
+                 "forwarding": "snat",
                  "backends": [
                     {"addr": "198.18.1.1", "port": 8080, "weight": 1, "state": "ready", "active": true},
                     {"addr": "198.18.1.2", "port": 8080, "weight": 1, "state": "serving-terminating", "active": false}
                  ]},
                 {"name": "ns/dns:dns", "vip": "fd00::10", "port": 53, "protocol": "UDP",
                  "affinity": "ClientIP", "affinity_timeout_s": 10800, "table_size": 101,
-                 "backends": []}
+                 "forwarding": "dnat", "backends": []}
             ]
         });
         let out = render_services_table(&doc);
         let expected = "\
 generation 7, 2 services
-SERVICE           VIP:PORT/PROTO     M    BACKENDS  AFFINITY
-default/web:http  198.19.0.1:80/TCP  307  1/2       None
+SERVICE           VIP:PORT/PROTO     M    BACKENDS  FORWARDING  AFFINITY
+default/web:http  198.19.0.1:80/TCP  307  1/2       snat        None
     198.18.1.1:8080  ready                weight 1  active
     198.18.1.2:8080  serving-terminating  weight 1  -
-ns/dns:dns        [fd00::10]:53/UDP  101  0/0       ClientIP 10800s
+ns/dns:dns        [fd00::10]:53/UDP  101  0/0       dnat        ClientIP 10800s
 ";
         assert_eq!(out, expected);
     }

@@ -52,6 +52,7 @@ fn entry_json(e: &ServiceEntry) -> Value {
         "affinity": affinity,
         "affinity_timeout_s": timeout,
         "table_size": e.maglev.size(),
+        "forwarding": spec.forwarding.name(),
         "retired": e.is_retired(),
         "source_ranges": spec
             .source_ranges

@@ -1015,3 +1015,51 @@ fn dual_stack_node_ports_use_each_familys_node_addresses() {
         vec![be("198.18.1.1", 8080, BackendState::Ready)]
     );
 }
+
+#[test]
+fn forwarding_annotation_overrides_the_gateways_default() {
+    let annotated = |name: &str, value: &str| {
+        svc(json!({"apiVersion": "v1", "kind": "Service",
+            "metadata": {"name": name, "namespace": "shop",
+                         "annotations": {"vipgate.io/forwarding": value}},
+            "spec": {"clusterIP": "198.19.0.20", "ports": [{"port": 80}]}}))
+    };
+    let plain = cluster_svc("plain", "198.19.0.21", json!([{"port": 80}]));
+    let mut snat_one = annotated("one", "SNAT");
+    snat_one.spec.as_mut().unwrap().cluster_ip = Some("198.19.0.22".into());
+    let bad = annotated("bad", "ipvs");
+    let services = [plain, snat_one, bad];
+
+    let m = build(&services, &[], &ModelOptions::default());
+    let mode = |m: &Model, vip: &str| find(m, vip, 80, Proto::Tcp).forwarding;
+    assert_eq!(mode(&m, "198.19.0.21"), Forwarding::Dnat, "the default");
+    assert_eq!(
+        mode(&m, "198.19.0.22"),
+        Forwarding::Snat,
+        "annotated (any case)"
+    );
+    assert_eq!(
+        mode(&m, "198.19.0.20"),
+        Forwarding::Dnat,
+        "a bad value: the default"
+    );
+    assert!(
+        m.warnings
+            .iter()
+            .any(|w| w.contains("shop/bad") && w.contains("\"ipvs\" is not dnat or snat")),
+        "{:?}",
+        m.warnings
+    );
+
+    let opts = ModelOptions {
+        forwarding: Forwarding::Snat,
+        ..ModelOptions::default()
+    };
+    let m = build(&services, &[], &opts);
+    assert_eq!(
+        mode(&m, "198.19.0.21"),
+        Forwarding::Snat,
+        "--forwarding snat"
+    );
+    assert_eq!(mode(&m, "198.19.0.20"), Forwarding::Snat);
+}
