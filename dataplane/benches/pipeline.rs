@@ -7,6 +7,11 @@
 //! with 10 backends each; then the same against 1 and 10,000 services, whose
 //! ratio shows what a large table (Maglev rings beyond L3) costs per packet.
 //!
+//! The established, new-flow and UDP workloads run once more with every
+//! Service source-NATed (`*_snat`): the cost of the second rewrite, the
+//! port search and the reply lookup by the SNAT tuple, against DNAT in the
+//! same run.
+//!
 //! cargo bench -p vipgate-dataplane --bench pipeline
 
 use std::time::{Duration, Instant};
@@ -16,8 +21,10 @@ use dataplane::addr::{Addr, Proto};
 use dataplane::generation::Tables;
 use dataplane::io::memory::{Capture, MemoryIo};
 use dataplane::io::{Batch, PacketIo};
-use dataplane::pipeline::{Pipeline, PipelineConfig};
-use dataplane::service::{Affinity, BackendSpec, BackendState, ServiceKey, ServiceSpec};
+use dataplane::pipeline::{NodeAddrs, Pipeline, PipelineConfig, SnatConfig};
+use dataplane::service::{
+    Affinity, BackendSpec, BackendState, Forwarding, ServiceKey, ServiceSpec,
+};
 use dataplane::table::{ServiceTable, TableConfig};
 use fixtures::packet::{
     Eth, Ip, Ipv4, Packet, Sctp, SctpChunk, Tcp, Udp, L4, SCTP_INIT, TCP_ACK, TCP_SYN,
@@ -34,6 +41,11 @@ fn vip(s: u32) -> [u8; 4] {
 /// `services` services (TCP, UDP and SCTP port 80) of 10 backends each; backends
 /// live in 198.18.128.0/17 and repeat once it is used up.
 fn tables(services: u32) -> Tables {
+    tables_in(services, Forwarding::Dnat)
+}
+
+/// [`tables`] with every Service forwarding in `forwarding`.
+fn tables_in(services: u32, forwarding: Forwarding) -> Tables {
     let mut specs = Vec::new();
     for s in 0..services {
         for proto in [Proto::Tcp, Proto::Udp, Proto::Sctp] {
@@ -57,7 +69,7 @@ fn tables(services: u32) -> Tables {
                     .collect(),
                 affinity: Affinity::None,
                 no_endpoints: dataplane::service::NoEndpoints::Reject,
-                forwarding: Default::default(),
+                forwarding,
                 source_ranges: Vec::new(),
             });
         }
@@ -140,8 +152,45 @@ fn pipeline(capacity: u32) -> Pipeline {
             capacity,
             ..Default::default()
         },
+        snat: SnatConfig {
+            addrs: NodeAddrs {
+                v4: Some(Addr::from_v4([198, 18, 0, 1])),
+                v6: None,
+            },
+            ..SnatConfig::default()
+        },
         ..Default::default()
     })
+}
+
+/// Established TCP, new TCP flows and UDP with every Service source-NATed.
+fn bench_snat(c: &mut Criterion) {
+    let tables = tables_in(SERVICES, Forwarding::Snat);
+    let mut g = c.benchmark_group("pipeline");
+    g.throughput(Throughput::Elements(BURST as u64));
+    for (kind, name, flows) in [
+        (Kind::Tcp(TCP_ACK), "tcp_established_snat", 65_536),
+        (Kind::Udp(32), "udp_snat", 65_536),
+        (Kind::Tcp(TCP_SYN), "tcp_syn_new_flow_snat", 1 << 20),
+    ] {
+        let cap = capture(flows, SERVICES, kind);
+        let order: Vec<u32> = (0..cap.len() as u32).collect();
+        let mut p = pipeline(1 << 18);
+        if flows == 65_536 {
+            run_bursts(
+                &cap,
+                &order,
+                &tables,
+                &mut p,
+                (cap.len() / BURST) as u64 + 1,
+            );
+            assert_eq!(p.counters().snat_flows, 65_536, "every flow source-NATed");
+        }
+        g.bench_function(name, |b| {
+            b.iter_custom(|iters| run_bursts(&cap, &order, &tables, &mut p, iters))
+        });
+    }
+    g.finish();
 }
 
 /// The three workloads against `services` services; benchmark names get
@@ -248,6 +297,7 @@ fn bench_apply(c: &mut Criterion) {
 fn bench(c: &mut Criterion) {
     bench_apply(c);
     bench_table(c, SERVICES, "");
+    bench_snat(c);
     bench_table(c, 1, "/1_svc");
     bench_table(c, 10_000, "/10k_svc");
 }

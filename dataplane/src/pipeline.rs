@@ -26,7 +26,8 @@ use crate::service::{Affinity, BackendSpec, Forwarding, NoEndpoints, ServiceKey}
 use crate::table::{ServiceEntry, ServiceTable};
 use crate::verdict::{DropReason, Verdict};
 use crate::wire::nat::{
-    decrement_ttl, rewrite_address, rewrite_endpoint, translate_icmp_error, End, L4Csum,
+    decrement_ttl, rewrite_address, rewrite_both_ends, rewrite_endpoint, translate_icmp_error, End,
+    L4Csum,
 };
 use crate::wire::parse::{parse, parse_quoted, ParseError, Parsed, L4};
 use crate::wire::reject::{
@@ -572,9 +573,11 @@ impl Pipeline {
             let (vip, vport) = (e.original.dst, e.original.dport);
             let client = e.snat().then_some(e.original.src);
             self.remember_fragment(p, true, vip, client, now);
-            rewrite_endpoint(buf, p, End::Src, &vip, vport, l4csum);
             if e.snat() {
-                rewrite_endpoint(buf, p, End::Dst, &e.original.src, e.original.sport, l4csum);
+                let client = (&e.original.src, e.original.sport);
+                rewrite_both_ends(buf, p, (&vip, vport), client, l4csum);
+            } else {
+                rewrite_endpoint(buf, p, End::Src, &vip, vport, l4csum);
             }
             decrement_ttl(buf, p);
             return Outcome::Reversed;
@@ -599,9 +602,9 @@ impl Pipeline {
     ) {
         let snat = (snat_port != 0).then(|| self.ct.snat_addr(!p.v6));
         self.remember_fragment(p, false, *backend, snat, now);
-        rewrite_endpoint(buf, p, End::Dst, backend, bport, l4csum);
-        if let Some(a) = snat {
-            rewrite_endpoint(buf, p, End::Src, &a, snat_port, l4csum);
+        match snat {
+            Some(a) => rewrite_both_ends(buf, p, (&a, snat_port), (backend, bport), l4csum),
+            None => rewrite_endpoint(buf, p, End::Dst, backend, bport, l4csum),
         }
         decrement_ttl(buf, p);
     }

@@ -232,3 +232,34 @@ proptest! {
         prop_assert_eq!(out, other);
     }
 }
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(400))]
+
+    /// Source NAT's one-pass rewrite of both ends gives exactly the bytes
+    /// of two single-end rewrites, and a frame that verifies.
+    #[test]
+    fn rewriting_both_ends_at_once_equals_two_single_rewrites(
+        c in case(), sport in 1u16..65535, new_host in 1u8..250, bhost in 1u8..250,
+    ) {
+        use dataplane::wire::nat::{rewrite_both_ends, rewrite_endpoint, End, L4Csum};
+        let client = addr(c.v6, 0, c.client_host);
+        let vip = addr(c.v6, 2, 1);
+        let mut eth = Eth::new(CLIENT_MAC, GW_MAC);
+        eth.vlan = c.vlan;
+        let frame = Packet::new(eth, ip(c.v6, client, vip, c.ttl, c.ipv4_options), l4(&c, c.cport, c.vport)).frame();
+        let p = parse(&frame).unwrap();
+        let (gw, backend) = (addr(c.v6, 0, new_host), addr(c.v6, 1, bhost));
+
+        let mut two = frame.clone();
+        rewrite_endpoint(&mut two, &p, End::Src, &gw, sport, L4Csum::Full);
+        rewrite_endpoint(&mut two, &p, End::Dst, &backend, c.bport, L4Csum::Full);
+        let mut one = frame.clone();
+        rewrite_both_ends(&mut one, &p, (&gw, sport), (&backend, c.bport), L4Csum::Full);
+        prop_assert_eq!(&one, &two);
+        prop_assert_eq!(check_frame(&one), Ok(()));
+        let q = parse(&one).unwrap();
+        prop_assert_eq!((q.src, q.dst), (gw, backend));
+        prop_assert_eq!(ports(&one), (sport, c.bport));
+    }
+}

@@ -151,7 +151,8 @@ pub fn complete_partial(seg: &mut [u8], csum_off: usize, udp: bool) {
 /// start of every checksummed region (true for addresses and ports).
 #[inline]
 pub fn rewrite(buf: &mut [u8], off: usize, new: &[u8], csums: &[CsumField]) {
-    let mut old = [0u8; 16];
+    // Up to both IPv6 addresses at once.
+    let mut old = [0u8; 32];
     let n = new.len();
     old[..n].copy_from_slice(&buf[off..off + n]);
     if old[..n] == *new {

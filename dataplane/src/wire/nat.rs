@@ -145,6 +145,62 @@ pub fn rewrite_endpoint(
     }
 }
 
+/// Rewrites both ends of a TCP, UDP or SCTP packet (a source-NATed
+/// flow): [`rewrite_endpoint`] of the source and of the destination, in one
+/// pass. Addresses and ports are adjacent in every header, so each pair is
+/// one field for the incremental update: half the checksum work of two
+/// calls, and the pseudo-header check and SCTP's CRC32c run once.
+#[inline]
+pub fn rewrite_both_ends(
+    frame: &mut [u8],
+    p: &Parsed,
+    src: (&Addr, u16),
+    dst: (&Addr, u16),
+    l4csum: L4Csum,
+) {
+    let alen = if p.v6 { 16 } else { 4 };
+    let mut addrs = [0u8; 32];
+    addrs[..alen].copy_from_slice(src.0.wire(p.v6));
+    addrs[alen..2 * alen].copy_from_slice(dst.0.wire(p.v6));
+    let addrs = &addrs[..2 * alen];
+    let mut ports = [0u8; 4];
+    ports[..2].copy_from_slice(&src.1.to_be_bytes());
+    ports[2..].copy_from_slice(&dst.1.to_be_bytes());
+    let (mut csums, mut n) = addr_csums(p.v6, p.l3_off, p.proto, p.l4_off, p.ip_end);
+    let l4_field = usize::from(!p.v6);
+    match l4csum {
+        L4Csum::Full => {
+            let field = match p.proto {
+                IPPROTO_TCP => Some(p.l4_off + 16),
+                IPPROTO_UDP => Some(p.l4_off + 6),
+                _ => None,
+            };
+            // As in rewrite_endpoint: complete a pseudo-header-only sum first.
+            if let Some(off) = field.filter(|&o| o + 2 <= p.ip_end && !p.fragment) {
+                if holds_pseudo_sum(frame, p, off) {
+                    complete_pseudo_only(frame, p, off);
+                }
+            }
+            rewrite(frame, p.src_off(), addrs, &csums[..n]);
+            rewrite(frame, p.l4_off, &ports, &csums[l4_field..n]);
+        }
+        L4Csum::Partial => {
+            if n > l4_field {
+                if matches!(p.proto, IPPROTO_TCP | IPPROTO_UDP) {
+                    csums[l4_field] = CsumField::PartialAt(csums[l4_field].offset());
+                } else {
+                    n = l4_field;
+                }
+            }
+            rewrite(frame, p.src_off(), addrs, &csums[..n]);
+            rewrite(frame, p.l4_off, &ports, &[]);
+        }
+    }
+    if p.proto == IPPROTO_SCTP {
+        sctp::set_checksum(&mut frame[p.l4_off..p.ip_end]);
+    }
+}
+
 /// [`rewrite_endpoint`] of a frame with full checksums.
 #[inline]
 fn rewrite_full(frame: &mut [u8], p: &Parsed, end: End, addr: &Addr, port: u16) {
