@@ -28,6 +28,10 @@ pub struct Flow {
     pub vport: u16,
     pub backend: IpAddr,
     pub bport: u16,
+    /// Where the backend answers: the client, or the gateway's source-NAT
+    /// address and port when the flow was source-NATed.
+    pub nat_src: IpAddr,
+    pub nat_sport: u16,
     pub proto: Proto,
 }
 
@@ -55,8 +59,8 @@ pub fn frame(inp: &mut Input, learned: &[Flow]) -> Vec<u8> {
         0..=2 => to_vip(inp, mods, false),
         3 | 4 => {
             let fl = flow(inp, learned);
-            let ip = ip_spec(inp, mods, fl.backend, fl.client);
-            let l4 = ports_l4(inp, mods, fl.proto, fl.bport, fl.cport);
+            let ip = ip_spec(inp, mods, fl.backend, fl.nat_src);
+            let l4 = ports_l4(inp, mods, fl.proto, fl.bport, fl.nat_sport);
             build(inp, mods, &ip, &l4)
         }
         5 => icmp_error(inp, mods, learned, true),
@@ -124,9 +128,13 @@ fn flow(inp: &mut Input, learned: &[Flow]) -> Flow {
     let (vip, vport, proto) = scenario::target(usize::from(b));
     let six = vip.is_ipv6();
     let host = inp.u8();
+    let client = scenario::addr(six, 0, CLIENT_HOSTS[usize::from(host) % CLIENT_HOSTS.len()]);
+    let cport = port(inp);
     Flow {
-        client: scenario::addr(six, 0, CLIENT_HOSTS[usize::from(host) % CLIENT_HOSTS.len()]),
-        cport: port(inp),
+        client,
+        cport,
+        nat_src: client,
+        nat_sport: cport,
         vip,
         vport,
         backend: scenario::addr(
@@ -159,7 +167,14 @@ fn icmp_error(inp: &mut Input, mods: u8, learned: &[Flow], to_vip: bool) -> Vec<
         } else {
             fl.backend
         };
-        (src, fl.client, fl.client, fl.backend, fl.cport, fl.bport)
+        (
+            src,
+            fl.nat_src,
+            fl.nat_src,
+            fl.backend,
+            fl.nat_sport,
+            fl.bport,
+        )
     };
     let q_ip = IpSpec::new(q_src, q_dst, 63);
     let q_l4 = ports_l4(inp, mods, fl.proto, sport, dport);

@@ -19,7 +19,7 @@ use dataplane::addr::Addr;
 use dataplane::affinity::AffinityTable;
 use dataplane::counters::{Counted, Counters};
 use dataplane::io::{Batch, FrameDesc, OffloadMeta};
-use dataplane::pipeline::{NodeAddrs, Pipeline, PipelineConfig, RejectTcp};
+use dataplane::pipeline::{NodeAddrs, Pipeline, PipelineConfig, RejectTcp, SnatConfig};
 use dataplane::table::ServiceTable;
 use dataplane::verdict::Verdict;
 
@@ -70,6 +70,22 @@ pub fn run(data: &[u8]) -> Counters {
             v6: None,
         },
         icmp_per_second: 4,
+        // Source NAT (the snat Services, hairpins, clashes) from an IPv4
+        // address only (IPv6 ones are dropped as exhausted), over a range
+        // small enough to run out, as worker 0 of 1 or 2.
+        snat: SnatConfig {
+            addrs: NodeAddrs {
+                v4: Some(Addr::from_v4([198, 18, 0, 1])),
+                v6: None,
+            },
+            ports: if setup & 8 != 0 {
+                (61000, 61003)
+            } else {
+                (61000, 65535)
+            },
+        },
+        worker: 0,
+        workers: 1 + usize::from(setup & 16 != 0),
     };
     let mut run = Run {
         // Each its own affinity table: they must decide alike from their
@@ -201,7 +217,9 @@ impl Run {
             let (Some(a), Some(b)) = (walk::frame_ip(f), walk::frame_ip(&out.bytes)) else {
                 continue;
             };
-            let (Some((cport, vport)), Some((_, bport))) = (a.ports(f), b.ports(&out.bytes)) else {
+            let (Some((cport, vport)), Some((nat_sport, bport))) =
+                (a.ports(f), b.ports(&out.bytes))
+            else {
                 continue;
             };
             let flow = Flow {
@@ -211,6 +229,8 @@ impl Run {
                 vport,
                 backend: b.dst,
                 bport,
+                nat_src: b.src,
+                nat_sport,
                 proto: match dataplane::addr::Proto::from_number(a.proto) {
                     Some(p @ (dataplane::addr::Proto::Tcp | dataplane::addr::Proto::Sctp)) => p,
                     _ => dataplane::addr::Proto::Udp,

@@ -9,7 +9,9 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::sync::OnceLock;
 
 use dataplane::addr::{Addr, Proto};
-use dataplane::service::{Affinity, BackendSpec, BackendState, ServiceKey, ServiceSpec};
+use dataplane::service::{
+    Affinity, BackendSpec, BackendState, Forwarding, ServiceKey, ServiceSpec,
+};
 use dataplane::table::{ServiceTable, TableConfig};
 
 use BackendState::{NotServing, Ready, ServingTerminating};
@@ -97,7 +99,12 @@ impl Svc {
                 Affinity::None
             },
             no_endpoints: dataplane::service::NoEndpoints::Reject,
-            forwarding: Default::default(),
+            // One VIP's Services are source-NATed.
+            forwarding: if self.vip == 11 {
+                Forwarding::Snat
+            } else {
+                Forwarding::Dnat
+            },
             source_ranges: Vec::new(),
         }
     }
