@@ -228,7 +228,7 @@ pub fn build(services: &[Service], slices: &[EndpointSlice], opts: &ModelOptions
                     backends,
                     affinity: view.affinity,
                     no_endpoints,
-                    forwarding: view.forwarding,
+                    forwarding: view.forwarding_at(&vip, opts),
                     source_ranges: if vip.load_balancer {
                         lb_source_ranges(&view, &vip, &mut warnings)
                     } else {

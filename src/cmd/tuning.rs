@@ -168,7 +168,16 @@ impl Tuning {
             node_addrs: first_of_each_family(&self.node_address),
             icmp_per_second: self.icmp_per_second,
             snat: SnatConfig {
-                addrs: first_of_each_family(&self.snat_addr),
+                // Else the node address (vipgate run fills it in from the
+                // interfaces when neither is given).
+                addrs: {
+                    let set = first_of_each_family(&self.snat_addr);
+                    let node = first_of_each_family(&self.node_address);
+                    NodeAddrs {
+                        v4: set.v4.or(node.v4),
+                        v6: set.v6.or(node.v6),
+                    }
+                },
                 ports: self.snat_ports,
             },
             worker: 0,

@@ -79,8 +79,8 @@ pub(super) struct ServiceView {
     /// `healthCheckNodePort`, when this node serves kube-proxy's health
     /// check for the Service (see [`health_check_port`]).
     pub health_check_port: Option<u16>,
-    /// The annotation's mode, else the gateway's default.
-    pub forwarding: Forwarding,
+    /// The annotation's mode, if any.
+    pub forwarding: Option<Forwarding>,
 }
 
 /// Namespace and name, as the model orders Services. Objects without a
@@ -239,7 +239,7 @@ impl ServiceView {
 
         let source_ranges = source_ranges(&id, svc, warnings);
         let health_check_port = health_check_port(&id, spec, opts, warnings);
-        let forwarding = forwarding(&id, svc, opts, warnings);
+        let forwarding = forwarding(&id, svc, warnings);
 
         Some(ServiceView {
             health_check_port,
@@ -350,29 +350,37 @@ fn source_ranges(id: &str, svc: &Service, warnings: &mut Vec<String>) -> Vec<Sou
         .collect()
 }
 
-/// The `vipgate.io/forwarding` annotation's mode; the gateway's default
-/// without it, or, with a warning, when it names no mode.
-fn forwarding(
-    id: &str,
-    svc: &Service,
-    opts: &ModelOptions,
-    warnings: &mut Vec<String>,
-) -> Forwarding {
-    let Some(text) = svc
+/// The `vipgate.io/forwarding` annotation's mode; `None` without it, or,
+/// with a warning, when it names no mode.
+fn forwarding(id: &str, svc: &Service, warnings: &mut Vec<String>) -> Option<Forwarding> {
+    let text = svc
         .metadata
         .annotations
         .as_ref()
-        .and_then(|a| a.get(FORWARDING_ANNOTATION))
-    else {
-        return opts.forwarding;
-    };
-    Forwarding::parse(text).unwrap_or_else(|| {
+        .and_then(|a| a.get(FORWARDING_ANNOTATION))?;
+    let mode = Forwarding::parse(text);
+    if mode.is_none() {
         warnings.push(format!(
-            "Service {id}: {FORWARDING_ANNOTATION} {text:?} is not dnat or snat; using {}",
-            opts.forwarding.name()
+            "Service {id}: {FORWARDING_ANNOTATION} {text:?} is not dnat or snat; ignored"
         ));
-        opts.forwarding
-    })
+    }
+    mode
+}
+
+impl ServiceView {
+    /// How flows to `vip` are forwarded: the annotation's mode; else, at a
+    /// node port with `externalTrafficPolicy: Cluster`, source NAT
+    /// (kube-proxy masquerades there: the endpoint may be on any node);
+    /// else the gateway's default.
+    pub fn forwarding_at(&self, vip: &Vip, opts: &ModelOptions) -> Forwarding {
+        match self.forwarding {
+            Some(mode) => mode,
+            None if vip.kind == VipKind::NodePort && self.external_local_node.is_none() => {
+                Forwarding::Snat
+            }
+            None => opts.forwarding,
+        }
+    }
 }
 
 /// "198.18.0.0/16", "fd00::/8" (a bare address is a host route).

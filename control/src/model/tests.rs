@@ -902,6 +902,13 @@ fn node_ports_are_served_on_each_node_address_of_the_services_family() {
     );
     let np = find(&m, "198.18.9.2", 30080, Proto::Tcp);
     assert_eq!(np.name, "shop/web:http");
+    // externalTrafficPolicy Cluster at a node port: masqueraded, as
+    // kube-proxy does (the ClusterIP keeps the gateway's default).
+    assert_eq!(np.forwarding, Forwarding::Snat);
+    assert_eq!(
+        find(&m, "198.19.0.10", 80, Proto::Tcp).forwarding,
+        Forwarding::Dnat
+    );
     // externalTrafficPolicy Cluster: every endpoint, at the target port.
     assert_eq!(
         np.backends,
@@ -934,6 +941,11 @@ fn node_ports_follow_external_traffic_policy_local() {
         vec![be("198.18.1.1", 8080, BackendState::Ready)]
     );
     assert_eq!(find(&m, "198.19.0.10", 80, Proto::Tcp).backends.len(), 2);
+    // Local keeps the client's address: not source-NATed.
+    assert_eq!(
+        find(&m, "198.18.0.2", 30080, Proto::Tcp).forwarding,
+        Forwarding::Dnat
+    );
     // A node with no endpoint of its own drops (kube-proxy), not rejects.
     let m = build(
         &[node_port_svc("Local")],
@@ -1046,7 +1058,7 @@ fn forwarding_annotation_overrides_the_gateways_default() {
     assert!(
         m.warnings
             .iter()
-            .any(|w| w.contains("shop/bad") && w.contains("\"ipvs\" is not dnat or snat")),
+            .any(|w| w.contains("shop/bad") && w.contains("\"ipvs\" is not dnat or snat; ignored")),
         "{:?}",
         m.warnings
     );
