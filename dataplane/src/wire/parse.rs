@@ -165,6 +165,22 @@ pub fn ethertype(frame: &[u8]) -> Result<(u16, usize), ParseError> {
     ))
 }
 
+/// Whether a frame may be an IP fragment, from two header bytes: an IPv4
+/// fragment offset or more-fragments flag, or an IPv6 next header that is
+/// the fragment header or one that may come before it. Cheap enough for
+/// every frame; [`parse`] says for sure.
+#[inline]
+pub fn maybe_fragment(frame: &[u8]) -> bool {
+    let Ok((et, l3)) = ethertype(frame) else {
+        return false;
+    };
+    match (et, frame.get(l3 + 6), frame.get(l3 + 7)) {
+        (ETHERTYPE_IPV4, Some(&hi), Some(&lo)) => u16::from_be_bytes([hi, lo]) & 0x3fff != 0,
+        (ETHERTYPE_IPV6, Some(&next), _) => matches!(next, 0 | IPV6_ROUTING | 44 | 60),
+        _ => false,
+    }
+}
+
 /// Classifies one Ethernet frame.
 #[inline]
 pub fn parse(frame: &[u8]) -> Result<Parsed, ParseError> {

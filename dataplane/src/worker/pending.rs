@@ -14,6 +14,7 @@
 
 use super::l2;
 use super::ledger::Ledger;
+use super::slots::FrameSlots;
 use crate::addr::Addr;
 use crate::counters::Counted;
 use crate::io::{Batch, FrameDesc, OffloadMeta, MAX_BURST};
@@ -26,12 +27,6 @@ use crate::verdict::{DropReason, Verdict};
 /// them lets a whole burst to a new backend wait, and the store drains in
 /// one transmit batch.
 pub const HELD_SLOTS: usize = MAX_BURST;
-/// Bytes per held frame unless the worker's backend hands out larger ones
-/// ([`Pending::for_frames`]): the largest AF_XDP frame size.
-pub const HELD_SLOT_BYTES: usize = 4096;
-/// Memory for held frames when slots are large (jumbo frames, GSO
-/// super-frames): fewer slots then, at least [`MIN_HELD_SLOTS`].
-pub const HELD_BYTES: usize = HELD_SLOTS * HELD_SLOT_BYTES;
 /// Fewest slots the store has, however large its frames.
 pub const MIN_HELD_SLOTS: usize = 16;
 /// How long a frame is held before it is dropped as `no_neighbour`.
@@ -77,18 +72,14 @@ pub struct Released {
 /// A worker's store of frames waiting for a neighbour, all memory
 /// allocated when the worker is built.
 pub struct Pending {
-    slab: Box<[u8]>,
-    slot_bytes: usize,
+    slots: FrameSlots<HELD_SLOTS>,
     /// Held frames in arrival order (`n` of them).
     held: Box<[Held; HELD_SLOTS]>,
     n: usize,
-    /// Unused slots (`n_free` of them).
-    free: Box<[u16; HELD_SLOTS]>,
-    n_free: usize,
     /// Neighbour generation the held frames were last looked up in: every
     /// held destination was unknown there.
     seen_gen: u64,
-    /// Frames released by [`Pending::release`], over `slab`, to send.
+    /// Frames released by [`Pending::release`], over the slots, to send.
     pub batch: Box<Batch>,
     /// What each frame of `batch` is counted as.
     pub ledger: Box<Ledger>,
@@ -106,24 +97,17 @@ impl Default for Pending {
 
 impl Pending {
     pub fn new() -> Pending {
-        Pending::for_frames(HELD_SLOT_BYTES)
+        Pending::for_frames(0)
     }
 
     /// A store for frames of up to `max_frame` bytes (the largest buffer
-    /// the worker's backend hands out): [`HELD_SLOTS`] slots while they
-    /// fit [`HELD_BYTES`], fewer (at least [`MIN_HELD_SLOTS`]) beyond.
+    /// the worker's backend hands out): [`HELD_SLOTS`] slots of 4 KiB,
+    /// fewer (at least [`MIN_HELD_SLOTS`]) for larger frames.
     pub fn for_frames(max_frame: usize) -> Pending {
-        let slot_bytes = max_frame.max(HELD_SLOT_BYTES).next_multiple_of(64);
-        let slots = (HELD_BYTES / slot_bytes).clamp(MIN_HELD_SLOTS, HELD_SLOTS);
         Pending {
-            slab: vec![0u8; slots * slot_bytes].into_boxed_slice(),
-            slot_bytes,
+            slots: FrameSlots::new(max_frame, MIN_HELD_SLOTS),
             held: Box::new([EMPTY; HELD_SLOTS]),
             n: 0,
-            free: Box::new(std::array::from_fn(|i| {
-                (slots.saturating_sub(1 + i)) as u16
-            })),
-            n_free: slots,
             seen_gen: 0,
             batch: Box::new(Batch::new()),
             ledger: Box::default(),
@@ -171,16 +155,12 @@ impl Pending {
         generation: u64,
         now_ns: u64,
     ) -> bool {
-        if self.n_free == 0 || frame.len() > self.slot_bytes {
+        let Some(slot) = self.slots.put(frame) else {
             return false;
-        }
+        };
         if self.n == 0 {
             self.seen_gen = generation;
         }
-        self.n_free -= 1;
-        let slot = self.free[self.n_free];
-        let at = slot as usize * self.slot_bytes;
-        self.slab[at..at + frame.len()].copy_from_slice(frame);
         self.held[self.n] = Held {
             slot,
             len: frame.len() as u32,
@@ -214,17 +194,14 @@ impl Pending {
     pub fn release(&mut self, snap: &NeighTable, now_ns: u64, pipeline: &mut Pipeline) -> Released {
         let mut r = Released::default();
         self.seen_gen = snap.generation();
-        // SAFETY: `slab` is owned by self and outlives the batch's use (the
-        // caller sends and clears it before the next call that writes into
-        // the slab); nothing else reads or writes it meanwhile.
-        unsafe { self.batch.reset(self.slab.as_mut_ptr(), self.slab.len()) };
+        self.slots.attach(&mut self.batch);
         let mut kept = 0;
         for k in 0..self.n {
             let h = self.held[k];
             if now_ns.saturating_sub(h.arrived_ns) >= HOLD_NS {
                 pipeline.recount(h.counted, DropReason::NoNeighbour);
                 r.expired += 1;
-                self.free_slot(h.slot);
+                self.slots.free(h.slot);
                 continue;
             }
             let out = snap.egress(&h.dst, h.rx_iface as usize);
@@ -234,13 +211,9 @@ impl Pending {
                 continue;
             };
             let i = self.batch.len();
-            let pushed = self.batch.push(FrameDesc {
-                offset: (h.slot as usize * self.slot_bytes) as u64,
-                len: h.len,
-                cap: self.slot_bytes as u32,
-                tag: h.tag,
-                offload: h.offload,
-            });
+            let pushed = self
+                .batch
+                .push(self.slots.desc(h.slot, h.len, h.tag, h.offload));
             debug_assert!(pushed, "HELD_SLOTS <= MAX_BURST");
             self.batch.set_verdict(i, h.verdict);
             l2::set_macs(self.batch.frame_mut(i), &src_mac, &dst_mac);
@@ -248,7 +221,7 @@ impl Pending {
             self.egress[i] = out as u8;
             self.rx_iface[i] = h.rx_iface;
             // Reused only by a later `hold`, after the batch is sent.
-            self.free_slot(h.slot);
+            self.slots.free(h.slot);
             r.ready += 1;
         }
         self.n = kept;
@@ -261,17 +234,12 @@ impl Pending {
         for k in 0..self.n {
             let h = self.held[k];
             pipeline.recount(h.counted, DropReason::NoNeighbour);
-            self.free_slot(h.slot);
+            self.slots.free(h.slot);
         }
         let n = self.n as u64;
         self.n = 0;
         n
     }
-
-    fn free_slot(&mut self, slot: u16) {
-        self.free[self.n_free] = slot;
-        self.n_free += 1;
-    }
 }
 
-const _: () = assert!(HELD_SLOTS <= MAX_BURST && HELD_SLOTS <= u16::MAX as usize + 1);
+const _: () = assert!(HELD_SLOTS <= MAX_BURST);
