@@ -2,14 +2,18 @@
 //! by flow owner (as symmetric RSS would), each worker running the real
 //! pipeline over burst I/O on its own core.
 
+use std::collections::HashMap;
 use std::time::Instant;
 
 use dataplane::counters::Counters;
+use dataplane::fragments::FragKey;
 use dataplane::generation::Tables;
 use dataplane::io::memory::{Capture, MemoryIo, TxCapture};
 use dataplane::io::{Batch, PacketIo, MAX_BURST};
 use dataplane::pipeline::{Pipeline, PipelineConfig};
 use dataplane::steer::FragmentOwners;
+use dataplane::wire::parse::{maybe_fragment, parse};
+use dataplane::worker::frag_hold::FRAG_HOLD_NS;
 
 /// How to replay.
 #[derive(Clone, Debug)]
@@ -95,14 +99,54 @@ impl ReplayResult {
     }
 }
 
-/// Splits a capture's packet indices between workers by flow owner.
+/// Splits a capture's packet indices between workers by flow owner. A
+/// later fragment captured before its datagram's first one goes right
+/// after that first one, to its owner, as a receiving worker's fragment
+/// hold sends it, if the first came within [`FRAG_HOLD_NS`]; else it
+/// stays where it is, where its addresses hash (and is dropped there if
+/// addressed to a VIP, as the hold drops it).
 pub fn partition(capture: &Capture, tables: &Tables, workers: usize) -> Vec<Vec<u32>> {
     let table = tables.load();
-    let mut parts = vec![Vec::with_capacity(capture.len() / workers.max(1) + 1); workers.max(1)];
+    let workers = workers.max(1);
+    let mut parts = vec![Vec::with_capacity(capture.len() / workers + 1); workers];
+    let frag = |i: usize| {
+        let (frame, ts) = capture.packet(i);
+        maybe_fragment(frame)
+            .then(|| parse(frame).ok())
+            .flatten()
+            .filter(|p| p.fragment)
+            .map(|p| (FragKey::of(&p), p.frag_first, ts))
+    };
+    // Where and when each datagram's first fragment comes.
+    let mut firsts: HashMap<FragKey, (usize, u64)> = HashMap::new();
+    for i in 0..capture.len() {
+        if let Some((key, true, ts)) = frag(i) {
+            firsts.entry(key).or_insert((i, ts));
+        }
+    }
+    let mut early: HashMap<FragKey, Vec<u32>> = HashMap::new();
     let mut owners = FragmentOwners::default();
     for i in 0..capture.len() {
         let (frame, _) = capture.packet(i);
-        parts[owners.owner(frame, &table, workers.max(1))].push(i as u32);
+        match frag(i) {
+            Some((key, false, ts)) => match firsts.get(&key) {
+                Some(&(at, first_ts)) if at > i && first_ts.saturating_sub(ts) < FRAG_HOLD_NS => {
+                    early.entry(key).or_default().push(i as u32);
+                    continue;
+                }
+                _ => {}
+            },
+            Some((key, true, _)) => {
+                parts[owners.owner(frame, &table, workers)].push(i as u32);
+                for j in early.remove(&key).unwrap_or_default() {
+                    let (f, _) = capture.packet(j as usize);
+                    parts[owners.owner(f, &table, workers)].push(j);
+                }
+                continue;
+            }
+            None => {}
+        }
+        parts[owners.owner(frame, &table, workers)].push(i as u32);
     }
     parts
 }
