@@ -30,9 +30,11 @@ use fixtures::packet::{Eth, Ip, Ipv4, Ipv6, Packet, Udp, L4};
 use fixtures::verify::internet_checksum;
 
 mod common {
+    pub mod counting_alloc;
     pub mod feed;
     pub mod frames;
 }
+use common::counting_alloc::{count, Counting};
 use common::feed::{FeedIo, Frames};
 use common::frames::{run_at, small_pipeline};
 
@@ -241,6 +243,9 @@ fn later_fragments_are_steered_to_their_first_fragments_owner() {
         );
     }
 }
+
+#[global_allocator]
+static GLOBAL: Counting = Counting;
 
 const PORT_MAC: [u8; 6] = [2, 0, 0, 0, 0xaa, 1];
 const CLIENT_MAC: [u8; 6] = [2, 0, 0, 0, 0, 0xc1];
@@ -559,4 +564,77 @@ fn four_workers_held_fragments_follow_their_first_to_its_owner() {
         assert!(c.handoff_out > 0 && c.handoff_in == c.handoff_out, "{c:?}");
         assert_eq!(gw.held(), 0);
     }
+}
+
+/// Holding, releasing (to another worker too) and expiring fragments
+/// allocates nothing: two workers over in-memory frames, every fragment
+/// received by worker 0, later ones first, and one datagram whose first
+/// fragment never comes, under a counting allocator.
+#[test]
+fn held_fragments_allocate_nothing() {
+    use dataplane::io::memory::{Capture, MemoryIo};
+    let n = net(false);
+    let mut cap = Capture::new();
+    // A whole datagram first: the warm-up round takes it alone.
+    let (_, plain) = datagram(n.client, n.vip, 39999, VPORT, 64, 100);
+    cap.push(1, &fragment(&plain, 1)[0]);
+    for k in 0..16u16 {
+        let (_, q) = datagram(n.client, n.vip, 43000 + k, VPORT, 64, 3000);
+        let f = fragment(&q, 0x3000 + u32::from(k));
+        for i in [2, 1, 0] {
+            cap.push(2, &f[i]);
+        }
+    }
+    let (_, q) = datagram(n.client, n.vip, 43999, VPORT, 64, 3000);
+    cap.push(3, &fragment(&q, 0x3999)[1]);
+    let orders: [Vec<u32>; 2] = [(0..cap.len() as u32).collect(), Vec::new()];
+    let tables = Tables::new(table(&n));
+    let neigh = neighbours(&n);
+    let handoff = Handoff::new(2);
+    let cfg = WorkerConfig {
+        burst: 1,
+        pipeline: small_pipeline_config(),
+    };
+    let mut workers: Vec<Worker<MemoryIo<'_>>> = (0..2)
+        .map(|me| {
+            let port = Port {
+                io: MemoryIo::new(&cap, &orders[me], 1),
+                ifindex: 3,
+            };
+            Worker::in_group(
+                vec![port],
+                &cfg,
+                tables.clone(),
+                Arc::clone(&neigh),
+                &handoff,
+                me,
+            )
+            .unwrap()
+        })
+        .collect();
+    let mut now = 1_000_000_000u64;
+    for w in &mut workers {
+        w.poll_once(now);
+    }
+    let ((), allocs) = count(|| {
+        let mut idle = 0;
+        while idle < 2 {
+            now += 1_000;
+            let got: usize = workers.iter_mut().map(|w| w.poll_once(now)).sum();
+            idle = if got == 0 { idle + 1 } else { 0 };
+        }
+        now += FRAG_HOLD_NS;
+        for w in &mut workers {
+            w.poll_once(now);
+        }
+    });
+    let each: Vec<WorkerCounters> = workers.iter().map(|w| w.counters()).collect();
+    let t = WorkerCounters::total(&each);
+    let p = &t.pipeline;
+    assert_eq!((p.fragments_held, p.fragments_followed), (33, 32), "{p:?}");
+    assert_eq!(p.fragment_hold_expired, 1, "{p:?}");
+    assert_eq!(p.packets, cap.len() as u64, "{p:?}");
+    assert!(p.balanced(), "{p:?}");
+    assert!(t.handoff_out > 0, "{t:?}");
+    assert_eq!(allocs, 0, "allocations holding and releasing fragments");
 }
