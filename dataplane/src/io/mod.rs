@@ -120,6 +120,12 @@ impl Batch {
         self.len = 0;
     }
 
+    /// Keeps the first `len` frames (no-op when there are not more).
+    #[inline]
+    pub fn truncate(&mut self, len: usize) {
+        self.len = self.len.min(len);
+    }
+
     #[inline]
     pub fn descs(&self) -> &[FrameDesc] {
         &self.descs[..self.len]

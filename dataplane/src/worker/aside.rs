@@ -7,7 +7,6 @@ use crate::io::{Batch, FrameDesc, MAX_BURST};
 
 /// The frames of one burst taken out of it.
 pub struct Aside {
-    kept: Box<[FrameDesc; MAX_BURST]>,
     away: Box<[FrameDesc; MAX_BURST]>,
     n_away: usize,
 }
@@ -15,7 +14,6 @@ pub struct Aside {
 impl Default for Aside {
     fn default() -> Self {
         Aside {
-            kept: Box::new([FrameDesc::default(); MAX_BURST]),
             away: Box::new([FrameDesc::default(); MAX_BURST]),
             n_away: 0,
         }
@@ -26,7 +24,8 @@ impl Aside {
     /// Takes every frame of `batch` for which `take(desc, frame, side)`
     /// says so out of it, keeping the others in order (until
     /// [`Aside::restore`]). `side`, empty or one entry per frame (passed
-    /// to `take`), is kept in step with the batch. Returns how many it took.
+    /// to `take`), is kept in step with the batch. Call before any verdict
+    /// is set. Returns how many it took.
     #[inline]
     pub fn take_out(
         &mut self,
@@ -34,29 +33,26 @@ impl Aside {
         side: &mut [u8],
         mut take: impl FnMut(&FrameDesc, &[u8], Option<u8>) -> bool,
     ) -> usize {
+        let n = batch.len();
         let mut keep = 0;
-        let first = self.n_away;
-        for i in 0..batch.len() {
+        for i in 0..n {
             let d = batch.descs()[i];
             if take(&d, batch.frame(i), side.get(i).copied()) {
                 self.away[self.n_away] = d;
                 self.n_away += 1;
-            } else {
-                self.kept[keep] = d;
+                continue;
+            }
+            if keep != i {
+                // Moves a descriptor of this batch's own region down.
+                *batch.desc_mut(keep) = d;
                 if let Some(&s) = side.get(i) {
                     side[keep] = s;
                 }
-                keep += 1;
             }
+            keep += 1;
         }
-        let took = self.n_away - first;
-        if took > 0 {
-            batch.clear();
-            for d in &self.kept[..keep] {
-                batch.push(*d);
-            }
-        }
-        took
+        batch.truncate(keep);
+        n - keep
     }
 
     /// Puts the frames taken out back into `batch` with a `Pass` verdict.
