@@ -271,6 +271,41 @@ mod tests {
         )
     }
 
+    /// An early later fragment is replayed right after its first fragment
+    /// (as a worker's hold releases it) when that came within the hold's
+    /// bound; otherwise it stays where it was captured.
+    #[test]
+    fn early_fragments_go_behind_their_first_within_the_bound() {
+        use fixtures::packet::{fragment_ip, Eth, Ip, Ipv4, Packet, Udp, L4};
+        let (_, tables) = demo();
+        let eth = Eth::new([2, 0, 0, 0, 0, 1], [2, 0, 0, 0, 0, 2]);
+        let frags = |id: u32| {
+            let mut h = Ipv4::new([198, 18, 0, 9], [198, 19, 0, 99], 64);
+            h.flags_frag = 0;
+            let udp = Udp::new(40000, 53, vec![7; 3000]);
+            let ip = Packet::new(eth.clone(), Ip::V4(h), L4::Udp(udp)).ip_bytes();
+            fragment_ip(&ip, id, 1232)
+                .iter()
+                .map(|p| eth.frame(0x0800, p))
+                .collect::<Vec<_>>()
+        };
+        let (f, g) = (frags(1), frags(2));
+        let mut cap = Capture::new();
+        // f: last two first, its first 1 ms later; g: its first 1 s later.
+        cap.push(0, &f[2]);
+        cap.push(0, &f[1]);
+        cap.push(1_000_000, &f[0]);
+        cap.push(2_000_000, &g[1]);
+        cap.push(1_002_000_000, &g[0]);
+        cap.push(1_002_000_000, &g[2]);
+        let parts = partition(&cap, &tables, 1);
+        assert_eq!(parts, vec![vec![2, 0, 1, 3, 4, 5]]);
+        let parts = partition(&cap, &tables, 4);
+        let with_first = parts.iter().find(|p| p.contains(&2)).unwrap();
+        let at = with_first.iter().position(|&i| i == 2).unwrap();
+        assert_eq!(&with_first[at..at + 3], &[2, 0, 1]);
+    }
+
     #[test]
     fn warmup_loops_are_neither_counted_nor_timed() {
         let (cap, tables) = demo();

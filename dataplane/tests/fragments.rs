@@ -26,8 +26,7 @@ use dataplane::table::{ServiceTable, TableConfig};
 use dataplane::verdict::{DropReason, Verdict};
 use dataplane::worker::frag_hold::{FRAG_HOLD_NS, FRAG_HOLD_SLOTS};
 use dataplane::worker::{Handoff, Port, Worker, WorkerConfig, WorkerCounters};
-use fixtures::packet::{Eth, Ip, Ipv4, Ipv6, Packet, Udp, L4};
-use fixtures::verify::internet_checksum;
+use fixtures::packet::{fragment_ip, Eth, Ip, Ipv4, Ipv6, Packet, Udp, L4};
 
 mod common {
     pub mod counting_alloc;
@@ -115,36 +114,14 @@ fn datagram(src: Addr, dst: Addr, sport: u16, dport: u16, ttl: u8, len: usize) -
 /// [`CHUNK`] bytes each, in order (RFC 791 / RFC 8200 4.5).
 fn fragment(ip_packet: &[u8], id: u32) -> Vec<Vec<u8>> {
     let eth = Eth::new([2, 0, 0, 0, 0, 1], [2, 0, 0, 0, 0, 2]);
-    let v6 = ip_packet[0] >> 4 == 6;
-    let hdr = if v6 { 40 } else { 20 };
-    let payload = &ip_packet[hdr..];
-    let n = payload.len().div_ceil(CHUNK);
-    (0..n)
-        .map(|i| {
-            let part = &payload[i * CHUNK..((i + 1) * CHUNK).min(payload.len())];
-            let more = u16::from(i + 1 < n);
-            let offset = (i * CHUNK / 8) as u16;
-            let mut out = ip_packet[..hdr].to_vec();
-            if v6 {
-                let next = out[6];
-                out[6] = 44;
-                out[4..6].copy_from_slice(&((8 + part.len()) as u16).to_be_bytes());
-                out.extend_from_slice(&[next, 0]);
-                out.extend_from_slice(&((offset << 3) | more).to_be_bytes());
-                out.extend_from_slice(&id.to_be_bytes());
-                out.extend_from_slice(part);
-                eth.frame(0x86dd, &out)
-            } else {
-                out[2..4].copy_from_slice(&((hdr + part.len()) as u16).to_be_bytes());
-                out[4..6].copy_from_slice(&(id as u16).to_be_bytes());
-                out[6..8].copy_from_slice(&((more << 13) | offset).to_be_bytes());
-                out[10..12].copy_from_slice(&[0, 0]);
-                let c = internet_checksum(&[&out[..hdr]]);
-                out[10..12].copy_from_slice(&c.to_be_bytes());
-                out.extend_from_slice(part);
-                eth.frame(0x0800, &out)
-            }
-        })
+    let ethertype = if ip_packet[0] >> 4 == 6 {
+        0x86dd
+    } else {
+        0x0800
+    };
+    fragment_ip(ip_packet, id, CHUNK)
+        .iter()
+        .map(|p| eth.frame(ethertype, p))
         .collect()
 }
 
