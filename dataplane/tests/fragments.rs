@@ -30,12 +30,13 @@ use fixtures::packet::{fragment_ip, Eth, Ip, Ipv4, Ipv6, Packet, Udp, L4};
 
 mod common {
     pub mod counting_alloc;
-    pub mod feed;
     pub mod frames;
+    pub mod memory_group;
 }
 use common::counting_alloc::{count, Counting};
-use common::feed::{FeedIo, Frames};
 use common::frames::{run_at, small_pipeline};
+use common::memory_group::{memory_group, poll_until_idle};
+use dataplane::io::feed::{FeedIo, Frames, Sent};
 
 const BPORT: u16 = 8080;
 const VPORT: u16 = 53;
@@ -264,7 +265,7 @@ fn neighbours(n: &Net) -> Arc<Neighbours> {
 struct Gw {
     workers: Vec<Worker<FeedIo>>,
     feeds: Vec<Frames>,
-    sent: Vec<Frames>,
+    sent: Vec<Sent>,
     now_ns: u64,
 }
 
@@ -549,7 +550,7 @@ fn four_workers_held_fragments_follow_their_first_to_its_owner() {
 /// fragment never comes, under a counting allocator.
 #[test]
 fn held_fragments_allocate_nothing() {
-    use dataplane::io::memory::{Capture, MemoryIo};
+    use dataplane::io::memory::Capture;
     let n = net(false);
     let mut cap = Capture::new();
     // A whole datagram first: the warm-up round takes it alone.
@@ -566,40 +567,17 @@ fn held_fragments_allocate_nothing() {
     cap.push(3, &fragment(&q, 0x3999)[1]);
     let orders: [Vec<u32>; 2] = [(0..cap.len() as u32).collect(), Vec::new()];
     let tables = Tables::new(table(&n));
-    let neigh = neighbours(&n);
-    let handoff = Handoff::new(2);
     let cfg = WorkerConfig {
         burst: 1,
         pipeline: small_pipeline_config(),
     };
-    let mut workers: Vec<Worker<MemoryIo<'_>>> = (0..2)
-        .map(|me| {
-            let port = Port {
-                io: MemoryIo::new(&cap, &orders[me], 1),
-                ifindex: 3,
-            };
-            Worker::in_group(
-                vec![port],
-                &cfg,
-                tables.clone(),
-                Arc::clone(&neigh),
-                &handoff,
-                me,
-            )
-            .unwrap()
-        })
-        .collect();
+    let mut workers = memory_group(&cap, &orders, 1, &cfg, &tables, &neighbours(&n));
     let mut now = 1_000_000_000u64;
     for w in &mut workers {
         w.poll_once(now);
     }
     let ((), allocs) = count(|| {
-        let mut idle = 0;
-        while idle < 2 {
-            now += 1_000;
-            let got: usize = workers.iter_mut().map(|w| w.poll_once(now)).sum();
-            idle = if got == 0 { idle + 1 } else { 0 };
-        }
+        poll_until_idle(&mut workers, &mut now, 1_000);
         now += FRAG_HOLD_NS;
         for w in &mut workers {
             w.poll_once(now);

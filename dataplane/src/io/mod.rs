@@ -11,6 +11,8 @@
 pub mod af_packet;
 /// AF_XDP sockets, UMEM and the steering XDP program.
 pub mod af_xdp;
+/// A port fed by hand (tests).
+pub mod feed;
 /// An interface's MTU and offloads, and what they mean per I/O mode.
 pub mod iface;
 /// Packets preloaded in memory (replay and per-core benchmarks).

@@ -1,31 +1,33 @@
-//! Workers over ports the test feeds by hand (a queue of frames per port)
-//! that keep what they transmit, in order.
-// Each test binary uses its own subset of these helpers.
-#![allow(dead_code)]
+//! A port fed by hand, for tests: frames the caller queues come in, and
+//! what the worker transmits is kept, in order. Single-threaded (shared
+//! through `Rc`): for driving workers step by step.
 
 use std::cell::RefCell;
 use std::collections::VecDeque;
 use std::rc::Rc;
 
-use dataplane::io::{Batch, FrameDesc, PacketIo, TxStats, MAX_BURST};
-use dataplane::verdict::Verdict;
-use dataplane::worker::{ForeignTx, IdleWait};
+use super::{Batch, FrameDesc, PacketIo, TxStats, MAX_BURST};
+use crate::verdict::Verdict;
+use crate::worker::{ForeignTx, IdleWait};
 
 const BUF: usize = 2048;
 
-/// Frames to receive, or frames sent.
+/// Frames to receive.
 pub type Frames = Rc<RefCell<VecDeque<Vec<u8>>>>;
+/// Frames sent, in order.
+pub type Sent = Rc<RefCell<Vec<Vec<u8>>>>;
 
+/// A port fed from a queue the caller fills; keeps what it transmits.
 pub struct FeedIo {
     feed: Frames,
-    sent: Frames,
+    sent: Sent,
     bufs: Vec<u8>,
 }
 
 impl FeedIo {
     /// A port, the queue it receives from and the frames it sent.
-    pub fn new() -> (FeedIo, Frames, Frames) {
-        let (feed, sent) = (Frames::default(), Frames::default());
+    pub fn new() -> (FeedIo, Frames, Sent) {
+        let (feed, sent) = (Frames::default(), Sent::default());
         let io = FeedIo {
             feed: Rc::clone(&feed),
             sent: Rc::clone(&sent),
@@ -62,7 +64,7 @@ impl PacketIo for FeedIo {
         let mut st = TxStats::default();
         for (i, v) in batch.verdicts().iter().enumerate() {
             if matches!(v, Verdict::Tx(_)) {
-                self.sent.borrow_mut().push_back(batch.frame(i).to_vec());
+                self.sent.borrow_mut().push(batch.frame(i).to_vec());
                 st.sent += 1;
             }
         }
