@@ -42,9 +42,9 @@
 //! else passed (its original buffer was passed back when it was held).
 
 use super::aside::Aside;
-use super::slots::FrameSlots;
+use super::slots::HeldFrames;
 use crate::fragments::{FragKey, FragTable, FRAGMENT_TIMEOUT_S};
-use crate::io::{Batch, OffloadMeta, MAX_BURST};
+use crate::io::{Batch, MAX_BURST};
 use crate::pipeline::Pipeline;
 use crate::table::ServiceTable;
 use crate::wire::parse::{maybe_fragment, parse};
@@ -58,25 +58,18 @@ pub const FRAG_HOLD_NS: u64 = 500_000_000;
 /// Datagrams whose first fragment a receiving worker remembers seeing.
 pub const FIRSTS_SEEN: usize = 1024;
 
-/// One held fragment.
+/// What is kept about one held fragment.
 #[derive(Clone, Copy, Debug)]
 struct Early {
-    slot: u16,
-    len: u32,
-    tag: u32,
-    offload: OffloadMeta,
     key: FragKey,
     to_vip: bool,
+    /// Its first fragment came.
     ready: bool,
     rx_iface: u8,
     arrived_ns: u64,
 }
 
 const EMPTY: Early = Early {
-    slot: 0,
-    len: 0,
-    tag: 0,
-    offload: OffloadMeta::NONE,
     key: FragKey {
         src: crate::addr::Addr([0; 16]),
         dst: crate::addr::Addr([0; 16]),
@@ -101,11 +94,9 @@ pub struct Sifted {
 /// A receiving worker's store of early later fragments, all memory
 /// allocated when the worker is built.
 pub struct FragHold {
-    slots: FrameSlots<FRAG_HOLD_SLOTS>,
-    /// Held fragments in arrival order (`n` of them, `n_ready` of which
-    /// have seen their first fragment).
-    held: Box<[Early; FRAG_HOLD_SLOTS]>,
-    n: usize,
+    /// Held fragments in arrival order, `n_ready` of which have seen their
+    /// first fragment.
+    frames: HeldFrames<Early, FRAG_HOLD_SLOTS>,
     n_ready: usize,
     /// Datagrams whose first fragment this worker received (seconds clock).
     firsts: FragTable<()>,
@@ -127,9 +118,7 @@ impl FragHold {
     /// A store for frames of up to `max_frame` bytes.
     pub fn for_frames(max_frame: usize) -> FragHold {
         FragHold {
-            slots: FrameSlots::new(max_frame, MIN_FRAG_HOLD_SLOTS),
-            held: Box::new([EMPTY; FRAG_HOLD_SLOTS]),
-            n: 0,
+            frames: HeldFrames::new(max_frame, MIN_FRAG_HOLD_SLOTS, EMPTY),
             n_ready: 0,
             firsts: FragTable::new(FIRSTS_SEEN, FRAGMENT_TIMEOUT_S),
             aside: Aside::default(),
@@ -141,12 +130,12 @@ impl FragHold {
     /// Fragments held now.
     #[inline]
     pub fn len(&self) -> usize {
-        self.n
+        self.frames.len()
     }
 
     #[inline]
     pub fn is_empty(&self) -> bool {
-        self.n == 0
+        self.frames.is_empty()
     }
 
     /// Looks at the fragments of a received burst: notes first fragments
@@ -165,11 +154,9 @@ impl FragHold {
     ) -> Sifted {
         let mut st = Sifted::default();
         let now = (now_ns / 1_000_000_000) as u32;
-        let half = self.slots.capacity() / 2;
+        let half = self.frames.capacity() / 2;
         let Self {
-            slots,
-            held,
-            n,
+            frames,
             n_ready,
             firsts,
             aside,
@@ -188,7 +175,7 @@ impl FragHold {
             let key = FragKey::of(&p);
             if p.frag_first {
                 firsts.insert(key, (), now);
-                for h in held[..*n].iter_mut() {
+                for h in frames.metas_mut() {
                     if h.key == key && !h.ready {
                         h.ready = true;
                         *n_ready += 1;
@@ -200,27 +187,17 @@ impl FragHold {
                 return false;
             }
             let to_vip = table.is_vip(&p.dst);
-            let slot = if to_vip || *n < half {
-                slots.put(frame)
-            } else {
-                None
-            };
-            let Some(slot) = slot else {
-                st.full += 1;
-                return false;
-            };
-            held[*n] = Early {
-                slot,
-                len: d.len,
-                tag: d.tag,
-                offload: d.offload,
+            let early = Early {
                 key,
                 to_vip,
                 ready: false,
                 rx_iface,
                 arrived_ns: now_ns,
             };
-            *n += 1;
+            if !((to_vip || frames.len() < half) && frames.hold(frame, d, early)) {
+                st.full += 1;
+                return false;
+            }
             st.held += 1;
             true
         });
@@ -250,25 +227,24 @@ impl FragHold {
         if self.n_ready == 0 {
             return 0;
         }
-        self.slots.attach(&mut self.batch);
-        let mut kept = 0;
-        for k in 0..self.n {
-            let h = self.held[k];
+        let Self {
+            frames,
+            batch,
+            rx_iface,
+            ..
+        } = self;
+        frames.attach(batch);
+        frames.retain(|h, desc| {
             if !h.ready {
-                self.held[kept] = h;
-                kept += 1;
-                continue;
+                return true;
             }
-            let i = self.batch.len();
-            let pushed = self
-                .batch
-                .push(self.slots.desc(h.slot, h.len, h.tag, h.offload));
+            let i = batch.len();
+            let pushed = batch.push(desc);
             debug_assert!(pushed, "FRAG_HOLD_SLOTS <= MAX_BURST");
-            self.rx_iface[i] = h.rx_iface;
-            // Reused only by a later `sift`, after the batch is sent.
-            self.slots.free(h.slot);
-        }
-        self.n = kept;
+            rx_iface[i] = h.rx_iface;
+            // Its slot is reused only by a later `sift`, after the batch is sent.
+            false
+        });
         self.n_ready = 0;
         self.batch.len()
     }
@@ -277,12 +253,11 @@ impl FragHold {
     /// one, counted in `pipeline` (see the module's counting). Cheap
     /// unless the oldest expired. Returns how many.
     pub fn expire(&mut self, now_ns: u64, pipeline: &mut Pipeline) -> u64 {
-        if self.n == 0 || now_ns.saturating_sub(self.held[0].arrived_ns) < FRAG_HOLD_NS {
+        let due = |h: &Early| now_ns.saturating_sub(h.arrived_ns) >= FRAG_HOLD_NS;
+        if !self.frames.first().is_some_and(due) {
             return 0;
         }
-        self.drop_where(pipeline, |h| {
-            !h.ready && now_ns.saturating_sub(h.arrived_ns) >= FRAG_HOLD_NS
-        })
+        self.drop_where(pipeline, |h| !h.ready && due(h))
     }
 
     /// Drops every held fragment (the worker stops), counted as expired.
@@ -291,21 +266,17 @@ impl FragHold {
     }
 
     fn drop_where(&mut self, pipeline: &mut Pipeline, gone: impl Fn(&Early) -> bool) -> u64 {
-        let mut kept = 0;
         let mut dropped = 0;
-        for k in 0..self.n {
-            let h = self.held[k];
-            if gone(&h) {
-                pipeline.count_fragment_expired(h.to_vip);
-                self.slots.free(h.slot);
-                self.n_ready -= usize::from(h.ready);
-                dropped += 1;
-            } else {
-                self.held[kept] = h;
-                kept += 1;
+        let n_ready = &mut self.n_ready;
+        self.frames.retain(|h, _| {
+            if !gone(h) {
+                return true;
             }
-        }
-        self.n = kept;
+            pipeline.count_fragment_expired(h.to_vip);
+            *n_ready -= usize::from(h.ready);
+            dropped += 1;
+            false
+        });
         dropped
     }
 }

@@ -14,10 +14,10 @@
 
 use super::l2;
 use super::ledger::Ledger;
-use super::slots::FrameSlots;
+use super::slots::HeldFrames;
 use crate::addr::Addr;
 use crate::counters::Counted;
-use crate::io::{Batch, FrameDesc, OffloadMeta, MAX_BURST};
+use crate::io::{Batch, FrameDesc, MAX_BURST};
 use crate::neigh::{NeighTable, RESOLUTION_TIME};
 use crate::pipeline::Pipeline;
 use crate::verdict::{DropReason, Verdict};
@@ -32,13 +32,9 @@ pub const MIN_HELD_SLOTS: usize = 16;
 /// How long a frame is held before it is dropped as `no_neighbour`.
 pub const HOLD_NS: u64 = RESOLUTION_TIME.as_nanos() as u64;
 
-/// One held frame.
+/// What is kept about one held frame.
 #[derive(Clone, Copy, Debug)]
-struct Held {
-    slot: u16,
-    len: u32,
-    tag: u32,
-    offload: OffloadMeta,
+struct Waiting {
     dst: Addr,
     /// Interface the frame came in on: the one-armed egress fallback.
     rx_iface: u8,
@@ -48,11 +44,7 @@ struct Held {
     arrived_ns: u64,
 }
 
-const EMPTY: Held = Held {
-    slot: 0,
-    len: 0,
-    tag: 0,
-    offload: OffloadMeta::NONE,
+const EMPTY: Waiting = Waiting {
     dst: Addr([0; 16]),
     rx_iface: 0,
     verdict: Verdict::Pass,
@@ -72,10 +64,8 @@ pub struct Released {
 /// A worker's store of frames waiting for a neighbour, all memory
 /// allocated when the worker is built.
 pub struct Pending {
-    slots: FrameSlots<HELD_SLOTS>,
-    /// Held frames in arrival order (`n` of them).
-    held: Box<[Held; HELD_SLOTS]>,
-    n: usize,
+    /// Held frames in arrival order.
+    frames: HeldFrames<Waiting, HELD_SLOTS>,
     /// Neighbour generation the held frames were last looked up in: every
     /// held destination was unknown there.
     seen_gen: u64,
@@ -105,9 +95,7 @@ impl Pending {
     /// fewer (at least [`MIN_HELD_SLOTS`]) for larger frames.
     pub fn for_frames(max_frame: usize) -> Pending {
         Pending {
-            slots: FrameSlots::new(max_frame, MIN_HELD_SLOTS),
-            held: Box::new([EMPTY; HELD_SLOTS]),
-            n: 0,
+            frames: HeldFrames::new(max_frame, MIN_HELD_SLOTS, EMPTY),
             seen_gen: 0,
             batch: Box::new(Batch::new()),
             ledger: Box::default(),
@@ -119,12 +107,12 @@ impl Pending {
     /// Frames held now.
     #[inline]
     pub fn len(&self) -> usize {
-        self.n
+        self.frames.len()
     }
 
     #[inline]
     pub fn is_empty(&self) -> bool {
-        self.n == 0
+        self.frames.is_empty()
     }
 
     /// Whether a frame to a destination that snapshot `generation` knows
@@ -132,12 +120,12 @@ impl Pending {
     /// (the snapshot changed since the store was last looked at).
     #[inline]
     pub fn may_hold_known(&self, generation: u64) -> bool {
-        self.n > 0 && generation != self.seen_gen
+        !self.frames.is_empty() && generation != self.seen_gen
     }
 
     /// Whether a frame to `dst` is held.
     pub fn holds(&self, dst: &Addr) -> bool {
-        self.held[..self.n].iter().any(|h| h.dst == *dst)
+        self.frames.metas().any(|h| h.dst == *dst)
     }
 
     /// Copies a frame to hold. Returns false (holding nothing) when the
@@ -155,24 +143,19 @@ impl Pending {
         generation: u64,
         now_ns: u64,
     ) -> bool {
-        let Some(slot) = self.slots.put(frame) else {
-            return false;
-        };
-        if self.n == 0 {
-            self.seen_gen = generation;
-        }
-        self.held[self.n] = Held {
-            slot,
-            len: frame.len() as u32,
-            tag: desc.tag,
-            offload: desc.offload,
+        let waiting = Waiting {
             dst,
             rx_iface,
             verdict,
             counted,
             arrived_ns: now_ns,
         };
-        self.n += 1;
+        if !self.frames.hold(frame, &desc, waiting) {
+            return false;
+        }
+        if self.frames.len() == 1 {
+            self.seen_gen = generation;
+        }
         true
     }
 
@@ -180,9 +163,9 @@ impl Pending {
     /// either the neighbour snapshot changed or the oldest frame expired.
     #[inline]
     pub fn due(&self, generation: u64, now_ns: u64) -> bool {
-        self.n > 0
-            && (generation != self.seen_gen
-                || now_ns.saturating_sub(self.held[0].arrived_ns) >= HOLD_NS)
+        self.frames.first().is_some_and(|oldest| {
+            generation != self.seen_gen || now_ns.saturating_sub(oldest.arrived_ns) >= HOLD_NS
+        })
     }
 
     /// Looks every held frame up in `snap`, in arrival order: a frame that
@@ -194,50 +177,48 @@ impl Pending {
     pub fn release(&mut self, snap: &NeighTable, now_ns: u64, pipeline: &mut Pipeline) -> Released {
         let mut r = Released::default();
         self.seen_gen = snap.generation();
-        self.slots.attach(&mut self.batch);
-        let mut kept = 0;
-        for k in 0..self.n {
-            let h = self.held[k];
+        let Pending {
+            frames,
+            batch,
+            ledger,
+            egress,
+            rx_iface,
+            ..
+        } = self;
+        frames.attach(batch);
+        frames.retain(|h, desc| {
             if now_ns.saturating_sub(h.arrived_ns) >= HOLD_NS {
                 pipeline.recount(h.counted, DropReason::NoNeighbour);
                 r.expired += 1;
-                self.slots.free(h.slot);
-                continue;
+                return false;
             }
             let out = snap.egress(&h.dst, h.rx_iface as usize);
             let Some((src_mac, dst_mac)) = snap.next_hop(out, &h.dst) else {
-                self.held[kept] = h;
-                kept += 1;
-                continue;
+                return true;
             };
-            let i = self.batch.len();
-            let pushed = self
-                .batch
-                .push(self.slots.desc(h.slot, h.len, h.tag, h.offload));
+            let i = batch.len();
+            let pushed = batch.push(desc);
             debug_assert!(pushed, "HELD_SLOTS <= MAX_BURST");
-            self.batch.set_verdict(i, h.verdict);
-            l2::set_macs(self.batch.frame_mut(i), &src_mac, &dst_mac);
-            self.ledger.counted[i] = h.counted;
-            self.egress[i] = out as u8;
-            self.rx_iface[i] = h.rx_iface;
-            // Reused only by a later `hold`, after the batch is sent.
-            self.slots.free(h.slot);
+            batch.set_verdict(i, h.verdict);
+            l2::set_macs(batch.frame_mut(i), &src_mac, &dst_mac);
+            ledger.counted[i] = h.counted;
+            egress[i] = out as u8;
+            rx_iface[i] = h.rx_iface;
             r.ready += 1;
-        }
-        self.n = kept;
+            // Its slot is reused only by a later `hold`, after the batch is sent.
+            false
+        });
         r
     }
 
     /// Drops every held frame (the worker stops): recounted as
     /// `no_neighbour`. Returns how many.
     pub fn drop_all(&mut self, pipeline: &mut Pipeline) -> u64 {
-        for k in 0..self.n {
-            let h = self.held[k];
+        let n = self.frames.len() as u64;
+        self.frames.retain(|h, _| {
             pipeline.recount(h.counted, DropReason::NoNeighbour);
-            self.slots.free(h.slot);
-        }
-        let n = self.n as u64;
-        self.n = 0;
+            false
+        });
         n
     }
 }

@@ -1,9 +1,10 @@
 //! Copies of frames a worker keeps past their burst: a preallocated slab
 //! of equal slots, each sized for the largest frame the worker's backend
-//! hands out, and a free list. Shared by the stores that hold frames
-//! (waiting for a neighbour, [`super::pending`]; later fragments waiting
-//! for their first one, [`super::frag_hold`]). Nothing is allocated after
-//! [`FrameSlots::new`].
+//! hands out, a free list, and the held frames in arrival order with what
+//! their store keeps about each ([`HeldFrames`]). Shared by the stores
+//! that hold frames (waiting for a neighbour, [`super::pending`]; later
+//! fragments waiting for their first one, [`super::frag_hold`]). Nothing
+//! is allocated after [`HeldFrames::new`].
 
 use crate::io::{Batch, FrameDesc, OffloadMeta};
 
@@ -83,5 +84,115 @@ impl<const N: usize> FrameSlots<N> {
             tag,
             offload,
         }
+    }
+}
+
+/// One held frame: where its copy is, and what its store keeps about it.
+#[derive(Clone, Copy, Debug)]
+struct Entry<M> {
+    slot: u16,
+    len: u32,
+    tag: u32,
+    offload: OffloadMeta,
+    meta: M,
+}
+
+/// Up to `N` frame copies in arrival order, each with a `M`.
+pub struct HeldFrames<M: Copy, const N: usize> {
+    slots: FrameSlots<N>,
+    held: Box<[Entry<M>; N]>,
+    n: usize,
+}
+
+impl<M: Copy, const N: usize> HeldFrames<M, N> {
+    /// See [`FrameSlots::new`]; `empty` fills the unused entries.
+    pub fn new(max_frame: usize, min: usize, empty: M) -> HeldFrames<M, N> {
+        let e = Entry {
+            slot: 0,
+            len: 0,
+            tag: 0,
+            offload: OffloadMeta::NONE,
+            meta: empty,
+        };
+        HeldFrames {
+            slots: FrameSlots::new(max_frame, min),
+            held: Box::new([e; N]),
+            n: 0,
+        }
+    }
+
+    /// Frames held now.
+    #[inline]
+    pub fn len(&self) -> usize {
+        self.n
+    }
+
+    #[inline]
+    pub fn is_empty(&self) -> bool {
+        self.n == 0
+    }
+
+    /// Most frames held at once.
+    pub fn capacity(&self) -> usize {
+        self.slots.capacity()
+    }
+
+    /// What is kept about the oldest held frame.
+    #[inline]
+    pub fn first(&self) -> Option<&M> {
+        self.held[..self.n].first().map(|e| &e.meta)
+    }
+
+    /// What is kept about each held frame, oldest first.
+    pub fn metas_mut(&mut self) -> impl Iterator<Item = &mut M> {
+        self.held[..self.n].iter_mut().map(|e| &mut e.meta)
+    }
+
+    /// What is kept about each held frame, oldest first.
+    pub fn metas(&self) -> impl Iterator<Item = &M> {
+        self.held[..self.n].iter().map(|e| &e.meta)
+    }
+
+    /// Copies `frame` (described by `desc`) in, with `meta`. Returns false
+    /// (holding nothing) when no slot is free or the frame does not fit.
+    #[inline]
+    pub fn hold(&mut self, frame: &[u8], desc: &FrameDesc, meta: M) -> bool {
+        let Some(slot) = self.slots.put(frame) else {
+            return false;
+        };
+        self.held[self.n] = Entry {
+            slot,
+            len: frame.len() as u32,
+            tag: desc.tag,
+            offload: desc.offload,
+            meta,
+        };
+        self.n += 1;
+        true
+    }
+
+    /// Points `batch` at the copies, empty, for [`HeldFrames::retain`] to
+    /// fill with descriptors it is given.
+    pub fn attach(&mut self, batch: &mut Batch) {
+        self.slots.attach(batch);
+    }
+
+    /// Visits the held frames oldest first with their descriptor (over
+    /// the slots, see [`HeldFrames::attach`]) and keeps those for which
+    /// `keep` says so, in order. The others' slots are free again: a batch
+    /// still holding one must be sent before the next [`HeldFrames::hold`].
+    pub fn retain(&mut self, mut keep: impl FnMut(&mut M, FrameDesc) -> bool) {
+        let mut kept = 0;
+        for k in 0..self.n {
+            let mut e = self.held[k];
+            let desc = self.slots.desc(e.slot, e.len, e.tag, e.offload);
+            if keep(&mut e.meta, desc) {
+                self.held[kept] = e;
+                kept += 1;
+            } else {
+                self.slots.free(e.slot);
+            }
+        }
+        self.n = kept;
     }
 }
