@@ -153,6 +153,10 @@ impl FragHold {
         pipeline: &mut Pipeline,
     ) -> Sifted {
         let mut st = Sifted::default();
+        // Most bursts have no fragment: one cheap look at each frame.
+        if !(0..batch.len()).any(|i| maybe_fragment(batch.frame(i))) {
+            return st;
+        }
         let now = (now_ns / 1_000_000_000) as u32;
         let half = self.frames.capacity() / 2;
         let Self {
