@@ -501,6 +501,38 @@ fn full_hold_leaves_the_newest_early_fragments_out() {
     assert_eq!(gw.held(), 0);
 }
 
+/// Early fragments not addressed to a VIP (a backend's replies, or not
+/// ours) take at most half the hold: VIP traffic keeps room.
+#[test]
+fn early_fragments_not_to_a_vip_take_at_most_half_the_hold() {
+    let n = net(false);
+    let mut gw = Gw::new(&n, 1, 16);
+    let replies: Vec<Vec<Vec<u8>>> = (0..FRAG_HOLD_SLOTS)
+        .map(|i| {
+            let (_, r) = datagram(n.backend, n.client, BPORT, 44000 + i as u16, 64, 2000);
+            fragment(&r, 0x6000 + i as u32)
+        })
+        .collect();
+    let lasts: Vec<&Vec<u8>> = replies.iter().map(|d| &d[1]).collect();
+    gw.receive(0, &lasts, 0);
+    let half = FRAG_HOLD_SLOTS / 2;
+    assert_eq!(gw.held(), half);
+    let c = gw.counters().pipeline;
+    assert_eq!(c.fragment_hold_full, half as u64);
+    // Not ours as far as the pipeline knows: passed, as before.
+    assert_eq!((c.passed, c.dropped_total()), (half as u64, 0), "{c:?}");
+    let queries: Vec<Vec<Vec<u8>>> = (0..half)
+        .map(|i| {
+            let (_, q) = datagram(n.client, n.vip, 45000 + i as u16, VPORT, 64, 2000);
+            fragment(&q, 0x7000 + i as u32)
+        })
+        .collect();
+    let lasts: Vec<&Vec<u8>> = queries.iter().map(|d| &d[1]).collect();
+    gw.receive(0, &lasts, 0);
+    assert_eq!(gw.held(), FRAG_HOLD_SLOTS, "VIP fragments fill the rest");
+    assert_eq!(gw.counters().pipeline.fragment_hold_full, half as u64);
+}
+
 /// Four workers: every fragment of a datagram reaches one receiving
 /// worker (fanout and RSS hash fragments by addresses only), here worker
 /// 1; the first fragment goes to its flow's owner, and the held later
@@ -526,21 +558,39 @@ fn four_workers_held_fragments_follow_their_first_to_its_owner() {
             owners.iter().filter(|&&o| o > 0).count() > 1,
             "v6={v6}: the test needs first fragments owned by other workers: {owners:?}"
         );
-        let mut out = gw.take_sent();
-        assert_eq!(out.len(), want_out.len(), "v6={v6}");
-        // Compared as sets: workers send in their own order.
-        let key = |f: &Vec<u8>| f[12..].to_vec();
-        out.sort_by_key(key);
-        want_out.sort_by_key(key);
-        for (got, want) in out.iter().zip(&want_out) {
-            assert_frame(got, want, BACKEND_MAC, &format!("v6={v6}"));
+        let sent = gw.take_sent();
+        assert_same_frames(sent, want_out, BACKEND_MAC, &format!("v6={v6}"));
+        // The backends' answers, received by worker 2, middle fragment
+        // first: steered to the flow's owner behind their first one.
+        let mut want_out = Vec::new();
+        for k in 0..32u16 {
+            let (_, r) = datagram(n.backend, n.client, BPORT, 42000 + k, 64, 3000);
+            let (_, w) = datagram(n.vip, n.client, VPORT, 42000 + k, 63, 3000);
+            let f = fragment(&r, 0x2100 + u32::from(k));
+            gw.receive(2, &[&f[1]], 0);
+            gw.receive(2, &[&f[0], &f[2]], 1_000);
+            want_out.extend(fragment(&w, 0x2100 + u32::from(k)));
         }
+        let sent = gw.take_sent();
+        assert_same_frames(sent, want_out, CLIENT_MAC, &format!("v6={v6} replies"));
         let c = gw.counters();
-        assert_eq!(c.pipeline.fragments_held, 64, "v6={v6}");
-        assert_eq!(c.pipeline.fragments_followed, 64, "v6={v6}");
-        assert_eq!(c.pipeline.forwarded, 96);
+        assert_eq!(c.pipeline.fragments_held, 64 + 32, "v6={v6}");
+        assert_eq!(c.pipeline.fragments_followed, 128, "v6={v6}");
+        assert_eq!((c.pipeline.forwarded, c.pipeline.reversed), (96, 96));
         assert!(c.handoff_out > 0 && c.handoff_in == c.handoff_out, "{c:?}");
         assert_eq!(gw.held(), 0);
+    }
+}
+
+/// `got` and `want` hold the same frames (`want` with the next hop's
+/// MACs), in any order: several workers send in their own order.
+fn assert_same_frames(mut got: Vec<Vec<u8>>, mut want: Vec<Vec<u8>>, mac: [u8; 6], what: &str) {
+    assert_eq!(got.len(), want.len(), "{what}");
+    let key = |f: &Vec<u8>| f[12..].to_vec();
+    got.sort_by_key(key);
+    want.sort_by_key(key);
+    for (g, w) in got.iter().zip(&want) {
+        assert_frame(g, w, mac, what);
     }
 }
 
