@@ -4,8 +4,11 @@
 //! kernel reassembles them and an echo server sends each back whole, so the
 //! reply is fragmented too; the client must get every payload back byte for
 //! byte. Two workers, so later fragments must follow their first one to its
-//! owner. Both I/O modes. Before, fragments to a VIP were dropped. Root
-//! only; otherwise it says so loudly and passes.
+//! owner. Both I/O modes. Before, fragments to a VIP were dropped. Then the
+//! client sends datagrams cut by the test, last fragment first (from a raw
+//! socket, which sends IP headers as given): the gateway holds the early
+//! fragments until the first one comes. Root only; otherwise it says so
+//! loudly and passes.
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, UdpSocket};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -14,6 +17,8 @@ use std::time::Duration;
 
 use bench::lab::{self, in_netns, LabSpec, GW_BACKEND_IF, GW_CLIENT_IF};
 use common::lab_test::{lab_or_skip, Gateway};
+use fixtures::packet::{fragment_ip, Eth, Ip, Ipv4, Ipv6, Packet, Udp, L4};
+use socket2::{Domain, Protocol, SockAddr, Socket, Type};
 
 mod common {
     #[allow(dead_code)]
@@ -134,6 +139,54 @@ fn exchange(to: SocketAddr) -> usize {
         .count()
 }
 
+/// Payload bytes per crafted fragment (fits MTU 1500 with either header).
+const CHUNK: usize = 1232;
+
+/// Like [`exchange`], but each datagram is cut here and its fragments are
+/// sent last first from a raw socket (IPPROTO_RAW: the kernel sends the IP
+/// header as given), from `from`; the echo comes back to a UDP socket on
+/// the datagram's source port. Every try has its own identification.
+fn exchange_reordered(to: SocketAddr, from: IpAddr) -> usize {
+    let udp = UdpSocket::bind(SocketAddr::new(from, 0)).unwrap();
+    udp.set_read_timeout(Some(Duration::from_millis(700)))
+        .unwrap();
+    let sport = udp.local_addr().unwrap().port();
+    let domain = if to.is_ipv4() {
+        Domain::IPV4
+    } else {
+        Domain::IPV6
+    };
+    // IPPROTO_RAW (255): the header is ours (IP_HDRINCL, both families).
+    let raw = Socket::new(domain, Type::RAW, Some(Protocol::from(255))).unwrap();
+    let dst = SockAddr::from(SocketAddr::new(to.ip(), 0));
+    let mut buf = vec![0u8; 65536];
+    (0..DATAGRAMS)
+        .filter(|&i| {
+            let payload: Vec<u8> = (0..SIZE).map(|k| (k * 17 + i * 3) as u8).collect();
+            let ip = match (from, to.ip()) {
+                (IpAddr::V4(a), IpAddr::V4(b)) => {
+                    let mut h = Ipv4::new(a.octets(), b.octets(), 64);
+                    h.flags_frag = 0;
+                    Ip::V4(h)
+                }
+                (IpAddr::V6(a), IpAddr::V6(b)) => Ip::V6(Ipv6::new(a.octets(), b.octets(), 64)),
+                _ => unreachable!("one family"),
+            };
+            let udp_l4 = L4::Udp(Udp::new(sport, to.port(), payload.clone()));
+            let eth = Eth::new([2, 0, 0, 0, 0, 1], [2, 0, 0, 0, 0, 2]);
+            let datagram = Packet::new(eth, ip, udp_l4).ip_bytes();
+            (0..5u32).any(|attempt| {
+                let id = 0x5000 + i as u32 * 8 + attempt;
+                for f in fragment_ip(&datagram, id, CHUNK).iter().rev() {
+                    raw.send_to(f, &dst).unwrap();
+                }
+                matches!(udp.recv_from(&mut buf),
+                    Ok((n, src)) if src.ip() == to.ip() && buf[..n] == payload[..])
+            })
+        })
+        .count()
+}
+
 fn fragments_round_trip(io: &str) {
     let Some(lab) = lab_or_skip(
         &format!("lab_fragments ({io})"),
@@ -162,27 +215,49 @@ fn fragments_round_trip(io: &str) {
         ],
     );
     let admin = gw.admin_addr();
-    for vip in [IpAddr::V4(VIP4), IpAddr::V6(VIP6)] {
-        let to = SocketAddr::new(vip, PORT);
-        let ok = in_netns(&lab.client, move || exchange(to)).unwrap();
-        println!(
-            "lab_fragments ({io}): {ok}/{DATAGRAMS} datagrams of {SIZE} bytes echoed via {to}"
-        );
-        if ok != DATAGRAMS {
-            let (_, out) = gw.terminate();
-            panic!("{io}: fragmented datagrams lost via {to}\n{out}");
+    let clients = [
+        (IpAddr::V4(VIP4), IpAddr::V4(lab::CLIENT_V4)),
+        (IpAddr::V6(VIP6), IpAddr::V6(lab::CLIENT_V6)),
+    ];
+    // Sent whole, cut by the client's kernel; then last fragment first.
+    for reordered in [false, true] {
+        for (vip, from) in clients {
+            let to = SocketAddr::new(vip, PORT);
+            let ok = in_netns(&lab.client, move || match reordered {
+                false => exchange(to),
+                true => exchange_reordered(to, from),
+            })
+            .unwrap();
+            let how = if reordered {
+                "sent last fragment first"
+            } else {
+                "of 4000 bytes"
+            };
+            println!("lab_fragments ({io}): {ok}/{DATAGRAMS} datagrams {how} echoed via {to}");
+            if ok != DATAGRAMS {
+                let (_, out) = gw.terminate();
+                panic!("{io}: fragmented datagrams {how} lost via {to}\n{out}");
+            }
         }
     }
     let stats = in_netns(&lab.gw, move || control::admin::fetch_json(admin, "/stats"))
         .unwrap()
         .expect("/stats");
-    let followed = stats["total"]["fragments_followed"].as_u64().unwrap();
-    // Two later fragments per datagram, each way, both families.
+    let count = |name: &str| stats["total"][name].as_u64().unwrap();
+    let (followed, held) = (count("fragments_followed"), count("fragments_held"));
+    // Two later fragments per datagram cut by the kernel, each way, and
+    // three per datagram cut here (four fragments), both families.
     assert!(
-        followed >= (4 * 2 * DATAGRAMS) as u64,
+        followed >= ((4 * 2 + 2 * 3) * DATAGRAMS) as u64,
         "{io}: fragments followed: {followed}"
     );
     println!("lab_fragments ({io}): {followed} later fragments followed their first");
+    // The three early fragments of each reordered datagram, both families.
+    assert!(
+        held >= (3 * 2 * DATAGRAMS) as u64,
+        "{io}: fragments held: {held}"
+    );
+    println!("lab_fragments ({io}): {held} early fragments held until their first came");
     let (ok, out) = gw.terminate();
     assert!(ok, "vipgate run failed:\n{out}");
 }

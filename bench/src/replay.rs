@@ -2,14 +2,18 @@
 //! by flow owner (as symmetric RSS would), each worker running the real
 //! pipeline over burst I/O on its own core.
 
+use std::collections::HashMap;
 use std::time::Instant;
 
 use dataplane::counters::Counters;
+use dataplane::fragments::FragKey;
 use dataplane::generation::Tables;
 use dataplane::io::memory::{Capture, MemoryIo, TxCapture};
 use dataplane::io::{Batch, PacketIo, MAX_BURST};
 use dataplane::pipeline::{Pipeline, PipelineConfig};
 use dataplane::steer::FragmentOwners;
+use dataplane::wire::parse::{maybe_fragment, parse};
+use dataplane::worker::frag_hold::FRAG_HOLD_NS;
 
 /// How to replay.
 #[derive(Clone, Debug)]
@@ -95,14 +99,54 @@ impl ReplayResult {
     }
 }
 
-/// Splits a capture's packet indices between workers by flow owner.
+/// Splits a capture's packet indices between workers by flow owner. A
+/// later fragment captured before its datagram's first one goes right
+/// after that first one, to its owner, as a receiving worker's fragment
+/// hold sends it, if the first came within [`FRAG_HOLD_NS`]; else it
+/// stays where it is, where its addresses hash (and is dropped there if
+/// addressed to a VIP, as the hold drops it).
 pub fn partition(capture: &Capture, tables: &Tables, workers: usize) -> Vec<Vec<u32>> {
     let table = tables.load();
-    let mut parts = vec![Vec::with_capacity(capture.len() / workers.max(1) + 1); workers.max(1)];
+    let workers = workers.max(1);
+    let mut parts = vec![Vec::with_capacity(capture.len() / workers + 1); workers];
+    let frag = |i: usize| {
+        let (frame, ts) = capture.packet(i);
+        maybe_fragment(frame)
+            .then(|| parse(frame).ok())
+            .flatten()
+            .filter(|p| p.fragment)
+            .map(|p| (FragKey::of(&p), p.frag_first, ts))
+    };
+    // Where and when each datagram's first fragment comes.
+    let mut firsts: HashMap<FragKey, (usize, u64)> = HashMap::new();
+    for i in 0..capture.len() {
+        if let Some((key, true, ts)) = frag(i) {
+            firsts.entry(key).or_insert((i, ts));
+        }
+    }
+    let mut early: HashMap<FragKey, Vec<u32>> = HashMap::new();
     let mut owners = FragmentOwners::default();
     for i in 0..capture.len() {
         let (frame, _) = capture.packet(i);
-        parts[owners.owner(frame, &table, workers.max(1))].push(i as u32);
+        match frag(i) {
+            Some((key, false, ts)) => match firsts.get(&key) {
+                Some(&(at, first_ts)) if at > i && first_ts.saturating_sub(ts) < FRAG_HOLD_NS => {
+                    early.entry(key).or_default().push(i as u32);
+                    continue;
+                }
+                _ => {}
+            },
+            Some((key, true, _)) => {
+                parts[owners.owner(frame, &table, workers)].push(i as u32);
+                for j in early.remove(&key).unwrap_or_default() {
+                    let (f, _) = capture.packet(j as usize);
+                    parts[owners.owner(f, &table, workers)].push(j);
+                }
+                continue;
+            }
+            None => {}
+        }
+        parts[owners.owner(frame, &table, workers)].push(i as u32);
     }
     parts
 }
@@ -229,6 +273,41 @@ mod tests {
             cap,
             Tables::new(ServiceTable::from_specs(specs, TableConfig::default())),
         )
+    }
+
+    /// An early later fragment is replayed right after its first fragment
+    /// (as a worker's hold releases it) when that came within the hold's
+    /// bound; otherwise it stays where it was captured.
+    #[test]
+    fn early_fragments_go_behind_their_first_within_the_bound() {
+        use fixtures::packet::{fragment_ip, Eth, Ip, Ipv4, Packet, Udp, L4};
+        let (_, tables) = demo();
+        let eth = Eth::new([2, 0, 0, 0, 0, 1], [2, 0, 0, 0, 0, 2]);
+        let frags = |id: u32| {
+            let mut h = Ipv4::new([198, 18, 0, 9], [198, 19, 0, 99], 64);
+            h.flags_frag = 0;
+            let udp = Udp::new(40000, 53, vec![7; 3000]);
+            let ip = Packet::new(eth.clone(), Ip::V4(h), L4::Udp(udp)).ip_bytes();
+            fragment_ip(&ip, id, 1232)
+                .iter()
+                .map(|p| eth.frame(0x0800, p))
+                .collect::<Vec<_>>()
+        };
+        let (f, g) = (frags(1), frags(2));
+        let mut cap = Capture::new();
+        // f: last two first, its first 1 ms later; g: its first 1 s later.
+        cap.push(0, &f[2]);
+        cap.push(0, &f[1]);
+        cap.push(1_000_000, &f[0]);
+        cap.push(2_000_000, &g[1]);
+        cap.push(1_002_000_000, &g[0]);
+        cap.push(1_002_000_000, &g[2]);
+        let parts = partition(&cap, &tables, 1);
+        assert_eq!(parts, vec![vec![2, 0, 1, 3, 4, 5]]);
+        let parts = partition(&cap, &tables, 4);
+        let with_first = parts.iter().find(|p| p.contains(&2)).unwrap();
+        let at = with_first.iter().position(|&i| i == 2).unwrap();
+        assert_eq!(&with_first[at..at + 3], &[2, 0, 1]);
     }
 
     #[test]

@@ -41,6 +41,16 @@ crate::counter_set! {
         /// Fragmented datagrams displaced from the worker's bounded fragment
         /// table while their fragments could still come (those are dropped).
         fragment_evictions: Counter "vipgate_fragment_evictions" => "fragment table evictions" if Nonzero,
+        /// IP fragments past the first that came before their first one and
+        /// were held until it came (then translated and counted like any
+        /// packet) or [`FRAG_HOLD_NS`](crate::worker::frag_hold::FRAG_HOLD_NS) passed.
+        fragments_held: Counter "vipgate_fragments_held",
+        /// Held fragments whose first fragment never came in time: counted
+        /// then as dropped (`fragment`) if addressed to a VIP, else passed.
+        fragment_hold_expired: Counter "vipgate_fragment_hold_expired" => "held fragments expired" if Nonzero,
+        /// Early fragments the full hold could not take (treated as before:
+        /// dropped as `fragment` if addressed to a VIP, else passed).
+        fragment_hold_full: Counter "vipgate_fragment_hold_full" => "fragment hold full" if Nonzero,
         /// UDP flows of a removed Service port, flushed when their next
         /// packet came (as kube-proxy deletes them with the Service).
         retired_flushed: Counter "vipgate_retired_udp_flows_flushed",

@@ -15,8 +15,8 @@
 //!
 //! Reassembly would need buffers per datagram and a copy of every byte;
 //! following the first fragment needs neither, and is what Katran and
-//! IPVS do. Later fragments that come before their first one are dropped
-//! (counted as `fragment`), not held: senders emit fragments in order.
+//! IPVS do. Later fragments that come before their first one wait for it
+//! in the receiving worker, for a bounded time ([`crate::worker::frag_hold`]).
 //!
 //! Both tables are bounded sets of 4-way buckets: a new datagram takes a
 //! free or expired slot, else the oldest one of its bucket. A datagram
@@ -36,7 +36,7 @@ const WAYS: usize = 4;
 pub const FRAGMENT_TIMEOUT_S: u32 = 30;
 
 /// What names a fragmented datagram.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Default)]
 pub struct FragKey {
     pub src: Addr,
     pub dst: Addr,

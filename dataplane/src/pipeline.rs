@@ -848,6 +848,27 @@ impl Pipeline {
         }
     }
 
+    /// Counts what the worker's hold of early later fragments did with a
+    /// burst ([`crate::worker::frag_hold`]): `held` taken (counted as
+    /// packets when they leave it), `full` not taken (they go on as before).
+    pub fn count_fragment_hold(&mut self, held: u64, full: u64) {
+        self.counters.fragments_held += held;
+        self.counters.fragment_hold_full += full;
+    }
+
+    /// Counts a held fragment whose first fragment never came as
+    /// [`Pipeline::later_fragment`] counts one that has no translation:
+    /// dropped if addressed to a VIP, else passed.
+    pub fn count_fragment_expired(&mut self, to_vip: bool) {
+        self.counters.packets += 1;
+        self.counters.fragment_hold_expired += 1;
+        if to_vip {
+            self.counters.dropped[DropReason::Fragment as usize] += 1;
+        } else {
+            self.counters.passed += 1;
+        }
+    }
+
     /// A client's packet towards a VIP whose TTL / hop limit would run out
     /// here: answered with ICMP time exceeded from the node's address, as
     /// the kernel's forwarding path answers it (so traceroute through the

@@ -74,9 +74,10 @@ const FRAGMENT_OWNERS: usize = 256;
 /// One receiving worker's memory of where the first fragments of recent
 /// datagrams went, so that their later fragments (which carry no ports)
 /// go to the same owner, behind the first in its FIFO inbox (see
-/// [`crate::fragments`]). A datagram not remembered (its first fragment
-/// not seen here, or displaced) goes where its addresses hash, where the
-/// owner drops it if it is addressed to a VIP.
+/// [`crate::fragments`]). A later fragment received before its first one
+/// waits in the worker's hold first ([`crate::worker::frag_hold`]). A
+/// datagram not remembered (displaced, or the hold full) goes where its
+/// addresses hash, where the owner drops it if it is addressed to a VIP.
 pub struct FragmentOwners {
     owners: FragTable<u8>,
     /// Fragments seen: the table's clock (age = fragments since).

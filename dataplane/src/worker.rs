@@ -16,11 +16,18 @@
 //! A frame whose next hop's MAC is not known yet waits in the worker's
 //! [`pending`] store (its buffer goes back to the backend) until a newer
 //! neighbour snapshot knows it, or is dropped after [`pending::HOLD_NS`].
+//! A later IP fragment received before its first one waits in the
+//! [`frag_hold`] store until the first comes (then runs as a burst of its
+//! own after the first one's), or is dropped after [`frag_hold::FRAG_HOLD_NS`].
 
+/// Frames taken out of a burst and put back as `Pass` before transmit.
+pub mod aside;
 /// Zero-copy transmit on another port sharing the rx port's memory.
 pub mod cross_zc;
 /// Listing a running worker's conntrack in chunks between bursts.
 pub mod dump;
+/// Later fragments held until their first fragment comes.
+pub mod frag_hold;
 /// Which worker owns a frame: steering bursts out, draining the inbox.
 pub mod group;
 /// Lock-free inboxes over preallocated frame slots between workers.
@@ -40,6 +47,8 @@ pub mod pending;
 pub mod send;
 /// SIGINT/SIGTERM to a stop flag; pinning to a core.
 pub mod signal;
+/// Preallocated slots for frame copies kept past their burst.
+pub mod slots;
 /// Per-worker counters and their lock-free published copy.
 pub mod stats;
 
@@ -55,6 +64,7 @@ use crate::verdict::{DropReason, Verdict};
 
 use dump::DumpCursor;
 pub use dump::{FlowDump, FlowRecord};
+use frag_hold::FragHold;
 use group::Group;
 pub use handoff::{ForeignTx, Handoff};
 pub use idle::IdleWait;
@@ -128,6 +138,8 @@ pub struct Worker<I> {
     ledger: Box<Ledger>,
     /// Frames waiting for their next hop's MAC.
     pending: Box<Pending>,
+    /// Later fragments waiting for their first fragment.
+    frag_hold: Box<FragHold>,
     neigh_held_sent: u64,
     tx_sent: u64,
     tx_cross: u64,
@@ -236,6 +248,7 @@ impl<I: PacketIo + IdleWait + ForeignTx> Worker<I> {
             group,
             ledger: Box::default(),
             pending: Box::new(Pending::for_frames(max_frame)),
+            frag_hold: Box::new(FragHold::for_frames(max_frame)),
             neigh_held_sent: 0,
             tx_sent: 0,
             tx_cross: 0,
@@ -322,6 +335,7 @@ impl<I: PacketIo + IdleWait + ForeignTx> Worker<I> {
         self.dump.close();
         // Never to be sent now: their counts say so.
         self.pending.drop_all(&mut self.pipeline);
+        self.frag_hold.drop_all(&mut self.pipeline);
         self.sample_io();
         self.publish();
         let mut c = self.counters();
@@ -341,10 +355,13 @@ impl<I: PacketIo + IdleWait + ForeignTx> Worker<I> {
     /// newer frame to it), a burst from every port, then one from the
     /// inbox. Returns frames received (handed-over ones included).
     pub fn poll_once(&mut self, now_ns: u64) -> usize {
-        let released = self.release_held(now_ns);
+        let mut released = self.release_held(now_ns);
+        released |= self.frag_hold.expire(now_ns, &mut self.pipeline) > 0;
         let mut got = 0;
         for p in 0..self.ports.len() {
             got += self.burst_on(p, now_ns);
+            // Behind the first fragments of that burst.
+            self.release_fragments(now_ns);
         }
         got += self.inbox_burst(now_ns);
         if got > 0 || released {
@@ -356,6 +373,11 @@ impl<I: PacketIo + IdleWait + ForeignTx> Worker<I> {
     /// Frames waiting for their next hop's MAC now.
     pub fn held(&self) -> usize {
         self.pending.len()
+    }
+
+    /// Later fragments waiting for their first fragment now.
+    pub fn held_fragments(&self) -> usize {
+        self.frag_hold.len()
     }
 
     /// Sends the held frames whose next hop is known now and drops those
@@ -420,8 +442,10 @@ impl<I: PacketIo + IdleWait + ForeignTx> Worker<I> {
         }
         let table = self.tables.load();
         let rx_iface = self.port_iface[rx_port];
+        self.frag_hold
+            .sift(batch, &table, rx_iface, now_ns, &mut self.pipeline);
         if let Some(g) = self.group.as_mut() {
-            let st = g.steer_away(batch, &table, rx_iface);
+            let st = g.steer_away(batch, &table, rx_iface, &mut []);
             self.handoff_out += st.out;
             self.handoff_full += st.full;
             self.handoff_oversize += st.oversize;
@@ -469,6 +493,7 @@ impl<I: PacketIo + IdleWait + ForeignTx> Worker<I> {
         if let Some(g) = self.group.as_mut() {
             g.restore(batch);
         }
+        self.frag_hold.restore(batch);
         self.ledger.before_tx(batch);
         let st = self.ports[rx_port].io.tx_burst(batch);
         self.ledger.after_tx(&mut self.pipeline, st.dropped);
@@ -488,41 +513,36 @@ impl<I: PacketIo + IdleWait + ForeignTx> Worker<I> {
         }
         self.handoff_in += n as u64;
         let table = self.tables.load();
-        self.pipeline.process_burst(&table, batch, now_ns);
-        self.ledger.load(&self.pipeline);
-        offload::drop_partial_csum(batch, &self.ledger, I::CSUM_PARTIAL_TAG);
         let rx = &g.rx;
-        let mut hold = Hold {
-            pending: &mut self.pending,
-            counted: &self.ledger.counted,
-            now_ns,
-        };
-        route(
-            batch,
-            &self.neigh,
-            &mut self.egress,
-            |i| rx.iface(i),
-            &mut hold,
-        );
-        if !self.copies.is_empty() {
-            let c = send_copies(batch, &mut self.copies, &self.egress, None);
-            self.tx_sent += c.sent;
-            self.tx_copied += c.sent;
-            self.ledger.settle(&mut self.pipeline, batch);
-        } else if let Some(p) = self.ports.first_mut() {
-            // `build` opened no copy senders: one interface, whose ports'
-            // backend sends any batch (ForeignTx).
-            self.ledger.settle(&mut self.pipeline, batch);
-            self.ledger.before_tx(batch);
-            let st = p.io.tx_burst(batch);
-            self.ledger.after_tx(&mut self.pipeline, st.dropped);
-            self.tx_sent += st.sent as u64;
-        } else {
-            self.ledger.settle(&mut self.pipeline, batch);
-        }
+        copies_out!(self).run(&table, batch, |i| rx.iface(i), now_ns);
         batch.clear();
         g.rx.release();
         n
+    }
+
+    /// Runs the held fragments whose first fragment came as a burst of
+    /// copies: to the first one's owner (behind it in its inbox), or
+    /// through this worker's pipeline.
+    fn release_fragments(&mut self, now_ns: u64) {
+        if !self.frag_hold.has_ready() {
+            return;
+        }
+        let fh = &mut *self.frag_hold;
+        fh.release();
+        let table = self.tables.load();
+        let batch = &mut *fh.batch;
+        if let Some(g) = self.group.as_mut() {
+            let st = g.steer_away(batch, &table, 0, &mut fh.rx_iface);
+            self.handoff_out += st.out;
+            self.handoff_full += st.full;
+            self.handoff_oversize += st.oversize;
+        }
+        let rx = &fh.rx_iface;
+        copies_out!(self).run(&table, batch, |i| usize::from(rx[i]), now_ns);
+        if let Some(g) = self.group.as_mut() {
+            g.restore(batch);
+        }
+        batch.clear();
     }
 
     /// Counters so far (the owner's view).
@@ -553,6 +573,81 @@ impl<I: PacketIo + IdleWait + ForeignTx> Worker<I> {
     /// Gives the ports back (sockets close when they drop).
     pub fn into_ports(self) -> Vec<Port<I>> {
         self.ports
+    }
+}
+
+/// What a burst of frame copies (handed over by another worker, or
+/// released from a store) needs from its worker to be processed and sent:
+/// its copy senders, or one interface's port that sends any batch.
+struct CopiesOut<'a, I> {
+    pipeline: &'a mut Pipeline,
+    ledger: &'a mut Ledger,
+    pending: &'a mut Pending,
+    neigh: &'a Neighbours,
+    egress: &'a mut [u8; MAX_BURST],
+    copies: &'a mut [CopySender],
+    ports: &'a mut [Port<I>],
+    tx_sent: &'a mut u64,
+    tx_copied: &'a mut u64,
+}
+
+/// A [`CopiesOut`] over a worker's fields (borrowed one by one, so the
+/// batch may live in another field).
+macro_rules! copies_out {
+    ($w:ident) => {
+        CopiesOut {
+            pipeline: &mut $w.pipeline,
+            ledger: &mut $w.ledger,
+            pending: &mut $w.pending,
+            neigh: &$w.neigh,
+            egress: &mut $w.egress,
+            copies: &mut $w.copies,
+            ports: &mut $w.ports,
+            tx_sent: &mut $w.tx_sent,
+            tx_copied: &mut $w.tx_copied,
+        }
+    };
+}
+use copies_out;
+
+impl<I: PacketIo + ForeignTx> CopiesOut<'_, I> {
+    /// Processes `batch` and sends its `Tx` frames; every frame counted.
+    /// `rx_iface(i)`: where frame `i` came in.
+    fn run(
+        self,
+        table: &crate::table::ServiceTable,
+        batch: &mut Batch,
+        rx_iface: impl Fn(usize) -> usize,
+        now_ns: u64,
+    ) {
+        if batch.is_empty() {
+            return;
+        }
+        self.pipeline.process_burst(table, batch, now_ns);
+        self.ledger.load(self.pipeline);
+        offload::drop_partial_csum(batch, self.ledger, I::CSUM_PARTIAL_TAG);
+        let mut hold = Hold {
+            pending: self.pending,
+            counted: &self.ledger.counted,
+            now_ns,
+        };
+        route(batch, self.neigh, self.egress, rx_iface, &mut hold);
+        if !self.copies.is_empty() {
+            let c = send_copies(batch, self.copies, self.egress, None);
+            *self.tx_sent += c.sent;
+            *self.tx_copied += c.sent;
+            self.ledger.settle(self.pipeline, batch);
+        } else if let Some(p) = self.ports.first_mut() {
+            // `build` opened no copy senders: one interface, whose ports'
+            // backend sends any batch (ForeignTx).
+            self.ledger.settle(self.pipeline, batch);
+            self.ledger.before_tx(batch);
+            let st = p.io.tx_burst(batch);
+            self.ledger.after_tx(self.pipeline, st.dropped);
+            *self.tx_sent += st.sent as u64;
+        } else {
+            self.ledger.settle(self.pipeline, batch);
+        }
     }
 }
 

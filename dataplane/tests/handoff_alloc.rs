@@ -8,18 +8,19 @@ use std::sync::Arc;
 
 use dataplane::addr::Addr;
 use dataplane::generation::Tables;
-use dataplane::io::memory::MemoryIo;
 use dataplane::io::pcap::read_capture;
 use dataplane::neigh::netlink::{IfAddr, Link};
 use dataplane::neigh::{NeighTable, Neighbours};
 use dataplane::table::{ServiceTable, TableConfig};
-use dataplane::worker::{Handoff, Port, Worker, WorkerConfig, WorkerCounters};
+use dataplane::worker::{WorkerConfig, WorkerCounters};
 
 mod common {
     pub mod counting_alloc;
+    pub mod memory_group;
 }
 
 use common::counting_alloc::{count, Counting};
+use common::memory_group::{memory_group, poll_until_idle};
 
 #[global_allocator]
 static GLOBAL: Counting = Counting;
@@ -48,7 +49,6 @@ fn handoff_rounds_allocate_nothing() {
     let tables = Tables::new(ServiceTable::from_specs(specs, TableConfig::default()));
     let orders: [Vec<u32>; 2] =
         std::array::from_fn(|w| (w as u32..capture.len() as u32).step_by(2).collect());
-    let handoff = Handoff::new(2);
     let neigh = neighbours();
     let cfg = WorkerConfig {
         pipeline: dataplane::pipeline::PipelineConfig {
@@ -60,37 +60,14 @@ fn handoff_rounds_allocate_nothing() {
         },
         ..WorkerConfig::default()
     };
-    let mut workers: Vec<Worker<MemoryIo<'_>>> = (0..2)
-        .map(|me| {
-            let port = Port {
-                io: MemoryIo::new(&capture, &orders[me], 4),
-                ifindex: 3,
-            };
-            Worker::in_group(
-                vec![port],
-                &cfg,
-                tables.clone(),
-                Arc::clone(&neigh),
-                &handoff,
-                me,
-            )
-            .unwrap()
-        })
-        .collect();
+    let mut workers = memory_group(&capture, &orders, 4, &cfg, &tables, &neigh);
     // Warm-up: a first round lets arc-swap register this thread.
     let mut now = 1_000_000_000u64;
     for w in &mut workers {
         w.poll_once(now);
     }
 
-    let ((), allocs) = count(|| {
-        let mut idle_rounds = 0;
-        while idle_rounds < 2 {
-            now += 100_000;
-            let got: usize = workers.iter_mut().map(|w| w.poll_once(now)).sum();
-            idle_rounds = if got == 0 { idle_rounds + 1 } else { 0 };
-        }
-    });
+    let ((), allocs) = count(|| poll_until_idle(&mut workers, &mut now, 100_000));
 
     let each: Vec<WorkerCounters> = workers.iter().map(|w| w.counters()).collect();
     let t = WorkerCounters::total(&each);

@@ -441,6 +441,46 @@ pub fn ip_packet(ip: &Ip, l4: &L4) -> Vec<u8> {
     }
 }
 
+/// Cuts a whole IP packet (IPv4 without options, or IPv6 without
+/// extension headers) into fragments with identification `id`, `chunk`
+/// payload bytes each (a multiple of 8), in order (RFC 791 / RFC 8200
+/// 4.5). Returns IP packets; IPv4 header checksums summed in full.
+pub fn fragment_ip(ip_packet: &[u8], id: u32, chunk: usize) -> Vec<Vec<u8>> {
+    assert!(
+        chunk > 0 && chunk.is_multiple_of(8),
+        "fragment payloads are multiples of 8"
+    );
+    let v6 = ip_packet[0] >> 4 == 6;
+    let hdr = if v6 { 40 } else { 20 };
+    let payload = &ip_packet[hdr..];
+    let n = payload.len().div_ceil(chunk);
+    (0..n)
+        .map(|i| {
+            let part = &payload[i * chunk..((i + 1) * chunk).min(payload.len())];
+            let more = u16::from(i + 1 < n);
+            let offset = (i * chunk / 8) as u16;
+            let mut out = ip_packet[..hdr].to_vec();
+            if v6 {
+                let next = out[6];
+                out[6] = 44;
+                out[4..6].copy_from_slice(&((8 + part.len()) as u16).to_be_bytes());
+                out.extend_from_slice(&[next, 0]);
+                out.extend_from_slice(&((offset << 3) | more).to_be_bytes());
+                out.extend_from_slice(&id.to_be_bytes());
+            } else {
+                out[2..4].copy_from_slice(&((hdr + part.len()) as u16).to_be_bytes());
+                out[4..6].copy_from_slice(&(id as u16).to_be_bytes());
+                out[6..8].copy_from_slice(&((more << 13) | offset).to_be_bytes());
+                out[10..12].copy_from_slice(&[0, 0]);
+                let c = internet_checksum(&[&out[..hdr]]);
+                out[10..12].copy_from_slice(&c.to_be_bytes());
+            }
+            out.extend_from_slice(part);
+            out
+        })
+        .collect()
+}
+
 /// The pseudo-header of RFC 793 (IPv4) or RFC 8200 section 8.1 (IPv6),
 /// chosen by the address length.
 pub fn pseudo_header(src: &[u8], dst: &[u8], proto: u8, len: usize) -> Vec<u8> {

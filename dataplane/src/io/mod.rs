@@ -11,6 +11,8 @@
 pub mod af_packet;
 /// AF_XDP sockets, UMEM and the steering XDP program.
 pub mod af_xdp;
+/// A port fed by hand (tests).
+pub mod feed;
 /// An interface's MTU and offloads, and what they mean per I/O mode.
 pub mod iface;
 /// Packets preloaded in memory (replay and per-core benchmarks).
@@ -118,6 +120,12 @@ impl Batch {
     #[inline]
     pub fn clear(&mut self) {
         self.len = 0;
+    }
+
+    /// Keeps the first `len` frames (no-op when there are not more).
+    #[inline]
+    pub fn truncate(&mut self, len: usize) {
+        self.len = self.len.min(len);
     }
 
     #[inline]

@@ -165,6 +165,22 @@ pub fn ethertype(frame: &[u8]) -> Result<(u16, usize), ParseError> {
     ))
 }
 
+/// Whether a frame may be an IP fragment, from two header bytes: an IPv4
+/// fragment offset or more-fragments flag, or an IPv6 next header that is
+/// the fragment header or one that may come before it. Cheap enough for
+/// every frame; [`parse`] says for sure.
+#[inline]
+pub fn maybe_fragment(frame: &[u8]) -> bool {
+    let Ok((et, l3)) = ethertype(frame) else {
+        return false;
+    };
+    match (et, frame.get(l3 + 6), frame.get(l3 + 7)) {
+        (ETHERTYPE_IPV4, Some(&hi), Some(&lo)) => u16::from_be_bytes([hi, lo]) & 0x3fff != 0,
+        (ETHERTYPE_IPV6, Some(&next), _) => matches!(next, 0 | IPV6_ROUTING | 44 | 60),
+        _ => false,
+    }
+}
+
 /// Classifies one Ethernet frame.
 #[inline]
 pub fn parse(frame: &[u8]) -> Result<Parsed, ParseError> {
@@ -498,4 +514,54 @@ pub fn parse_quoted(frame: &[u8], outer: &Parsed) -> Result<Quoted, ParseError> 
         dport,
         end,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use fixtures::packet::{fragment_ip, Eth, Ip, Ipv4, Ipv6, Packet, Udp, L4};
+
+    fn frames(v6: bool, vlan: Option<u16>) -> Vec<Vec<u8>> {
+        let mut eth = Eth::new([2, 0, 0, 0, 0, 1], [2, 0, 0, 0, 0, 2]);
+        eth.vlan = vlan;
+        let ip = if v6 {
+            let mut a = [0u8; 16];
+            a[0] = 0xfd;
+            Ip::V6(Ipv6::new(a, a, 64))
+        } else {
+            Ip::V4(Ipv4::new([198, 18, 0, 9], [198, 19, 0, 53], 64))
+        };
+        let whole = Packet::new(eth.clone(), ip, L4::Udp(Udp::new(1, 53, vec![9; 3000])));
+        let ethertype = if v6 { ETHERTYPE_IPV6 } else { ETHERTYPE_IPV4 };
+        let mut out = vec![whole.frame()];
+        out.extend(
+            fragment_ip(&whole.ip_bytes(), 7, 1232)
+                .iter()
+                .map(|p| eth.frame(ethertype, p)),
+        );
+        out
+    }
+
+    /// Never false for a frame `parse` calls a fragment; false for whole
+    /// datagrams (IPv4 with DF set too), other protocols and short frames.
+    #[test]
+    fn maybe_fragment_sees_every_fragment() {
+        for v6 in [false, true] {
+            for vlan in [None, Some(5)] {
+                let f = frames(v6, vlan);
+                assert!(!maybe_fragment(&f[0]), "v6={v6} vlan={vlan:?}: whole");
+                assert!(!parse(&f[0]).unwrap().fragment);
+                for (i, frag) in f[1..].iter().enumerate() {
+                    assert!(parse(frag).unwrap().fragment);
+                    assert!(maybe_fragment(frag), "v6={v6} vlan={vlan:?} fragment {i}");
+                }
+                for cut in [0, 13, 14, 20] {
+                    assert!(!maybe_fragment(&f[1][..cut]), "cut at {cut}");
+                }
+            }
+        }
+        let arp =
+            fixtures::packet::arp_request([2, 0, 0, 0, 0, 1], [198, 18, 0, 9], [198, 18, 0, 1]);
+        assert!(!maybe_fragment(&arp));
+    }
 }

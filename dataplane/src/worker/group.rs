@@ -5,12 +5,13 @@
 //!
 //! Handed-off frames are copies; the originals stay in the backend's
 //! memory. They are put back into the burst as `Pass` before transmit so
-//! the backend recycles them (AF_XDP returns them to its fill ring).
+//! the backend recycles them ([`Aside`]).
 
 use std::sync::Arc;
 
+use super::aside::Aside;
 use super::handoff::{Handoff, HandoffError, HandoffRx, HandoffTx};
-use crate::io::{Batch, FrameDesc, MAX_BURST};
+use crate::io::Batch;
 use crate::steer::FragmentOwners;
 use crate::table::ServiceTable;
 
@@ -30,9 +31,7 @@ pub struct Group {
     pub(super) rx: HandoffRx,
     /// Frames handed to this worker, drained from its inbox.
     pub(super) batch: Box<Batch>,
-    kept: Box<[FrameDesc; MAX_BURST]>,
-    away: Box<[FrameDesc; MAX_BURST]>,
-    n_away: usize,
+    away: Aside,
     /// Where this worker sent recent first fragments.
     fragments: FragmentOwners,
 }
@@ -45,9 +44,7 @@ impl Group {
             tx: handoff.sender(me),
             rx: handoff.receiver(me),
             batch: Box::new(Batch::new()),
-            kept: Box::new([FrameDesc::default(); MAX_BURST]),
-            away: Box::new([FrameDesc::default(); MAX_BURST]),
-            n_away: 0,
+            away: Aside::default(),
             fragments: FragmentOwners::default(),
         }
     }
@@ -60,44 +57,38 @@ impl Group {
     /// worker's inbox and takes it out of `batch` (until [`Group::restore`]).
     /// A frame that cannot be handed over is taken out too: it is counted
     /// as dropped, since this worker's conntrack would mishandle it.
-    pub fn steer_away(&mut self, batch: &mut Batch, table: &ServiceTable, rx_iface: u8) -> Steered {
+    /// Frames came in on `rx_iface`, or, when `per_frame` is not empty,
+    /// frame `i` on `per_frame[i]` (kept in step with the batch).
+    pub fn steer_away(
+        &mut self,
+        batch: &mut Batch,
+        table: &ServiceTable,
+        rx_iface: u8,
+        per_frame: &mut [u8],
+    ) -> Steered {
         let mut st = Steered::default();
-        self.n_away = 0;
-        let mut keep = 0;
-        for i in 0..batch.len() {
-            let d = batch.descs()[i];
-            let frame = batch.frame(i);
-            let owner = self.fragments.owner(frame, table, self.workers);
-            if owner == self.me {
-                self.kept[keep] = d;
-                keep += 1;
-                continue;
+        let (me, workers) = (self.me, self.workers);
+        let (fragments, tx) = (&mut self.fragments, &mut self.tx);
+        self.away.take_out(batch, per_frame, |d, frame, from| {
+            let owner = fragments.owner(frame, table, workers);
+            if owner == me {
+                return false;
             }
-            match self.tx.send(owner, frame, &d, rx_iface) {
+            match tx.send(owner, frame, d, from.unwrap_or(rx_iface)) {
                 Ok(()) => st.out += 1,
                 Err(HandoffError::Oversize) => st.oversize += 1,
                 // BadOwner cannot happen (owner < workers, != me): count it
                 // with Full rather than lose it silently.
                 Err(HandoffError::Full | HandoffError::BadOwner) => st.full += 1,
             }
-            self.away[self.n_away] = d;
-            self.n_away += 1;
-        }
-        if self.n_away > 0 {
-            batch.clear();
-            for d in &self.kept[..keep] {
-                batch.push(*d);
-            }
-        }
+            true
+        });
         st
     }
 
     /// Puts the frames `steer_away` took out back into `batch` with a
     /// `Pass` verdict, so the backend gets its buffers back on transmit.
     pub fn restore(&mut self, batch: &mut Batch) {
-        for d in &self.away[..self.n_away] {
-            batch.push(*d);
-        }
-        self.n_away = 0;
+        self.away.restore(batch);
     }
 }

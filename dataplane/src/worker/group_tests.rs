@@ -2,10 +2,7 @@
 //! forward packets and replies of a flow land on different workers, and
 //! only the handoff makes the reply meet the flow's conntrack entry.
 
-use std::cell::RefCell;
-use std::collections::VecDeque;
 use std::net::{IpAddr, Ipv4Addr};
-use std::rc::Rc;
 
 use fixtures::flow::{Host, Nat};
 use fixtures::packet::{Tcp, L4};
@@ -15,79 +12,9 @@ use super::tests::{
 };
 use super::*;
 use crate::addr::Addr;
-use crate::io::{FrameDesc, TxStats};
 use crate::steer;
 
-const BUF: usize = 2048;
-
-pub(super) type Frames = Rc<RefCell<VecDeque<Vec<u8>>>>;
-
-/// A port fed from a queue the test fills; keeps what it transmits.
-pub(super) struct FeedIo {
-    feed: Frames,
-    sent: Rc<RefCell<Vec<Vec<u8>>>>,
-    bufs: Vec<u8>,
-}
-
-impl FeedIo {
-    pub(super) fn new() -> (FeedIo, Frames, Rc<RefCell<Vec<Vec<u8>>>>) {
-        let feed = Frames::default();
-        let sent = Rc::new(RefCell::new(Vec::new()));
-        let io = FeedIo {
-            feed: Rc::clone(&feed),
-            sent: Rc::clone(&sent),
-            bufs: vec![0; MAX_BURST * BUF],
-        };
-        (io, feed, sent)
-    }
-}
-
-impl PacketIo for FeedIo {
-    fn rx_burst(&mut self, batch: &mut Batch, max: usize) -> usize {
-        // SAFETY: `bufs` is owned by self and only used through the batch
-        // until the next rx_burst.
-        unsafe { batch.reset(self.bufs.as_mut_ptr(), self.bufs.len()) };
-        let mut feed = self.feed.borrow_mut();
-        let mut n = 0;
-        while n < max.min(MAX_BURST) {
-            let Some(f) = feed.pop_front() else { break };
-            self.bufs[n * BUF..n * BUF + f.len()].copy_from_slice(&f);
-            batch.push(FrameDesc {
-                offset: (n * BUF) as u64,
-                len: f.len() as u32,
-                cap: BUF as u32,
-                tag: n as u32,
-                offload: Default::default(),
-            });
-            n += 1;
-        }
-        n
-    }
-
-    fn tx_burst(&mut self, batch: &mut Batch) -> TxStats {
-        let mut st = TxStats::default();
-        for i in 0..batch.len() {
-            if matches!(batch.verdicts()[i], Verdict::Tx(_)) {
-                self.sent.borrow_mut().push(batch.frame(i).to_vec());
-                st.sent += 1;
-            }
-        }
-        batch.clear();
-        st
-    }
-
-    fn kind(&self) -> &'static str {
-        "feed"
-    }
-}
-
-impl IdleWait for FeedIo {
-    fn idle_wait(&mut self, _timeout_ms: i32) {}
-}
-
-impl ForeignTx for FeedIo {
-    const SENDS_FOREIGN: bool = true;
-}
+pub(super) use crate::io::feed::{FeedIo, Frames, Sent};
 
 fn nat(k: u16) -> Nat {
     Nat::new(
@@ -109,7 +36,7 @@ fn nat(k: u16) -> Nat {
 struct Lab {
     workers: Vec<Worker<FeedIo>>,
     feeds: Vec<Frames>,
-    sent: Vec<Rc<RefCell<Vec<Vec<u8>>>>>,
+    sent: Vec<Sent>,
 }
 
 /// Two workers on one interface, in one group or (`grouped` false) two

@@ -14,9 +14,10 @@
 
 use super::l2;
 use super::ledger::Ledger;
+use super::slots::HeldFrames;
 use crate::addr::Addr;
 use crate::counters::Counted;
-use crate::io::{Batch, FrameDesc, OffloadMeta, MAX_BURST};
+use crate::io::{Batch, FrameDesc, MAX_BURST};
 use crate::neigh::{NeighTable, RESOLUTION_TIME};
 use crate::pipeline::Pipeline;
 use crate::verdict::{DropReason, Verdict};
@@ -26,24 +27,14 @@ use crate::verdict::{DropReason, Verdict};
 /// them lets a whole burst to a new backend wait, and the store drains in
 /// one transmit batch.
 pub const HELD_SLOTS: usize = MAX_BURST;
-/// Bytes per held frame unless the worker's backend hands out larger ones
-/// ([`Pending::for_frames`]): the largest AF_XDP frame size.
-pub const HELD_SLOT_BYTES: usize = 4096;
-/// Memory for held frames when slots are large (jumbo frames, GSO
-/// super-frames): fewer slots then, at least [`MIN_HELD_SLOTS`].
-pub const HELD_BYTES: usize = HELD_SLOTS * HELD_SLOT_BYTES;
 /// Fewest slots the store has, however large its frames.
 pub const MIN_HELD_SLOTS: usize = 16;
 /// How long a frame is held before it is dropped as `no_neighbour`.
 pub const HOLD_NS: u64 = RESOLUTION_TIME.as_nanos() as u64;
 
-/// One held frame.
+/// What is kept about one held frame.
 #[derive(Clone, Copy, Debug)]
-struct Held {
-    slot: u16,
-    len: u32,
-    tag: u32,
-    offload: OffloadMeta,
+struct Waiting {
     dst: Addr,
     /// Interface the frame came in on: the one-armed egress fallback.
     rx_iface: u8,
@@ -53,11 +44,7 @@ struct Held {
     arrived_ns: u64,
 }
 
-const EMPTY: Held = Held {
-    slot: 0,
-    len: 0,
-    tag: 0,
-    offload: OffloadMeta::NONE,
+const EMPTY: Waiting = Waiting {
     dst: Addr([0; 16]),
     rx_iface: 0,
     verdict: Verdict::Pass,
@@ -77,18 +64,12 @@ pub struct Released {
 /// A worker's store of frames waiting for a neighbour, all memory
 /// allocated when the worker is built.
 pub struct Pending {
-    slab: Box<[u8]>,
-    slot_bytes: usize,
-    /// Held frames in arrival order (`n` of them).
-    held: Box<[Held; HELD_SLOTS]>,
-    n: usize,
-    /// Unused slots (`n_free` of them).
-    free: Box<[u16; HELD_SLOTS]>,
-    n_free: usize,
+    /// Held frames in arrival order.
+    frames: HeldFrames<Waiting, HELD_SLOTS>,
     /// Neighbour generation the held frames were last looked up in: every
     /// held destination was unknown there.
     seen_gen: u64,
-    /// Frames released by [`Pending::release`], over `slab`, to send.
+    /// Frames released by [`Pending::release`], over the slots, to send.
     pub batch: Box<Batch>,
     /// What each frame of `batch` is counted as.
     pub ledger: Box<Ledger>,
@@ -106,24 +87,15 @@ impl Default for Pending {
 
 impl Pending {
     pub fn new() -> Pending {
-        Pending::for_frames(HELD_SLOT_BYTES)
+        Pending::for_frames(0)
     }
 
     /// A store for frames of up to `max_frame` bytes (the largest buffer
-    /// the worker's backend hands out): [`HELD_SLOTS`] slots while they
-    /// fit [`HELD_BYTES`], fewer (at least [`MIN_HELD_SLOTS`]) beyond.
+    /// the worker's backend hands out): [`HELD_SLOTS`] slots of 4 KiB,
+    /// fewer (at least [`MIN_HELD_SLOTS`]) for larger frames.
     pub fn for_frames(max_frame: usize) -> Pending {
-        let slot_bytes = max_frame.max(HELD_SLOT_BYTES).next_multiple_of(64);
-        let slots = (HELD_BYTES / slot_bytes).clamp(MIN_HELD_SLOTS, HELD_SLOTS);
         Pending {
-            slab: vec![0u8; slots * slot_bytes].into_boxed_slice(),
-            slot_bytes,
-            held: Box::new([EMPTY; HELD_SLOTS]),
-            n: 0,
-            free: Box::new(std::array::from_fn(|i| {
-                (slots.saturating_sub(1 + i)) as u16
-            })),
-            n_free: slots,
+            frames: HeldFrames::new(max_frame, MIN_HELD_SLOTS, EMPTY),
             seen_gen: 0,
             batch: Box::new(Batch::new()),
             ledger: Box::default(),
@@ -135,12 +107,12 @@ impl Pending {
     /// Frames held now.
     #[inline]
     pub fn len(&self) -> usize {
-        self.n
+        self.frames.len()
     }
 
     #[inline]
     pub fn is_empty(&self) -> bool {
-        self.n == 0
+        self.frames.is_empty()
     }
 
     /// Whether a frame to a destination that snapshot `generation` knows
@@ -148,12 +120,12 @@ impl Pending {
     /// (the snapshot changed since the store was last looked at).
     #[inline]
     pub fn may_hold_known(&self, generation: u64) -> bool {
-        self.n > 0 && generation != self.seen_gen
+        !self.frames.is_empty() && generation != self.seen_gen
     }
 
     /// Whether a frame to `dst` is held.
     pub fn holds(&self, dst: &Addr) -> bool {
-        self.held[..self.n].iter().any(|h| h.dst == *dst)
+        self.frames.metas().any(|h| h.dst == *dst)
     }
 
     /// Copies a frame to hold. Returns false (holding nothing) when the
@@ -171,28 +143,19 @@ impl Pending {
         generation: u64,
         now_ns: u64,
     ) -> bool {
-        if self.n_free == 0 || frame.len() > self.slot_bytes {
-            return false;
-        }
-        if self.n == 0 {
-            self.seen_gen = generation;
-        }
-        self.n_free -= 1;
-        let slot = self.free[self.n_free];
-        let at = slot as usize * self.slot_bytes;
-        self.slab[at..at + frame.len()].copy_from_slice(frame);
-        self.held[self.n] = Held {
-            slot,
-            len: frame.len() as u32,
-            tag: desc.tag,
-            offload: desc.offload,
+        let waiting = Waiting {
             dst,
             rx_iface,
             verdict,
             counted,
             arrived_ns: now_ns,
         };
-        self.n += 1;
+        if !self.frames.hold(frame, &desc, waiting) {
+            return false;
+        }
+        if self.frames.len() == 1 {
+            self.seen_gen = generation;
+        }
         true
     }
 
@@ -200,9 +163,9 @@ impl Pending {
     /// either the neighbour snapshot changed or the oldest frame expired.
     #[inline]
     pub fn due(&self, generation: u64, now_ns: u64) -> bool {
-        self.n > 0
-            && (generation != self.seen_gen
-                || now_ns.saturating_sub(self.held[0].arrived_ns) >= HOLD_NS)
+        self.frames.first().is_some_and(|oldest| {
+            generation != self.seen_gen || now_ns.saturating_sub(oldest.arrived_ns) >= HOLD_NS
+        })
     }
 
     /// Looks every held frame up in `snap`, in arrival order: a frame that
@@ -214,64 +177,50 @@ impl Pending {
     pub fn release(&mut self, snap: &NeighTable, now_ns: u64, pipeline: &mut Pipeline) -> Released {
         let mut r = Released::default();
         self.seen_gen = snap.generation();
-        // SAFETY: `slab` is owned by self and outlives the batch's use (the
-        // caller sends and clears it before the next call that writes into
-        // the slab); nothing else reads or writes it meanwhile.
-        unsafe { self.batch.reset(self.slab.as_mut_ptr(), self.slab.len()) };
-        let mut kept = 0;
-        for k in 0..self.n {
-            let h = self.held[k];
+        let Pending {
+            frames,
+            batch,
+            ledger,
+            egress,
+            rx_iface,
+            ..
+        } = self;
+        frames.attach(batch);
+        frames.retain(|h, desc| {
             if now_ns.saturating_sub(h.arrived_ns) >= HOLD_NS {
                 pipeline.recount(h.counted, DropReason::NoNeighbour);
                 r.expired += 1;
-                self.free_slot(h.slot);
-                continue;
+                return false;
             }
             let out = snap.egress(&h.dst, h.rx_iface as usize);
             let Some((src_mac, dst_mac)) = snap.next_hop(out, &h.dst) else {
-                self.held[kept] = h;
-                kept += 1;
-                continue;
+                return true;
             };
-            let i = self.batch.len();
-            let pushed = self.batch.push(FrameDesc {
-                offset: (h.slot as usize * self.slot_bytes) as u64,
-                len: h.len,
-                cap: self.slot_bytes as u32,
-                tag: h.tag,
-                offload: h.offload,
-            });
+            let i = batch.len();
+            let pushed = batch.push(desc);
             debug_assert!(pushed, "HELD_SLOTS <= MAX_BURST");
-            self.batch.set_verdict(i, h.verdict);
-            l2::set_macs(self.batch.frame_mut(i), &src_mac, &dst_mac);
-            self.ledger.counted[i] = h.counted;
-            self.egress[i] = out as u8;
-            self.rx_iface[i] = h.rx_iface;
-            // Reused only by a later `hold`, after the batch is sent.
-            self.free_slot(h.slot);
+            batch.set_verdict(i, h.verdict);
+            l2::set_macs(batch.frame_mut(i), &src_mac, &dst_mac);
+            ledger.counted[i] = h.counted;
+            egress[i] = out as u8;
+            rx_iface[i] = h.rx_iface;
             r.ready += 1;
-        }
-        self.n = kept;
+            // Its slot is reused only by a later `hold`, after the batch is sent.
+            false
+        });
         r
     }
 
     /// Drops every held frame (the worker stops): recounted as
     /// `no_neighbour`. Returns how many.
     pub fn drop_all(&mut self, pipeline: &mut Pipeline) -> u64 {
-        for k in 0..self.n {
-            let h = self.held[k];
+        let n = self.frames.len() as u64;
+        self.frames.retain(|h, _| {
             pipeline.recount(h.counted, DropReason::NoNeighbour);
-            self.free_slot(h.slot);
-        }
-        let n = self.n as u64;
-        self.n = 0;
+            false
+        });
         n
-    }
-
-    fn free_slot(&mut self, slot: u16) {
-        self.free[self.n_free] = slot;
-        self.n_free += 1;
     }
 }
 
-const _: () = assert!(HELD_SLOTS <= MAX_BURST && HELD_SLOTS <= u16::MAX as usize + 1);
+const _: () = assert!(HELD_SLOTS <= MAX_BURST);
