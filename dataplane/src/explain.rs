@@ -6,7 +6,7 @@
 //! (`vipgate conntrack` shows it).
 
 use crate::addr::{Addr, Tuple};
-use crate::service::{Affinity, BackendSpec, BackendState, NoEndpoints};
+use crate::service::{Affinity, BackendSpec, BackendState, Forwarding, NoEndpoints};
 use crate::table::ServiceTable;
 
 /// The answer for one flow.
@@ -49,8 +49,15 @@ pub struct Pick {
     /// Why these backends take new flows: ready ones, or (none ready)
     /// serving-terminating ones.
     pub fallback_to_terminating: bool,
-    /// The backend's replies as they arrive, before reverse NAT.
+    /// The backend's replies as they arrive, before reverse NAT: to the
+    /// client for DNAT (its `dst` then), to the gateway's source-NAT
+    /// address and a port picked when the flow starts for source NAT.
     pub reply: Tuple,
+    /// The flow is source-NATed, and why: "snat" (its Service's mode) or
+    /// "hairpin" (the backend is the client); `None`: DNAT. (A DNAT flow
+    /// whose replies would clash with a live flow's is source-NATed too:
+    /// only the running gateway can tell.)
+    pub snat: Option<&'static str>,
 }
 
 /// Explains the flow `t` (client -> VIP) against `table` with `seed`.
@@ -123,6 +130,13 @@ pub fn explain(table: &ServiceTable, t: &Tuple) -> Explanation {
             sport: backend.port,
             dport: t.sport,
             proto: t.proto,
+        },
+        snat: if e.spec.forwarding == Forwarding::Snat {
+            Some("snat")
+        } else if backend.addr == t.src {
+            Some("hairpin")
+        } else {
+            None
         },
     })
 }
@@ -216,5 +230,28 @@ mod tests {
             panic!("terminating backends take flows when none is ready");
         };
         assert!(p.fallback_to_terminating);
+    }
+
+    #[test]
+    fn source_nat_is_said_for_snat_services_and_hairpins() {
+        let t = table(vec![backend(1, BackendState::Ready)]);
+        let Explanation::Picked(p) = explain(&t, &flow(40_000, 80)) else {
+            panic!("no pick");
+        };
+        assert_eq!(p.snat, None, "a DNAT Service");
+        let mut hairpin = flow(40_000, 80);
+        hairpin.src = backend(1, BackendState::Ready).addr;
+        let Explanation::Picked(p) = explain(&t, &hairpin) else {
+            panic!("no pick");
+        };
+        assert_eq!(p.snat, Some("hairpin"));
+
+        let mut spec = t.entries()[0].spec.clone();
+        spec.forwarding = Forwarding::Snat;
+        let t = ServiceTable::from_specs(vec![spec], TableConfig::default());
+        let Explanation::Picked(p) = explain(&t, &flow(40_000, 80)) else {
+            panic!("no pick");
+        };
+        assert_eq!(p.snat, Some("snat"));
     }
 }

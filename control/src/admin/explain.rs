@@ -180,14 +180,28 @@ pub fn explain_json(table: &ServiceTable, q: &Question) -> Value {
                 "backend": endpoint(b.addr, b.port), "state": state_name(b.state),
                 "weight": b.weight, "slots": slots,
             })).collect::<Vec<_>>(),
-            "reply": format!(
-                "{} -> {} ({}), reverse-NATed to {} -> {}",
-                endpoint(p.reply.src, p.reply.sport),
-                endpoint(p.reply.dst, p.reply.dport),
-                p.reply.proto.name(),
-                q.vip,
-                q.client
-            ),
+            "forwarding": match p.snat {
+                None => "dnat: the backend sees the client's address",
+                Some("hairpin") => "snat (hairpin: the backend is the client itself): the backend sees a gateway address and port",
+                Some(_) => "snat: the backend sees a gateway address and port",
+            },
+            "reply": match p.snat {
+                None => format!(
+                    "{} -> {} ({}), reverse-NATed to {} -> {}",
+                    endpoint(p.reply.src, p.reply.sport),
+                    endpoint(p.reply.dst, p.reply.dport),
+                    p.reply.proto.name(),
+                    q.vip,
+                    q.client
+                ),
+                Some(_) => format!(
+                    "{} -> the gateway's source-NAT address and port ({}), reverse-NATed to {} -> {}",
+                    endpoint(p.reply.src, p.reply.sport),
+                    p.reply.proto.name(),
+                    q.vip,
+                    q.client
+                ),
+            },
             "note": "for a new flow; a flow already tracked keeps its backend (vipgate conntrack)",
         }),
     }
@@ -221,6 +235,7 @@ pub fn render_explain(v: &Value) -> String {
             s("backend")
         );
         let _ = writeln!(out, "affinity   {}", s("affinity"));
+        let _ = writeln!(out, "forwarding {}", s("forwarding"));
     }
     if let Some(bs) = v["backends"].as_array() {
         for b in bs {
