@@ -8,7 +8,9 @@
 use dataplane::addr::{Addr, Proto};
 use dataplane::generation::Tables;
 use dataplane::io::memory::Capture;
-use dataplane::service::{Affinity, BackendSpec, BackendState, ServiceKey, ServiceSpec};
+use dataplane::service::{
+    Affinity, BackendSpec, BackendState, Forwarding, ServiceKey, ServiceSpec,
+};
 use dataplane::table::{ServiceTable, TableConfig};
 use serde::Serialize;
 
@@ -155,9 +157,13 @@ fn proto_name(p: Proto) -> &'static str {
     }
 }
 
-/// Published tables of this size.
-pub fn tables(size: TableSize, cfg: TableConfig) -> Tables {
-    Tables::new(ServiceTable::from_specs(specs(size), cfg))
+/// Published tables of this size, every Service forwarding in `forwarding`.
+pub fn tables(size: TableSize, cfg: TableConfig, forwarding: Forwarding) -> Tables {
+    let specs = specs(size)
+        .into_iter()
+        .map(|s| ServiceSpec { forwarding, ..s })
+        .collect();
+    Tables::new(ServiceTable::from_specs(specs, cfg))
 }
 
 #[derive(Clone, Copy)]
@@ -446,7 +452,7 @@ mod tests {
     #[test]
     fn every_mix_is_forwarded_by_the_pipeline() {
         let size = TableSize::new(50, 3);
-        let t = tables(size, TableConfig::default());
+        let t = tables(size, TableConfig::default(), Forwarding::Dnat);
         let sizes = Sizes {
             flows: 500,
             syns: 800,
@@ -471,7 +477,7 @@ mod tests {
     #[test]
     fn syn_overflowing_conntrack_creates_a_flow_per_packet() {
         let size = TableSize::new(4, 2);
-        let t = tables(size, TableConfig::default());
+        let t = tables(size, TableConfig::default(), Forwarding::Dnat);
         let sizes = Sizes::for_capacity(1024);
         let cap = capture(Mix::Syn, size.services, sizes);
         let mut cfg = ReplayConfig {
@@ -502,7 +508,7 @@ mod tests {
             services: size.services,
             backends: size.backends,
             capture: capture(Mix::Udp, size.services, Sizes::for_capacity(4096)),
-            tables: tables(size, TableConfig::default()),
+            tables: tables(size, TableConfig::default(), Forwarding::Dnat),
         };
         let cfg = CellConfig {
             seconds: 0.05,

@@ -197,7 +197,8 @@ fn replay(a: ReplayBenchArgs) -> Result<(), String> {
             capture,
         } => {
             for size in sizes {
-                let tables = matrix::tables(size, a.tuning.table_config());
+                let tables =
+                    matrix::tables(size, a.tuning.table_config(), a.tuning.forwarding.into());
                 for &mix in &mixes {
                     let w = Workload {
                         mix: mix.name().into(),
