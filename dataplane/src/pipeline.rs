@@ -137,6 +137,9 @@ impl Default for SnatConfig {
 /// a new flow's cost when its backend's share of the pool is nearly full.
 const SNAT_TRIES: usize = 64;
 
+/// Exhausted backend endpoints a worker remembers (see `Pipeline::snat_full`).
+const SNAT_FULL_MEMORY: usize = 8;
+
 /// ICMP errors a worker originates per second when nothing is set: Linux's
 /// `net.ipv4.icmp_msgs_per_sec` default.
 pub const DEFAULT_ICMP_PER_SECOND: u32 = 1000;
@@ -201,6 +204,12 @@ pub struct Pipeline {
     snat_addrs: NodeAddrs,
     snat_ports: [Box<[u16]>; 2],
     snat_next: [usize; 2],
+    /// Backend endpoints (address, port, protocol) whose share of ports was
+    /// found full, and the second it was: new flows to them are dropped
+    /// without a search for the rest of that second, so a flood towards an
+    /// exhausted backend costs one comparison per packet, not a search.
+    snat_full: [(Addr, u16, Proto, u32); SNAT_FULL_MEMORY],
+    snat_full_next: usize,
     counters: Counters,
     /// What each frame of the last burst was counted as, so that the worker
     /// can move a frame it fails to send to a drop reason instead of
@@ -226,6 +235,9 @@ impl Pipeline {
             snat_addrs: snat.addrs,
             snat_ports: [share(snat.addrs.v4), share(snat.addrs.v6)],
             snat_next: [0; 2],
+            // Second u32::MAX never comes: the slots start empty.
+            snat_full: [(Addr([0; 16]), 0, Proto::Tcp, u32::MAX); SNAT_FULL_MEMORY],
+            snat_full_next: 0,
             reject_tcp: cfg.reject_tcp,
             affinity: cfg.affinity,
             node_addrs: cfg.node_addrs,
@@ -725,6 +737,10 @@ impl Pipeline {
     fn free_snat_port(&mut self, reply: &Tuple, now: u32) -> Option<u16> {
         let fam = usize::from(!reply.src.is_v4());
         let dst = self.snat_addrs.for_family(fam == 1)?;
+        let backend = (reply.src, reply.sport, reply.proto, now);
+        if self.snat_full.contains(&backend) {
+            return None;
+        }
         let n = self.snat_ports[fam].len();
         for _ in 0..SNAT_TRIES.min(n) {
             let i = self.snat_next[fam];
@@ -739,6 +755,8 @@ impl Pipeline {
                 return Some(port);
             }
         }
+        self.snat_full[self.snat_full_next] = backend;
+        self.snat_full_next = (self.snat_full_next + 1) % SNAT_FULL_MEMORY;
         None
     }
 

@@ -25,7 +25,7 @@ use fixtures::verify::check_frame;
 mod common {
     pub mod frames;
 }
-use common::frames::run;
+use common::frames::{run, run_at};
 
 #[derive(Clone, Copy, Debug)]
 enum Family {
@@ -338,6 +338,15 @@ fn an_exhausted_pool_drops_and_never_reuses_a_live_tuple() {
         assert_eq!(out, third, "a dropped frame is unchanged");
         assert_eq!(p.counters().dropped[DropReason::SnatExhausted as usize], 1);
         assert_eq!(p.conntrack().len(), 2);
+        // Still full within the second (remembered, no search); once the
+        // two embryonic flows have expired, the port is free again.
+        assert_eq!(
+            run(&mut p, &t, &syn(40003)).0,
+            Verdict::Drop(DropReason::SnatExhausted)
+        );
+        let (v, out) = run_at(&mut p, &t, &third, 1_000);
+        assert_eq!(v, Verdict::Tx(0), "{f:?}: a port freed by expiry is taken");
+        assert!((62000..=62001).contains(&sport_of(f, &out)));
     }
 }
 
