@@ -455,3 +455,39 @@ fn snat_ports_are_split_so_that_replies_are_steered_home() {
         }
     }
 }
+
+/// A flow keeps the translation it started with when its Service's mode
+/// changes; new flows take the new mode. Both ways, v4 and v6.
+#[test]
+fn flows_keep_their_mode_across_a_mode_change() {
+    for f in [Family::V4, Family::V6] {
+        let a = addrs(f);
+        for (from, to) in [
+            (Forwarding::Dnat, Forwarding::Snat),
+            (Forwarding::Snat, Forwarding::Dnat),
+        ] {
+            let before = table(vec![spec(a.vip, a.backend, Proto::Tcp, from)]);
+            let after = table(vec![spec(a.vip, a.backend, Proto::Tcp, to)]);
+            let mut p = pipeline((61000, 65535), 0, 1);
+            let seg = |cport, flags| frame(f, (a.client, cport), (a.vip, 80), tcp(flags), 64);
+
+            let (_, first) = run(&mut p, &before, &seg(CPORT, TCP_SYN));
+            let (_, again) = run(&mut p, &after, &seg(CPORT, TCP_ACK));
+            let src_of = |out: &[u8]| dataplane::wire::parse::parse(out).unwrap().src;
+            assert_eq!(
+                src_of(&again),
+                src_of(&first),
+                "{f:?} {from:?} -> {to:?}: kept"
+            );
+            assert_eq!(sport_of(f, &again), sport_of(f, &first));
+
+            let (_, new) = run(&mut p, &after, &seg(CPORT + 1, TCP_SYN));
+            let want = if to == Forwarding::Snat {
+                a.gateway
+            } else {
+                a.client
+            };
+            assert_eq!(src_of(&new), want, "{f:?} {from:?} -> {to:?}: a new flow");
+        }
+    }
+}
