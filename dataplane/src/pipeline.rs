@@ -310,7 +310,7 @@ impl Pipeline {
                 batch.set_verdict(i, verdict);
                 if counted == Counted::Rejected {
                     // A reject is a new frame, checksummed in full.
-                    batch.desc_mut(i).offload = OffloadMeta::NONE;
+                    batch.set_offload(i, OffloadMeta::NONE);
                 }
                 if new_len != len {
                     batch.set_len(i, new_len);

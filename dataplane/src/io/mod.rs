@@ -133,9 +133,22 @@ impl Batch {
         &self.descs[..self.len]
     }
 
+    /// Sets frame `i`'s offload state (checksum / GSO metadata). The
+    /// descriptor's place in the region is not writable from safe code:
+    /// `frame()` relies on every descriptor being one `push` checked.
     #[inline]
-    pub fn desc_mut(&mut self, i: usize) -> &mut FrameDesc {
-        &mut self.descs[..self.len][i]
+    pub fn set_offload(&mut self, i: usize, offload: OffloadMeta) {
+        self.descs[..self.len][i].offload = offload;
+    }
+
+    /// Moves frame `from` (descriptor and verdict) to slot `to`, e.g. to
+    /// close the gap left by frames taken out; slot `to`'s old frame is
+    /// forgotten by the batch (the caller keeps its descriptor).
+    #[inline]
+    pub fn move_frame(&mut self, from: usize, to: usize) {
+        let n = self.len;
+        self.descs[..n][to] = self.descs[..n][from];
+        self.verdicts[..n][to] = self.verdicts[..n][from];
     }
 
     #[inline]

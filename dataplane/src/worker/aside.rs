@@ -44,7 +44,7 @@ impl Aside {
             }
             if keep != i {
                 // Moves a descriptor of this batch's own region down.
-                *batch.desc_mut(keep) = d;
+                batch.move_frame(i, keep);
                 if let Some(&s) = side.get(i) {
                     side[keep] = s;
                 }

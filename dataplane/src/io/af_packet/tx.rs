@@ -292,7 +292,7 @@ mod tests {
             csum_start: 34,
             csum_offset: 16,
         };
-        batch.desc_mut(2).offload = gso;
+        batch.set_offload(2, gso);
         let st = TxQueue::new(true).send(a.as_raw_fd(), &batch);
         assert_eq!(st.sent, 2);
         let got = recv_all(&b);
