@@ -280,6 +280,7 @@ fn an_operator_sees_metrics_stats_and_flows_of_a_running_gateway() {
     assert_eq!(flow["client"], me.to_string(), "{flow}");
     assert_eq!(flow["vip"], format!("{VIP}:80"), "{flow}");
     assert_eq!(flow["state"], "ESTABLISHED", "{flow}");
+    assert!(flow["source_nat"].is_null(), "a DNAT flow: {flow}");
     conn.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
     conn.write_all(b"hi\n").unwrap();
     let mut answer = String::new();

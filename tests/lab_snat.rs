@@ -157,6 +157,35 @@ fn snat_with_direct_return(io: &str) {
     let answered = backends_answering(&lab.client, web, CONNECTIONS);
     eprintln!("lab_snat {io}: --forwarding snat answered by {answered:?}");
     assert!(answered.len() >= 2, "{answered:?}");
+    // `vipgate conntrack` shows each flow's source-NAT endpoint: the
+    // gateway's first address and a port of the default range.
+    let out = Lab::command(&lab.gw, env!("CARGO_BIN_EXE_vipgate"))
+        .args([
+            "conntrack",
+            "--json",
+            "--admin-addr",
+            &gw.admin_addr().to_string(),
+        ])
+        .args(["--vip", &WEB.to_string()])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let listed: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let flows = listed["flows"].as_array().unwrap();
+    assert!(flows.len() >= CONNECTIONS, "{listed}");
+    for f in flows {
+        let snat: SocketAddr = f["source_nat"]
+            .as_str()
+            .unwrap_or_default()
+            .parse()
+            .unwrap_or_else(|_| panic!("{f}"));
+        assert_eq!(snat.ip(), IpAddr::V4(lab::GW_CLIENT_V4), "{f}");
+        assert!((61000..=65535).contains(&snat.port()), "{f}");
+    }
     let (ok, out) = gw.terminate();
     assert!(ok, "{out}");
 }

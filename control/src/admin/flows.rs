@@ -165,6 +165,7 @@ fn record_json(worker: usize, r: &FlowRecord) -> Value {
         "client": endpoint(o.src, o.sport),
         "vip": endpoint(o.dst, o.dport),
         "backend": endpoint(r.backend, r.backend_port),
+        "source_nat": r.snat.map(|(a, p)| endpoint(a, p)),
         "state": match (r.tcp, r.sctp) {
             (Some(t), _) => t.name(),
             (_, Some(s)) => s.name(),
@@ -208,12 +209,14 @@ pub fn render_flows(v: &Value) -> String {
         "client",
         "vip",
         "backend",
+        "source_nat",
         "state",
         "expires_in_seconds",
         "worker",
     ];
     let cell = |f: &Value, c: &str| match &f[c] {
         Value::String(x) => x.clone(),
+        Value::Null => "-".to_string(),
         other => other.to_string(),
     };
     let width: Vec<usize> = cols
@@ -254,6 +257,7 @@ pub fn render_flows(v: &Value) -> String {
 fn header(col: &str) -> &str {
     match col {
         "expires_in_seconds" => "expires",
+        "source_nat" => "snat",
         c => c,
     }
 }
@@ -303,7 +307,7 @@ mod tests {
         let v = json!({"count": 1, "flows": [{
             "worker": 0, "proto": "TCP", "client": "198.18.0.1:40000",
             "vip": "198.19.0.10:80", "backend": "198.18.1.2:8080",
-            "state": "ESTABLISHED", "expires_in_seconds": 431999,
+            "source_nat": null, "state": "ESTABLISHED", "expires_in_seconds": 431999,
         }]});
         let t = render_flows(&v);
         let lines: Vec<&str> = t.lines().collect();
@@ -317,6 +321,7 @@ mod tests {
                 "198.18.0.1:40000",
                 "198.19.0.10:80",
                 "198.18.1.2:8080",
+                "-",
                 "ESTABLISHED",
                 "431999",
                 "0"

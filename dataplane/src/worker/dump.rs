@@ -33,6 +33,8 @@ pub struct FlowRecord {
     pub original: Tuple,
     pub backend: Addr,
     pub backend_port: u16,
+    /// The gateway address and port a source-NATed flow leaves from.
+    pub snat: Option<(Addr, u16)>,
     /// None but for TCP.
     pub tcp: Option<TcpState>,
     /// None but for SCTP.
@@ -44,12 +46,15 @@ pub struct FlowRecord {
 }
 
 impl FlowRecord {
-    fn of(e: &Entry, clock: u32, listing: u64) -> FlowRecord {
+    fn of(e: &Entry, ct: &Conntrack, clock: u32, listing: u64) -> FlowRecord {
         FlowRecord {
             listing,
             original: e.original,
             backend: e.backend,
             backend_port: e.backend_port,
+            snat: e
+                .snat()
+                .then(|| (ct.snat_addr(e.original.src.is_v4()), e.snat_port)),
             tcp: e.tcp(),
             sctp: e.sctp(),
             replied: e.replied(),
@@ -113,7 +118,11 @@ impl FlowDump {
         let clock = ct.clock().max(now_s);
         while cur.slot < end {
             if let Some(e) = ct.live_slot(cur.slot).filter(|e| e.deadline() > clock) {
-                if self.queue.push(FlowRecord::of(e, clock, asked)).is_err() {
+                if self
+                    .queue
+                    .push(FlowRecord::of(e, ct, clock, asked))
+                    .is_err()
+                {
                     // Full: this slot again next turn.
                     return true;
                 }
