@@ -93,6 +93,41 @@ fn complete_pseudo_only(frame: &mut [u8], p: &Parsed, csum_off: usize) {
     complete_partial(seg, csum_off - p.l4_off, p.proto == IPPROTO_UDP);
 }
 
+/// With full checksums: completes a TCP/UDP checksum field that holds
+/// exactly the pseudo-header sum (see [`rewrite_endpoint`] for why this is
+/// safe). A fragment's checksum covers the whole datagram: never a
+/// pseudo-header-only one (senders fragment after checksumming).
+#[inline]
+fn complete_if_pseudo_only(frame: &mut [u8], p: &Parsed) {
+    let field = match p.proto {
+        IPPROTO_TCP => Some(p.l4_off + 16),
+        IPPROTO_UDP => Some(p.l4_off + 6),
+        _ => None,
+    };
+    if let Some(off) = field.filter(|&o| o + 2 <= p.ip_end && !p.fragment) {
+        if holds_pseudo_sum(frame, p, off) {
+            complete_pseudo_only(frame, p, off);
+        }
+    }
+}
+
+/// The checksums an address change updates in a frame whose L4 checksum is
+/// left to offload: the IPv4 header's, and a TCP/UDP one as a partial sum
+/// (other L4 checksums are not the pseudo-header's business then).
+#[inline]
+fn partial_addr_csums(p: &Parsed) -> ([CsumField; 2], usize) {
+    let (mut csums, mut n) = addr_csums(p.v6, p.l3_off, p.proto, p.l4_off, p.ip_end);
+    let l4_field = usize::from(!p.v6);
+    if n > l4_field {
+        if matches!(p.proto, IPPROTO_TCP | IPPROTO_UDP) {
+            csums[l4_field] = CsumField::PartialAt(csums[l4_field].offset());
+        } else {
+            n = l4_field;
+        }
+    }
+    (csums, n)
+}
+
 /// Rewrites one end (address and port) of a TCP, UDP or SCTP packet.
 ///
 /// With [`L4Csum::Full`], a checksum field that holds exactly the
@@ -124,18 +159,7 @@ pub fn rewrite_endpoint(
 ) {
     match l4csum {
         L4Csum::Full => {
-            let field = match p.proto {
-                IPPROTO_TCP => Some(p.l4_off + 16),
-                IPPROTO_UDP => Some(p.l4_off + 6),
-                _ => None,
-            };
-            // A fragment's checksum covers the whole datagram: never a
-            // pseudo-header-only one (senders fragment after checksumming).
-            if let Some(off) = field.filter(|&o| o + 2 <= p.ip_end && !p.fragment) {
-                if holds_pseudo_sum(frame, p, off) {
-                    complete_pseudo_only(frame, p, off);
-                }
-            }
+            complete_if_pseudo_only(frame, p);
             rewrite_full(frame, p, end, addr, port);
         }
         L4Csum::Partial => rewrite_partial(frame, p, end, addr, port),
@@ -166,32 +190,16 @@ pub fn rewrite_both_ends(
     let mut ports = [0u8; 4];
     ports[..2].copy_from_slice(&src.1.to_be_bytes());
     ports[2..].copy_from_slice(&dst.1.to_be_bytes());
-    let (mut csums, mut n) = addr_csums(p.v6, p.l3_off, p.proto, p.l4_off, p.ip_end);
-    let l4_field = usize::from(!p.v6);
     match l4csum {
         L4Csum::Full => {
-            let field = match p.proto {
-                IPPROTO_TCP => Some(p.l4_off + 16),
-                IPPROTO_UDP => Some(p.l4_off + 6),
-                _ => None,
-            };
-            // As in rewrite_endpoint: complete a pseudo-header-only sum first.
-            if let Some(off) = field.filter(|&o| o + 2 <= p.ip_end && !p.fragment) {
-                if holds_pseudo_sum(frame, p, off) {
-                    complete_pseudo_only(frame, p, off);
-                }
-            }
+            complete_if_pseudo_only(frame, p);
+            let (csums, n) = addr_csums(p.v6, p.l3_off, p.proto, p.l4_off, p.ip_end);
             rewrite(frame, p.src_off(), addrs, &csums[..n]);
-            rewrite(frame, p.l4_off, &ports, &csums[l4_field..n]);
+            // The IPv4 header checksum does not cover ports: only the L4 one.
+            rewrite(frame, p.l4_off, &ports, &csums[usize::from(!p.v6)..n]);
         }
         L4Csum::Partial => {
-            if n > l4_field {
-                if matches!(p.proto, IPPROTO_TCP | IPPROTO_UDP) {
-                    csums[l4_field] = CsumField::PartialAt(csums[l4_field].offset());
-                } else {
-                    n = l4_field;
-                }
-            }
+            let (csums, n) = partial_addr_csums(p);
             rewrite(frame, p.src_off(), addrs, &csums[..n]);
             rewrite(frame, p.l4_off, &ports, &[]);
         }
@@ -217,15 +225,7 @@ fn rewrite_full(frame: &mut [u8], p: &Parsed, end: End, addr: &Addr, port: u16) 
 /// (the offload pass sums it). Out of line: AF_PACKET frames only.
 #[inline(never)]
 fn rewrite_partial(frame: &mut [u8], p: &Parsed, end: End, addr: &Addr, port: u16) {
-    let (mut csums, mut n) = addr_csums(p.v6, p.l3_off, p.proto, p.l4_off, p.ip_end);
-    let l4_field = usize::from(!p.v6);
-    if n > l4_field {
-        if matches!(p.proto, IPPROTO_TCP | IPPROTO_UDP) {
-            csums[l4_field] = CsumField::PartialAt(csums[l4_field].offset());
-        } else {
-            n = l4_field;
-        }
-    }
+    let (csums, n) = partial_addr_csums(p);
     let (addr_off, port_off) = end_offsets(p, end);
     rewrite(frame, addr_off, addr.wire(p.v6), &csums[..n]);
     rewrite(frame, port_off, &port.to_be_bytes(), &[]);
