@@ -1,9 +1,11 @@
-//! MTU 9000 on every veth. AF_PACKET carries the whole scenario (requests,
-//! bulk transfers checked byte for byte, tshark-checked frames) with
-//! offloads off, where frames really are 9,014 bytes on the wire, and with
-//! default offloads. AF_XDP without multi-buffer cannot take such frames:
-//! `--io af-xdp` must refuse in one line naming the limit, and `--io auto`
-//! must say so and fall back to AF_PACKET. Root only (loud skip).
+//! MTU 9000 on every veth. Both I/O modes carry the whole scenario
+//! (requests, bulk transfers checked byte for byte, tshark-checked frames)
+//! with offloads off, where frames really are 9,014 bytes on the wire, and
+//! with default offloads: AF_PACKET in its 64 KiB buffers, AF_XDP as
+//! multi-buffer descriptor chains gathered into jumbo slots. Above what a
+//! jumbo slot holds, `--io af-xdp` must refuse in one line naming the
+//! limit, and `--io auto` must say so and fall back to AF_PACKET. Root only
+//! (loud skip).
 
 mod common {
     #[allow(dead_code)]
@@ -30,7 +32,20 @@ fn af_packet_carries_jumbo_lab_with_default_offloads() {
 }
 
 #[test]
-fn af_xdp_refuses_a_jumbo_mtu_in_one_line_and_auto_falls_back() {
+fn af_xdp_carries_jumbo_frames() {
+    common::lab_test::scenario_in("af-xdp", Offloads::Off, JUMBO);
+}
+
+#[test]
+fn af_xdp_carries_jumbo_lab_with_default_offloads() {
+    common::lab_test::scenario_in("af-xdp", Offloads::Default, JUMBO);
+}
+
+/// Above a jumbo slot (12,032-byte frames, MTU 12,010).
+const TOO_BIG: u32 = 16000;
+
+#[test]
+fn af_xdp_refuses_an_mtu_above_its_jumbo_slot_in_one_line_and_auto_falls_back() {
     if !is_root() {
         eprintln!("\n*** SKIPPED: needs root (network namespaces, AF_XDP) ***\n");
         return;
@@ -38,7 +53,7 @@ fn af_xdp_refuses_a_jumbo_mtu_in_one_line_and_auto_falls_back() {
     let lab = Lab::up(LabSpec {
         backends: 1,
         ipv6: false,
-        mtu: JUMBO,
+        mtu: TOO_BIG,
         ..Default::default()
     })
     .expect("lab up");
@@ -53,11 +68,11 @@ fn af_xdp_refuses_a_jumbo_mtu_in_one_line_and_auto_falls_back() {
         .expect("run vipgate");
     let stderr = String::from_utf8_lossy(&out.stderr);
     eprintln!("vipgate --io af-xdp said: {stderr}");
-    assert!(!out.status.success(), "AF_XDP at MTU 9000 must fail");
+    assert!(!out.status.success(), "AF_XDP at MTU {TOO_BIG} must fail");
     let errors: Vec<&str> = stderr.lines().filter(|l| l.contains("error")).collect();
     assert_eq!(errors.len(), 1, "one error line: {stderr}");
     assert!(
-        errors[0].contains("MTU 9000 of gwc") && errors[0].contains("limit of 3506"),
+        errors[0].contains("MTU 16000 of gwc") && errors[0].contains("limit of 12010"),
         "{stderr}"
     );
     let links = bench::lab::ip(&["-n", &lab.gw, "-d", "link", "show"]).unwrap();

@@ -98,17 +98,25 @@ pub fn open_xdp(ifaces: &[String], workers: usize) -> Result<XdpPorts, String> {
         }
     }
     let base = AfXdpConfig::default();
+    let mut loaded = Vec::with_capacity(ifaces.len());
     for ifname in ifaces {
         ifindex_of(ifname)?;
+        let steer = XdpSteering::load(&SteeringConfig::default()).map_err(|e| e.to_string())?;
         // Refuse before attaching: past the limit the kernel either
         // refuses the program with a bare EINVAL or drops every large frame.
-        if let Some(e) = Facts::read(ifname).xdp_mtu_error(base.max_frame()) {
+        let multi = steer.multi_buffer() && base.multi_buffer;
+        let max = if multi {
+            base.max_jumbo_frame()
+        } else {
+            base.max_frame()
+        };
+        if let Some(e) = Facts::read(ifname).xdp_mtu_error(max, multi) {
             return Err(e);
         }
+        loaded.push(steer);
     }
-    for (ifname, &nq) in ifaces.iter().zip(&queues) {
+    for ((ifname, &nq), steer) in ifaces.iter().zip(&queues).zip(loaded) {
         let ifindex = ifindex_of(ifname)?;
-        let steer = XdpSteering::load(&SteeringConfig::default()).map_err(|e| e.to_string())?;
         let link = steer
             .attach_best(ifname)
             .map_err(|e| format!("{ifname}: {e}"))?;
@@ -130,6 +138,13 @@ pub fn open_xdp(ifaces: &[String], workers: usize) -> Result<XdpPorts, String> {
             .map_err(|e| format!("{ifname} queue {q}: {e}"))?;
             if sock.mode() == BindMode::Copy {
                 out.mode = "copy";
+            }
+            // The program takes large frames, but a socket without
+            // multi-buffer (kernel before 6.6) would never see them.
+            if !sock.multi_buffer() {
+                if let Some(e) = Facts::read(ifname).xdp_mtu_error(base.max_frame(), false) {
+                    return Err(e);
+                }
             }
             steer
                 .register(&sock)
@@ -198,9 +213,13 @@ impl Opened {
     /// one line per interface, for the operator at start-up.
     pub fn facts(&self, ifaces: &[String]) -> Vec<String> {
         let mode = match self {
-            Opened::Xdp(x) => Mode::AfXdp {
-                max_frame: first_port(&x.ports).map_or(0, |p| p.io.max_frame() as u32),
-            },
+            Opened::Xdp(x) => {
+                let first = first_port(&x.ports);
+                Mode::AfXdp {
+                    max_frame: first.map_or(0, |p| p.io.max_frame() as u32),
+                    multi_buffer: first.is_some_and(|p| p.io.multi_buffer()),
+                }
+            }
             Opened::Packet(p) => {
                 let first = first_port(p);
                 Mode::AfPacket {

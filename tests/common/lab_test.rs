@@ -631,6 +631,13 @@ pub fn scenario_in(io: &str, offloads: Offloads, mtu: u32) {
             // Bulk data fills the jumbo MTU: such frames did cross.
             assert!(wire.largest > 1518, "no jumbo frame crossed: {wire:?}");
         }
+        if io == "af-xdp" && mtu > lab::DEFAULT_MTU {
+            // Jumbo frames reached AF_XDP as descriptor chains.
+            assert!(
+                stdout.contains("multi-buffer frames"),
+                "no multi-buffer frame counted:\n{stdout}"
+            );
+        }
     } else {
         // Default offloads over AF_PACKET: the client's GSO super-frames
         // cross the gateway whole.

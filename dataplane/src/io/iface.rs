@@ -25,8 +25,11 @@ pub const VETH_XDP_MAX_MTU: u32 = 4096 - 256 - 320 - 14;
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Mode {
     AfXdp {
-        /// Largest frame an AF_XDP UMEM frame holds.
+        /// Largest frame a socket receives whole: a UMEM frame's, or a
+        /// jumbo slot's when multi-buffer.
         max_frame: u32,
+        /// Bound with multi-buffer (XDP_USE_SG, frags-aware program).
+        multi_buffer: bool,
     },
     AfPacket {
         /// PACKET_VNET_HDR in use: offload state carried.
@@ -118,17 +121,24 @@ impl Facts {
     }
 
     /// Why AF_XDP cannot run at this interface's MTU, if it cannot: one
-    /// line naming the limit and the ways out.
-    pub fn xdp_mtu_error(&self, max_frame: u32) -> Option<String> {
+    /// line naming the limit and the ways out. `max_frame` is the largest
+    /// frame a socket takes whole; `multi_buffer` whether frames larger
+    /// than a page reach it (program and socket both multi-buffer).
+    pub fn xdp_mtu_error(&self, max_frame: u32, multi_buffer: bool) -> Option<String> {
         let mtu = self.mtu?;
         let frame_limit = max_frame.saturating_sub(L2_OVERHEAD);
-        let (limit, why) = if self.is_veth() && VETH_XDP_MAX_MTU < frame_limit {
+        let (limit, why) = if multi_buffer {
+            (frame_limit, "a frame must fit one AF_XDP jumbo slot")
+        } else if self.is_veth() && VETH_XDP_MAX_MTU < frame_limit {
             (
                 VETH_XDP_MAX_MTU,
-                "veth takes XDP up to that without multi-buffer",
+                "veth takes XDP up to that without multi-buffer, which this kernel lacks",
             )
         } else {
-            (frame_limit, "a frame must fit one AF_XDP UMEM frame")
+            (
+                frame_limit,
+                "a frame must fit one AF_XDP UMEM frame without multi-buffer, which this kernel lacks",
+            )
         };
         (mtu > limit).then(|| {
             format!(
@@ -179,13 +189,21 @@ impl Facts {
             (None, false) => "frames arrive as the wire carries them",
         };
         match mode {
-            Mode::AfXdp { max_frame } => {
+            Mode::AfXdp {
+                max_frame,
+                multi_buffer,
+            } => {
+                let mb = if multi_buffer {
+                    "multi-buffer, larger than a page gathered into one"
+                } else {
+                    "single-buffer"
+                };
                 s.push_str(&format!(
-                    "af_xdp: frames up to {max_frame} bytes, one wire frame each (XDP runs \
-                     before GRO, and attaching it turns GSO off on a veth peer); {peer}: \
+                    "af_xdp: frames up to {max_frame} bytes ({mb}), one wire frame each (XDP \
+                     runs before GRO, and attaching it turns GSO off on a veth peer); {peer}: \
                      partial checksums from its tx offload are completed"
                 ));
-                if let Some(e) = self.xdp_mtu_error(max_frame) {
+                if let Some(e) = self.xdp_mtu_error(max_frame, multi_buffer) {
                     s.push_str(&format!("; {e}"));
                 }
             }
@@ -233,9 +251,9 @@ mod tests {
 
     #[test]
     fn xdp_mtu_limit_names_the_limit_and_the_way_out() {
-        assert_eq!(veth(1500).xdp_mtu_error(3840), None);
-        assert_eq!(veth(VETH_XDP_MAX_MTU).xdp_mtu_error(3840), None);
-        let e = veth(9000).xdp_mtu_error(3840).unwrap();
+        assert_eq!(veth(1500).xdp_mtu_error(3840, false), None);
+        assert_eq!(veth(VETH_XDP_MAX_MTU).xdp_mtu_error(3840, false), None);
+        let e = veth(9000).xdp_mtu_error(3840, false).unwrap();
         assert!(e.contains("MTU 9000 of gwc") && e.contains("3506"), "{e}");
         assert!(e.contains("--io af-packet"), "{e}");
         assert!(!e.contains('\n'), "one line: {e}");
@@ -244,14 +262,24 @@ mod tests {
             driver: Some("mlx5_core".into()),
             ..veth(4000)
         };
-        let e = nic.xdp_mtu_error(3840).unwrap();
+        let e = nic.xdp_mtu_error(3840, false).unwrap();
         assert!(e.contains(&(3840 - L2_OVERHEAD).to_string()), "{e}");
+        // Multi-buffer: a jumbo slot is the limit, on veth too.
+        assert_eq!(veth(9000).xdp_mtu_error(12032, true), None);
+        let e = veth(16000).xdp_mtu_error(12032, true).unwrap();
+        assert!(
+            e.contains("limit of 12010") && e.contains("jumbo slot"),
+            "{e}"
+        );
     }
 
     #[test]
     fn each_mode_says_what_the_settings_imply() {
         let f = veth(1500);
-        let x = f.describe(Mode::AfXdp { max_frame: 3840 });
+        let x = f.describe(Mode::AfXdp {
+            max_frame: 3840,
+            multi_buffer: false,
+        });
         assert!(x.starts_with("gwc: veth, MTU 1500, GRO on, LRO off, TSO on, tx-csum on; af_xdp"));
         assert!(x.contains("completed") && x.contains("peer"), "{x}");
         let p = f.describe(Mode::AfPacket {
@@ -264,7 +292,10 @@ mod tests {
             max_frame: 65792,
         });
         assert!(old.contains("gro off"), "{old}");
-        let big = veth(9000).describe(Mode::AfXdp { max_frame: 3840 });
+        let big = veth(9000).describe(Mode::AfXdp {
+            max_frame: 3840,
+            multi_buffer: false,
+        });
         assert!(big.contains("above the AF_XDP limit"), "{big}");
         for l in [x, p, old, big] {
             assert!(!l.contains('\n'));
@@ -274,7 +305,10 @@ mod tests {
     #[test]
     fn a_local_peer_is_named_with_its_sender_settings() {
         let mut f = veth(1500);
-        let far = f.describe(Mode::AfXdp { max_frame: 3840 });
+        let far = f.describe(Mode::AfXdp {
+            max_frame: 3840,
+            multi_buffer: false,
+        });
         assert!(far.contains("another namespace"), "{far}");
         f.peer = Some(Peer {
             name: "pgw".into(),
@@ -295,6 +329,11 @@ mod tests {
     fn reads_loopback() {
         let f = Facts::read("lo");
         assert_eq!(f.mtu, Some(65536));
-        assert!(f.describe(Mode::AfXdp { max_frame: 3840 }).contains("lo:"));
+        assert!(f
+            .describe(Mode::AfXdp {
+                max_frame: 3840,
+                multi_buffer: false
+            })
+            .contains("lo:"));
     }
 }

@@ -225,6 +225,10 @@ crate::counter_set! {
         /// AF_PACKET with vnet headers: GSO/GRO super-frames received, NATed
         /// once and sent on whole (not a loss: work saved).
         rx_gso: Counter "vipgate_io_gso_frames" => "GSO super-frames" if Nonzero,
+        /// AF_XDP with multi-buffer: frames larger than a UMEM frame (jumbo
+        /// frames) received as descriptor chains and gathered into one.
+        rx_multi_buffer: Counter "vipgate_io_multi_buffer_frames"
+            => "multi-buffer frames" if Nonzero,
     }
 }
 

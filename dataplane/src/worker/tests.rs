@@ -258,6 +258,7 @@ fn final_counters_carry_every_port_s_kernel_losses() {
         rx_skipped: skipped,
         rx_csum_unfixed: csum,
         rx_gso: 0,
+        rx_multi_buffer: 0,
     };
     let ports = vec![
         Port {

@@ -375,6 +375,7 @@ impl PacketIo for AfPacket {
             rx_skipped: s.rx_oversize + s.rx_ring_errors + s.rx_offload_skipped,
             rx_csum_unfixed: s.rx_csum_unfixed,
             rx_gso: s.rx_gso,
+            rx_multi_buffer: 0,
         }
     }
 }

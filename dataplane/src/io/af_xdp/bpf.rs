@@ -27,6 +27,11 @@ const BPF_PROG_TYPE_XDP: u32 = 6;
 /// bpf_attach_type BPF_XDP: what BPF_LINK_CREATE needs for a device link.
 const BPF_ATTACH_XDP: u32 = 37;
 
+/// BPF_F_XDP_HAS_FRAGS: the program copes with multi-buffer frames (it
+/// only reads the headers, which are in the first buffer), so drivers let
+/// it run at MTUs above a page (Linux 5.18).
+const BPF_F_XDP_HAS_FRAGS: u32 = 1 << 5;
+
 /// BPF_ANY: create or overwrite.
 const BPF_ANY: u64 = 0;
 
@@ -271,9 +276,10 @@ pub struct XdpProgram {
 }
 
 impl XdpProgram {
-    /// Loads `insns` as an XDP program. On rejection the verifier log is in
-    /// the error, which is the only way to see why.
-    pub fn load(name: &str, insns: &[Insn]) -> Result<XdpProgram, AfXdpError> {
+    /// Loads `insns` as an XDP program, marked as handling multi-buffer
+    /// frames when `frags`. On rejection the verifier log is in the error,
+    /// which is the only way to see why.
+    pub fn load(name: &str, insns: &[Insn], frags: bool) -> Result<XdpProgram, AfXdpError> {
         let license = CString::new("GPL").expect("no NUL in literal");
         let mut log = vec![0u8; LOG_SIZE];
         let mut attr = ProgLoadAttr {
@@ -286,6 +292,7 @@ impl XdpProgram {
             log_buf: log.as_mut_ptr() as u64,
             prog_name: name16(name),
             expected_attach_type: BPF_ATTACH_XDP,
+            prog_flags: if frags { BPF_F_XDP_HAS_FRAGS } else { 0 },
             ..Default::default()
         };
         // SAFETY: insns is a live array of bpf_insn-layout structs (Insn is

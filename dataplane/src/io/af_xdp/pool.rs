@@ -6,6 +6,13 @@
 //! ring, returns here, and whichever socket refills its fill ring next
 //! takes it. All sockets of the pool live on one worker thread, so the pool
 //! needs no lock (it sits in a `RefCell` behind an `Rc`).
+//!
+//! Past the single frames, the UMEM may end in *jumbo slots*: runs of
+//! adjacent frames, each holding one frame larger than a UMEM frame. A
+//! multi-buffer receive (a jumbo frame arriving as a chain of descriptors)
+//! is gathered into one, so the pipeline sees it contiguous; it is sent
+//! as descriptors split at UMEM frame boundaries, whose completions come
+//! back one per descriptor.
 
 /// Free frame addresses, with room for every frame so giving one back
 /// never allocates.
@@ -14,23 +21,82 @@ pub struct FramePool {
     free: Vec<u64>,
     frame_size: u64,
     total: usize,
+    jumbo: JumboSlots,
     /// Addresses given back while every frame was already free (a
     /// bookkeeping bug somewhere): ignored rather than grown into.
     overflows: u64,
+}
+
+/// The jumbo slots at the end of the UMEM.
+#[derive(Debug)]
+struct JumboSlots {
+    /// UMEM address of the first slot (past the single frames).
+    base: u64,
+    slot_bytes: u64,
+    free: Vec<u32>,
+    /// Per slot: 0 free, 1 held (rx ring, batch), n > 1 on a tx ring as
+    /// n descriptors, whose completions each give the slot back once.
+    refs: Vec<u8>,
 }
 
 impl FramePool {
     /// All `frame_count` frames of `frame_size` bytes free, lowest handed
     /// out first.
     pub fn new(frame_size: u32, frame_count: u32) -> FramePool {
+        FramePool::with_jumbo(frame_size, frame_count, 0, 1)
+    }
+
+    /// As [`FramePool::new`], followed by `slots` jumbo slots of
+    /// `slot_frames` frames each.
+    pub fn with_jumbo(
+        frame_size: u32,
+        frame_count: u32,
+        slots: u32,
+        slot_frames: u32,
+    ) -> FramePool {
         let mut free = Vec::with_capacity(frame_count as usize);
         free.extend((0..frame_count as u64).rev().map(|i| i * frame_size as u64));
         FramePool {
             free,
             frame_size: frame_size as u64,
             total: frame_count as usize,
+            jumbo: JumboSlots {
+                base: frame_count as u64 * frame_size as u64,
+                slot_bytes: slot_frames as u64 * frame_size as u64,
+                free: (0..slots).rev().collect(),
+                refs: vec![0; slots as usize],
+            },
             overflows: 0,
         }
+    }
+
+    /// A free jumbo slot's address, if any is left.
+    #[inline]
+    pub fn take_jumbo(&mut self) -> Option<u64> {
+        let j = &mut self.jumbo;
+        let slot = j.free.pop()?;
+        j.refs[slot as usize] = 1;
+        Some(j.base + slot as u64 * j.slot_bytes)
+    }
+
+    /// Whether UMEM address `addr` lies in a jumbo slot.
+    #[inline]
+    pub fn is_jumbo(&self, addr: u64) -> bool {
+        addr >= self.jumbo.base
+    }
+
+    /// The jumbo slot holding `addr` goes on a tx ring as `descs`
+    /// descriptors: it is free again after that many completions.
+    #[inline]
+    pub fn sent_as(&mut self, addr: u64, descs: u32) {
+        if let Some(slot) = self.jumbo.slot_of(addr) {
+            self.jumbo.refs[slot] = descs.clamp(1, u8::MAX as u32) as u8;
+        }
+    }
+
+    /// Jumbo slots free now, and in all.
+    pub fn jumbo_free(&self) -> (usize, usize) {
+        (self.jumbo.free.len(), self.jumbo.refs.len())
     }
 
     /// A free frame's address, if any is left.
@@ -43,6 +109,12 @@ impl FramePool {
     /// the kernel hands back addresses past the headroom).
     #[inline]
     pub fn give(&mut self, addr: u64) {
+        if self.is_jumbo(addr) {
+            if !self.jumbo.give(addr) {
+                self.overflows += 1;
+            }
+            return;
+        }
         if self.free.len() == self.total {
             self.overflows += 1;
             return;
@@ -69,6 +141,33 @@ impl FramePool {
 
     pub fn overflows(&self) -> u64 {
         self.overflows
+    }
+}
+
+impl JumboSlots {
+    fn slot_of(&self, addr: u64) -> Option<usize> {
+        let slot = (addr.checked_sub(self.base)? / self.slot_bytes) as usize;
+        (slot < self.refs.len()).then_some(slot)
+    }
+
+    /// One reference to the slot holding `addr` comes back; false when
+    /// there was none (a bookkeeping bug, or an address past the UMEM).
+    fn give(&mut self, addr: u64) -> bool {
+        let Some(slot) = self.slot_of(addr) else {
+            return false;
+        };
+        match self.refs[slot] {
+            0 => false,
+            1 => {
+                self.refs[slot] = 0;
+                self.free.push(slot as u32);
+                true
+            }
+            _ => {
+                self.refs[slot] -= 1;
+                true
+            }
+        }
     }
 }
 
@@ -132,6 +231,32 @@ mod tests {
         // A fifth frame back is a bug elsewhere: counted, not stored.
         p.give(4096);
         assert_eq!((p.free(), p.overflows()), (4, 1));
+    }
+
+    #[test]
+    fn jumbo_slots_come_back_after_every_descriptor_completed() {
+        // 4 single frames of 4096, then 2 slots of 3 frames.
+        let mut p = FramePool::with_jumbo(4096, 4, 2, 3);
+        let a = p.take_jumbo().unwrap();
+        let b = p.take_jumbo().unwrap();
+        assert_eq!((a, b), (4 * 4096, 7 * 4096));
+        assert!(p.is_jumbo(a + 256) && !p.is_jumbo(3 * 4096 + 100));
+        assert_eq!(p.take_jumbo(), None);
+        // a leaves as three descriptors: free only after the third.
+        p.sent_as(a + 256, 3);
+        p.give(a + 256);
+        p.give(a + 4096);
+        assert_eq!(p.jumbo_free(), (0, 2));
+        p.give(a + 8192);
+        assert_eq!(p.jumbo_free(), (1, 2));
+        // b is dropped: one give frees it; a second one is a bug, counted.
+        p.give(b + 256);
+        assert_eq!((p.jumbo_free(), p.overflows()), ((2, 2), 0));
+        p.give(b + 256);
+        p.give(10 * 4096);
+        assert_eq!(p.overflows(), 2);
+        // Single frames are untouched by all this.
+        assert_eq!((p.free(), p.out()), (4, 0));
     }
 
     #[test]

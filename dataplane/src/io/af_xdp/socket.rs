@@ -36,13 +36,36 @@ pub struct AfXdpConfig {
     pub need_wakeup: bool,
     /// Skip the zero-copy attempt.
     pub force_copy: bool,
+    /// Bind with XDP_USE_SG, so frames larger than a UMEM frame (jumbo
+    /// frames) arrive as descriptor chains instead of being dropped by the
+    /// kernel. Kernels before 6.6 refuse it: the socket then binds without.
+    pub multi_buffer: bool,
+    /// Jumbo slots ([`JUMBO_SLOT_BYTES`] each) that chains are gathered
+    /// into: the most jumbo frames a worker holds at once in batches and
+    /// tx rings; a chain arriving when none is free is dropped, counted.
+    pub jumbo_slots: u32,
 }
+
+/// Bytes of one jumbo slot: three 4 KiB UMEM frames, so after XDP's
+/// headroom a frame of up to 12,032 bytes (MTU 9000 and more) fits.
+pub const JUMBO_SLOT_BYTES: u32 = 3 * 4096;
 
 impl AfXdpConfig {
     /// The largest frame one UMEM frame holds after the headroom.
     pub fn max_frame(&self) -> u32 {
         self.frame_size
             .saturating_sub(XDP_PACKET_HEADROOM + self.headroom)
+    }
+
+    /// The largest frame a jumbo slot holds after the headroom: what a
+    /// multi-buffer socket receives whole.
+    pub fn max_jumbo_frame(&self) -> u32 {
+        JUMBO_SLOT_BYTES.saturating_sub(XDP_PACKET_HEADROOM + self.headroom)
+    }
+
+    /// UMEM frames per jumbo slot.
+    fn slot_frames(&self) -> u32 {
+        JUMBO_SLOT_BYTES / self.frame_size
     }
 }
 
@@ -55,6 +78,8 @@ impl Default for AfXdpConfig {
             headroom: 0,
             need_wakeup: true,
             force_copy: false,
+            multi_buffer: true,
+            jumbo_slots: 512,
         }
     }
 }
@@ -81,12 +106,24 @@ pub struct AfXdpStats {
     pub tx_kick_errors: u64,
     /// recvfrom() calls made because the fill ring asked for a wakeup.
     pub fill_wakeups: u64,
+    /// Frames that arrived as descriptor chains and were gathered into a
+    /// jumbo slot.
+    pub rx_chains: u64,
+    /// Chains dropped: no jumbo slot free, or longer than a slot holds.
+    pub rx_chains_dropped: u64,
 }
 
 /// A UMEM and its free frames, shared by the sockets bound to it.
 struct Frames {
     umem: Umem,
     pool: RefCell<FramePool>,
+    /// Where the jumbo slots begin: a frame below never spans two UMEM
+    /// frames.
+    jumbo_base: u64,
+    /// Bytes a jumbo slot's frame has after the headroom.
+    jumbo_room: u32,
+    /// The headroom the kernel leaves in front of received data.
+    headroom: u32,
 }
 
 /// An AF_XDP socket bound to one queue of one interface.
@@ -105,6 +142,8 @@ pub struct AfXdp {
     queue: u32,
     mode: BindMode,
     need_wakeup: bool,
+    /// Bound with XDP_USE_SG (shared sockets: as their UMEM's first).
+    multi_buffer: bool,
     stats: AfXdpStats,
 }
 
@@ -146,16 +185,37 @@ impl AfXdp {
         }
         // SAFETY: raw is a new fd nothing else owns.
         let fd = unsafe { OwnedFd::from_raw_fd(raw) };
-        let umem = Umem::new(cfg.frame_size, cfg.frame_count)?;
+        let slot_frames = cfg.slot_frames();
+        let umem = Umem::new(
+            cfg.frame_size,
+            cfg.frame_count + cfg.jumbo_slots * slot_frames,
+        )?;
         umem.register(raw, cfg.headroom)?;
         let frames = Rc::new(Frames {
-            pool: RefCell::new(FramePool::new(cfg.frame_size, cfg.frame_count)),
+            pool: RefCell::new(FramePool::with_jumbo(
+                cfg.frame_size,
+                cfg.frame_count,
+                cfg.jumbo_slots,
+                slot_frames,
+            )),
             umem,
+            jumbo_base: cfg.frame_count as u64 * cfg.frame_size as u64,
+            jumbo_room: cfg.max_jumbo_frame(),
+            headroom: XDP_PACKET_HEADROOM + cfg.headroom,
         });
         let mut s = AfXdp::with_rings(fd, frames, ifname, idx, queue, cfg, mode)?;
         // Fill before bind so the first packets find buffers.
         s.refill();
-        s.bind(mode)?;
+        s.multi_buffer = cfg.multi_buffer && cfg.jumbo_slots > 0;
+        if let Err(e) = s.bind(mode) {
+            // A kernel without multi-buffer AF_XDP (before 6.6), or a
+            // zero-copy driver without it, refuses the flag: bind without.
+            if !s.multi_buffer {
+                return Err(e);
+            }
+            s.multi_buffer = false;
+            s.bind(mode)?;
+        }
         if mode == BindMode::ZeroCopy && !s.kernel_zero_copy() {
             s.mode = BindMode::Copy;
         }
@@ -193,6 +253,7 @@ impl AfXdp {
         let frames = Rc::clone(&primary.frames);
         let mut s = AfXdp::with_rings(fd, frames, ifname, idx, queue, cfg, primary.mode)?;
         s.need_wakeup = primary.need_wakeup;
+        s.multi_buffer = primary.multi_buffer;
         s.refill();
         s.bind_shared(primary.fd.as_raw_fd())?;
         Ok(s)
@@ -234,6 +295,7 @@ impl AfXdp {
             queue,
             mode,
             need_wakeup: cfg.need_wakeup,
+            multi_buffer: false,
             stats: AfXdpStats::default(),
         })
     }
@@ -271,6 +333,9 @@ impl AfXdp {
         };
         if self.need_wakeup {
             flags |= XDP_USE_NEED_WAKEUP;
+        }
+        if self.multi_buffer {
+            flags |= XDP_USE_SG;
         }
         let sa = SockaddrXdp {
             family: libc::AF_XDP as u16,
@@ -346,6 +411,17 @@ impl AfXdp {
 
     pub fn stats(&self) -> AfXdpStats {
         self.stats
+    }
+
+    /// Whether frames larger than a UMEM frame are received (gathered into
+    /// jumbo slots) and sent: bound with XDP_USE_SG.
+    pub fn multi_buffer(&self) -> bool {
+        self.multi_buffer
+    }
+
+    /// Jumbo slots free now, and in all (shared with the UMEM's sockets).
+    pub fn jumbo_slots_free(&self) -> (usize, usize) {
+        self.frames.pool.borrow().jumbo_free()
     }
 
     /// Frames currently in the UMEM's pool (neither in a ring nor a
@@ -467,28 +543,161 @@ impl AfXdp {
         if !self.owns(batch) {
             return None;
         }
-        let wanted = idx.len() as u32;
-        let room = self.tx.free(wanted).min(wanted);
-        for (slot, &i) in idx[..room as usize].iter().enumerate() {
-            let d = batch.descs()[i as usize];
+        let descs = batch.descs();
+        let wanted: u32 = idx.iter().map(|&i| self.tx_descs(&descs[i as usize])).sum();
+        let mut room = self.tx.free(wanted).min(wanted);
+        let mut used = 0;
+        let mut sent = 0;
+        for &i in idx {
+            let d = &descs[i as usize];
+            if self.tx_descs(d) > room {
+                break;
+            }
+            let n = self.write_tx(used, d);
+            used += n;
+            room -= n;
+            sent += 1;
+        }
+        self.tx.submit(used);
+        if used > 0 && (!self.need_wakeup || self.tx.needs_wakeup()) {
+            self.kick_tx(used);
+        }
+        self.stats.tx_frames += sent as u64;
+        self.stats.tx_ring_full += (idx.len() - sent) as u64;
+        self.reap_completions();
+        self.refill();
+        Some(sent as u32)
+    }
+
+    /// Tx ring descriptors frame `d` takes: one per UMEM frame it spans,
+    /// which is more than one only for a jumbo slot's frame.
+    #[inline]
+    fn tx_descs(&self, d: &FrameDesc) -> u32 {
+        if d.offset < self.frames.jumbo_base {
+            return 1;
+        }
+        let size = self.frames.umem.frame_size() as u64;
+        let last = d.offset + (d.len.min(d.cap).max(1) as u64) - 1;
+        (last / size - d.offset / size + 1) as u32
+    }
+
+    /// Writes frame `d` to the tx ring from entry `at`, as
+    /// [`tx_descs`](Self::tx_descs) descriptors split at UMEM frame
+    /// boundaries (XDP_PKT_CONTD on all but the last: a jumbo slot's
+    /// frames are adjacent, so the frame's bytes need no copy). Returns how
+    /// many entries it wrote.
+    fn write_tx(&mut self, at: u32, d: &FrameDesc) -> u32 {
+        let mut len = d.len.min(d.cap);
+        if d.offset < self.frames.jumbo_base {
             self.tx.write(
-                slot as u32,
+                at,
                 XdpDesc {
                     addr: d.offset,
-                    len: d.len.min(d.cap),
+                    len,
                     options: 0,
                 },
             );
+            return 1;
         }
-        self.tx.submit(room);
-        if room > 0 && (!self.need_wakeup || self.tx.needs_wakeup()) {
-            self.kick_tx(room);
+        let mut addr = d.offset;
+        let mut n = 0;
+        loop {
+            let part = len.min(self.frames.umem.room_after(addr));
+            len -= part;
+            let options = if len > 0 { XDP_PKT_CONTD } else { 0 };
+            self.tx.write(
+                at + n,
+                XdpDesc {
+                    addr,
+                    len: part,
+                    options,
+                },
+            );
+            n += 1;
+            addr += part as u64;
+            if len == 0 {
+                break;
+            }
         }
-        self.stats.tx_frames += room as u64;
-        self.stats.tx_ring_full += (wanted - room) as u64;
-        self.reap_completions();
-        self.refill();
-        Some(room)
+        self.frames.pool.borrow_mut().sent_as(d.offset, n);
+        n
+    }
+
+    /// Gathers the chain of `n` rx descriptors from entry `first` (one
+    /// frame larger than a UMEM frame) into a jumbo slot and adds it to
+    /// `batch`; the chain's UMEM frames go back to the pool. Dropped,
+    /// counted, when no slot is free or the frame is longer than a slot.
+    fn gather(&mut self, first: u32, n: u32, batch: &mut Batch) {
+        let total: u64 = (first..first + n).map(|i| self.rx.read(i).len as u64).sum();
+        let mut pool = self.frames.pool.borrow_mut();
+        let slot = if total <= self.frames.jumbo_room as u64 {
+            pool.take_jumbo()
+        } else {
+            None
+        };
+        let Some(slot) = slot else {
+            for i in first..first + n {
+                pool.give(self.rx.read(i).addr);
+            }
+            self.stats.rx_chains_dropped += 1;
+            return;
+        };
+        let start = slot + self.frames.headroom as u64;
+        let mut at = start;
+        let base = self.frames.umem.base();
+        for i in first..first + n {
+            let d = self.rx.read(i);
+            // SAFETY: both ranges lie in the UMEM (the kernel's descriptor
+            // was checked against it below; the slot holds `total` bytes
+            // after the headroom), the chain's frames are ours until given
+            // back, and a slot never overlaps a single frame.
+            let in_umem = d.addr + d.len as u64 <= self.frames.jumbo_base;
+            if in_umem {
+                unsafe {
+                    std::ptr::copy_nonoverlapping(
+                        base.add(d.addr as usize),
+                        base.add(at as usize),
+                        d.len as usize,
+                    )
+                };
+            }
+            at += d.len as u64;
+            pool.give(d.addr);
+        }
+        drop(pool);
+        let desc = FrameDesc {
+            offset: start,
+            len: total as u32,
+            cap: self.frames.jumbo_room,
+            tag: self.queue,
+            offload: Default::default(),
+        };
+        if batch.push(desc) {
+            self.stats.rx_chains += 1;
+        } else {
+            self.frames.pool.borrow_mut().give(start);
+            self.stats.rx_chains_dropped += 1;
+        }
+    }
+
+    /// Entries in the chain starting at rx entry `first`, reading more of
+    /// the ring (`seen` entries so far) when it runs past them. None when
+    /// its end is not there: the kernel publishes whole packets, so only a
+    /// broken ring gets here.
+    fn chain_len(&mut self, first: u32, seen: &mut u32) -> Option<u32> {
+        let mut i = first;
+        loop {
+            if i >= *seen {
+                *seen = self.rx.available(self.rx.size());
+                if i >= *seen {
+                    return None;
+                }
+            }
+            if self.rx.read(i).options & XDP_PKT_CONTD == 0 {
+                return Some(i - first + 1);
+            }
+            i += 1;
+        }
     }
 
     /// Whether `batch`'s frames are in our UMEM (an empty batch holds
@@ -522,9 +731,23 @@ impl PacketIo for AfXdp {
         self.reap_completions();
         self.refill();
 
-        let n = self.rx.available(max.min(MAX_BURST) as u32);
-        for i in 0..n {
-            let d = self.rx.read(i);
+        let room = max.min(MAX_BURST);
+        let mut seen = self.rx.available(room as u32);
+        let mut n = 0;
+        while n < seen && batch.len() < room {
+            let d = self.rx.read(n);
+            if d.options & XDP_PKT_CONTD != 0 {
+                // A frame larger than a UMEM frame (multi-buffer).
+                match self.chain_len(n, &mut seen) {
+                    Some(len) => {
+                        self.gather(n, len, batch);
+                        n += len;
+                        continue;
+                    }
+                    None => break,
+                }
+            }
+            n += 1;
             let desc = FrameDesc {
                 offset: d.addr,
                 len: d.len,
@@ -532,9 +755,9 @@ impl PacketIo for AfXdp {
                 tag: self.queue,
                 offload: Default::default(),
             };
-            if !batch.push(desc) {
-                // Only a descriptor outside the UMEM gets here: never hand
-                // out memory we do not own, just take the frame back.
+            // A descriptor reaching past the single frames is not one the
+            // kernel hands out: never give out memory we do not own.
+            if d.addr + d.len as u64 > self.frames.jumbo_base || !batch.push(desc) {
                 self.frames.pool.borrow_mut().give(d.addr);
             }
         }
@@ -558,38 +781,33 @@ impl PacketIo for AfXdp {
             batch.clear();
             return st;
         }
-        let wanted = batch
-            .verdicts()
+        let wanted: u32 = batch
+            .descs()
             .iter()
-            .filter(|v| matches!(v, Verdict::Tx(_)))
-            .count() as u32;
-        let room = self.tx.free(wanted).min(wanted);
-        let mut pool = self.frames.pool.borrow_mut();
+            .zip(batch.verdicts())
+            .filter(|(_, v)| matches!(v, Verdict::Tx(_)))
+            .map(|(d, _)| self.tx_descs(d))
+            .sum();
+        let mut room = self.tx.free(wanted).min(wanted);
+        let mut used = 0;
         for (d, v) in batch.descs().iter().zip(batch.verdicts()) {
             match v {
-                Verdict::Tx(_) if st.sent < room => {
-                    let len = d.len.min(d.cap);
-                    self.tx.write(
-                        st.sent,
-                        XdpDesc {
-                            addr: d.offset,
-                            len,
-                            options: 0,
-                        },
-                    );
+                Verdict::Tx(_) if self.tx_descs(d) <= room => {
+                    let n = self.write_tx(used, d);
+                    used += n;
+                    room -= n;
                     st.sent += 1;
                 }
                 Verdict::Tx(_) => {
                     st.dropped += 1;
-                    pool.give(d.offset);
+                    self.frames.pool.borrow_mut().give(d.offset);
                 }
-                _ => pool.give(d.offset),
+                _ => self.frames.pool.borrow_mut().give(d.offset),
             }
         }
-        drop(pool);
-        self.tx.submit(st.sent);
-        if st.sent > 0 && (!self.need_wakeup || self.tx.needs_wakeup()) {
-            self.kick_tx(st.sent);
+        self.tx.submit(used);
+        if used > 0 && (!self.need_wakeup || self.tx.needs_wakeup()) {
+            self.kick_tx(used);
         }
         self.stats.tx_frames += st.sent as u64;
         self.stats.tx_ring_full += st.dropped as u64;
@@ -603,9 +821,13 @@ impl PacketIo for AfXdp {
         "af_xdp"
     }
 
-    /// A UMEM frame after XDP's headroom: what rx can fill (the caller's
-    /// extra headroom, 0 by default, is not subtracted: an upper bound).
+    /// A UMEM frame after XDP's headroom, or a jumbo slot's when bound
+    /// for multi-buffer: what rx can hand over (the caller's extra
+    /// headroom, 0 by default, is not subtracted: an upper bound).
     fn max_frame(&self) -> usize {
+        if self.multi_buffer {
+            return self.frames.jumbo_room as usize;
+        }
         self.frames
             .umem
             .room_after(0)
@@ -619,9 +841,10 @@ impl PacketIo for AfXdp {
         IoStats {
             rx_ring_drops: k.rx_ring_full + k.rx_dropped,
             rx_fill_empty: k.rx_fill_ring_empty_descs,
-            rx_skipped: k.rx_invalid_descs,
+            rx_skipped: k.rx_invalid_descs + self.stats.rx_chains_dropped,
             rx_csum_unfixed: 0,
             rx_gso: 0,
+            rx_multi_buffer: self.stats.rx_chains,
         }
     }
 }

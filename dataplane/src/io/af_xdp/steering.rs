@@ -169,6 +169,8 @@ pub struct XdpSteering {
     maps: SteeringMaps,
     xsks: Map,
     prog: XdpProgram,
+    /// Loaded as handling multi-buffer frames (BPF_F_XDP_HAS_FRAGS).
+    frags: bool,
     max_queues: u32,
 }
 
@@ -188,11 +190,19 @@ impl XdpSteering {
             xsks: xsks.fd(),
         })
         .map_err(|e| AfXdpError::Config(format!("steering program: {e}")))?;
-        let prog = XdpProgram::load("vipgate_steer", &insns)?;
+        // Multi-buffer first, so interfaces above a page's MTU (jumbo
+        // frames) take the program; a kernel older than 5.18 rejects the
+        // flag, and gets the program without it.
+        let (prog, frags) = match XdpProgram::load("vipgate_steer", &insns, true) {
+            Ok(p) => (p, true),
+            Err(AfXdpError::Permission { op }) => return Err(AfXdpError::Permission { op }),
+            Err(_) => (XdpProgram::load("vipgate_steer", &insns, false)?, false),
+        };
         Ok(XdpSteering {
             maps,
             xsks,
             prog,
+            frags,
             max_queues: cfg.max_queues,
         })
     }
@@ -241,6 +251,12 @@ impl XdpSteering {
 
     pub fn maps_mut(&mut self) -> &mut SteeringMaps {
         &mut self.maps
+    }
+
+    /// Whether the program takes multi-buffer frames, so that interfaces
+    /// with an MTU above a page accept it.
+    pub fn multi_buffer(&self) -> bool {
+        self.frags
     }
 
     pub fn program(&self) -> &XdpProgram {

@@ -17,12 +17,17 @@ pub const XDP_OPTIONS: libc::c_int = 8;
 pub const XDP_COPY: u16 = 1 << 1;
 pub const XDP_ZEROCOPY: u16 = 1 << 2;
 pub const XDP_USE_NEED_WAKEUP: u16 = 1 << 3;
+/// Multi-buffer: a frame larger than one UMEM frame arrives (and may be
+/// sent) as several descriptors chained by [`XDP_PKT_CONTD`] (Linux 6.6).
+pub const XDP_USE_SG: u16 = 1 << 4;
 /// Bind to the UMEM of the socket in `shared_umem_fd`; the mode and
 /// need_wakeup come from that socket, so no other flag may be set.
 pub const XDP_SHARED_UMEM: u16 = 1 << 0;
 
 /// Ring flag: the kernel sleeps until we poke it (sendto / recvfrom).
 pub const XDP_RING_NEED_WAKEUP: u32 = 1 << 0;
+/// Descriptor option: the packet continues in the next descriptor.
+pub const XDP_PKT_CONTD: u32 = 1 << 0;
 /// XDP_OPTIONS result flag.
 pub const XDP_OPTIONS_ZEROCOPY: u32 = 1 << 0;
 
