@@ -12,6 +12,8 @@ pub const XDP_UMEM_FILL_RING: libc::c_int = 5;
 pub const XDP_UMEM_COMPLETION_RING: libc::c_int = 6;
 pub const XDP_STATISTICS: libc::c_int = 7;
 pub const XDP_OPTIONS: libc::c_int = 8;
+/// Frames copy mode sends per sendto() kick (Linux 6.17; default 32).
+pub const XDP_MAX_TX_SKB_BUDGET: libc::c_int = 9;
 
 /// sockaddr_xdp flags.
 pub const XDP_COPY: u16 = 1 << 1;
