@@ -89,3 +89,57 @@ fn af_xdp_refuses_an_mtu_above_its_jumbo_slot_in_one_line_and_auto_falls_back() 
     let _ = std::fs::remove_file(&yaml);
     drop(lab);
 }
+
+/// Two AF_XDP workers on single-queue veths at MTU 9000: the receiving
+/// worker hands jumbo frames of flows it does not own to their owner
+/// (handoff slots sized for a jumbo slot), which sends them by copy. Bulk
+/// transfers checked byte for byte must all complete.
+#[test]
+fn af_xdp_jumbo_frames_cross_between_two_workers() {
+    if !is_root() {
+        eprintln!("\n*** SKIPPED: needs root (network namespaces, AF_XDP) ***\n");
+        return;
+    }
+    let spec = LabSpec {
+        backends: 3,
+        ipv6: false,
+        mtu: JUMBO,
+        offloads: Offloads::Off,
+    };
+    let lab = Lab::up_with_queues(spec, 1).expect("lab up");
+    let prefix = lab.client.trim_end_matches("-client").to_string();
+    let yaml = std::env::temp_dir().join(format!("{prefix}-jumbo-workers.yaml"));
+    std::fs::write(&yaml, common::lab_test::services_yaml()).unwrap();
+    let servers = common::lab_test::Servers::start(&lab);
+    let ifaces = format!("{GW_CLIENT_IF},{GW_BACKEND_IF}");
+    let gw = Gateway::spawn(
+        &lab,
+        &[
+            "--iface",
+            &ifaces,
+            "--io",
+            "af-xdp",
+            "--workers",
+            "2",
+            "--services",
+            &yaml.to_string_lossy(),
+        ],
+    );
+    let errors = bench::lab::in_netns(&lab.client.clone(), || {
+        // Port 81 of the web VIP goes to the backends' bulk servers.
+        let to = std::net::SocketAddr::new(std::net::IpAddr::V4(common::lab_test::VIP_WEB), 81);
+        common::bulk::parallel(to, 8, 1)
+    })
+    .unwrap();
+    let (ok, stdout) = gw.terminate();
+    drop(servers);
+    drop(lab);
+    let _ = std::fs::remove_file(&yaml);
+    assert!(errors.is_empty(), "bulk TCP over two workers: {errors:?}");
+    assert!(ok, "{stdout}");
+    let handed = common::lab_test::summary_count(&stdout, "handed to owner").unwrap_or(0);
+    let multi = common::lab_test::summary_count(&stdout, "multi-buffer frames").unwrap_or(0);
+    eprintln!("measured: {handed} frames handed to their owner, {multi} multi-buffer frames");
+    assert!(handed > 0, "no frame crossed between workers:\n{stdout}");
+    assert!(multi > 0, "no multi-buffer frame:\n{stdout}");
+}

@@ -282,7 +282,12 @@ impl AfXdp {
         // took eight sendto() calls; one burst per kick where the kernel
         // has the option (6.17), the default elsewhere.
         let budget = cfg.ring_size.min(MAX_BURST as u32);
-        let _ = set_u32(raw, XDP_MAX_TX_SKB_BUDGET, budget, "setsockopt(XDP_MAX_TX_SKB_BUDGET)");
+        let _ = set_u32(
+            raw,
+            XDP_MAX_TX_SKB_BUDGET,
+            budget,
+            "setsockopt(XDP_MAX_TX_SKB_BUDGET)",
+        );
         let off = mmap_offsets(raw)?;
         let rx = ConsRing::map(raw, &off.rx, cfg.ring_size, XDP_PGOFF_RX_RING)?;
         let tx = ProdRing::map(raw, &off.tx, cfg.ring_size, XDP_PGOFF_TX_RING)?;
